@@ -1,0 +1,179 @@
+/**
+ * The pipeline: load → validate → model → emit → format (in-process) → compare/write.
+ * Output is byte-identical across runs and machines: sorted inputs, LF, no timestamps, pinned emitters.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadSpec } from './load.js';
+import { buildModel, type ModelIR } from './model.js';
+import { HEADER_TEXT, TS_HEADER, packageRoot } from './paths.js';
+import { trackingConfigSchema } from './emit/config-schema.js';
+import { emitConfigType, emitOptionTypes } from './emit/types.js';
+import { emitValidators, type AjvCtor, type StandaloneFn } from './emit/validators.js';
+import { emitClasses } from './emit/classes.js';
+import { emitDocs } from './emit/docs.js';
+
+export interface GenerateOptions {
+  /** Spec directory (default: this package's spec/). */
+  specDir?: string;
+  /** Output directory (default: this package's generated/). */
+  outDir?: string;
+  /** Compare only; write nothing. */
+  check?: boolean;
+}
+
+export interface GenerateResult {
+  outDir: string;
+  /** Every file the spec produces, sorted. */
+  files: string[];
+  /** Files whose content on disk differs (check) or was rewritten (generate). */
+  stale: string[];
+  /** Files absent on disk (check) or created (generate). */
+  missing: string[];
+  /** Files on disk the spec does not produce (check) or that were removed (generate). */
+  extra: string[];
+  model: ModelIR;
+  /** Milliseconds per stage. */
+  timings: Record<string, number>;
+}
+
+const EMITTERS = ['ajv', 'handlebars', 'json-schema-to-typescript', 'ts-morph'] as const;
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));
+}
+
+function json(v: unknown): string {
+  return `${JSON.stringify(v, null, 2)}\n`;
+}
+
+export async function generate(options: GenerateOptions = {}): Promise<GenerateResult> {
+  const timings: Record<string, number> = {};
+  let t0 = performance.now();
+  const lap = (name: string) => {
+    const now = performance.now();
+    timings[name] = Math.round((now - t0) * 10) / 10;
+    t0 = now;
+  };
+  const root = packageRoot();
+  const specDir = resolve(options.specDir ?? join(root, 'spec'));
+  const outDir = resolve(options.outDir ?? join(root, 'generated'));
+
+  const deps = Promise.all([
+    import('ts-morph'),
+    import('json-schema-to-typescript'),
+    import('ajv'),
+    import('ajv/dist/standalone/index.js'),
+    import('handlebars'),
+    readFile(join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'generator', 'templates', 'README.md.hbs'), 'utf8').catch(() =>
+      readFile(join(root, 'generator', 'templates', 'README.md.hbs'), 'utf8'),
+    ),
+  ]);
+  const spec = await loadSpec(specDir);
+  lap('load+validate');
+  const model = buildModel(spec, outDir);
+  lap('model');
+  const [tsMorph, jstt, ajvModule, standalone, hbModule, template] = await deps;
+  lap('import emitters');
+
+  const out = new Map<string, string>();
+  const configSchema = trackingConfigSchema(model);
+  for (const [name, text] of await emitOptionTypes(model, jstt.compile)) out.set(name, text);
+  out.set('config.gen.ts', await emitConfigType(model, configSchema, jstt.compile));
+  lap('emit types');
+  // CommonJS interop: the namespace's default is module.exports.
+  const standaloneNs = standalone as unknown as { default: StandaloneFn | { default: StandaloneFn } };
+  const standaloneCode = typeof standaloneNs.default === 'function' ? standaloneNs.default : standaloneNs.default.default;
+  const AjvClass = (ajvModule as unknown as { Ajv: AjvCtor }).Ajv;
+  const validators = emitValidators(model, configSchema, AjvClass, standaloneCode);
+  out.set('validators.gen.js', validators.js);
+  out.set('validators.gen.d.ts', validators.dts);
+  lap('emit validators');
+  const project = new tsMorph.Project({
+    useInMemoryFileSystem: true,
+    skipLoadingLibFiles: true,
+    manipulationSettings: {
+      indentationText: tsMorph.IndentationText.TwoSpaces,
+      quoteKind: tsMorph.QuoteKind.Single,
+      newLineKind: tsMorph.NewLineKind.LineFeed,
+      useTrailingCommas: true,
+    },
+  });
+  for (const [name, text] of emitClasses(model, tsMorph, project)) out.set(name, text);
+  lap('emit classes');
+  const hb = ((hbModule as { default?: typeof import('handlebars') }).default ?? hbModule) as typeof import('handlebars');
+  out.set('README.md', emitDocs(model, hb, template));
+  out.set('tracking-config.schema.json', json(configSchema));
+  lap('emit docs+schema');
+
+  // One formatter pass over every TypeScript/JavaScript output, in-process.
+  // ajv's standalone output is printed canonically already (and large): it only gets the whitespace rules.
+  for (const [name, text] of out) {
+    if (!name.endsWith('.ts')) {
+      out.set(name, text.replace(/\r\n/g, '\n').replace(/[ \t]+$/gm, '').replace(/\n*$/, '\n'));
+      continue;
+    }
+    const body = text.startsWith(TS_HEADER) ? text : `${TS_HEADER}\n\n${text}`;
+    const sf = project.createSourceFile(`/fmt/${name}`, body, { overwrite: true });
+    sf.formatText({ indentSize: 2, tabSize: 2, convertTabsToSpaces: true, ensureNewLineAtEndOfFile: true, semicolons: tsMorph.ts.SemicolonPreference.Insert });
+    out.set(name, sf.getFullText().replace(/\r\n/g, '\n').replace(/[ \t]+$/gm, ''));
+  }
+  lap('format');
+
+  const require = createRequire(join(root, 'package.json'));
+  const versions: Record<string, string> = {};
+  for (const e of EMITTERS) versions[e] = (require(`${e}/package.json`) as { version: string }).version;
+  versions['typescript (bundled by ts-morph)'] = tsMorph.ts.version;
+  const fileHashes: Record<string, string> = {};
+  for (const name of [...out.keys()].sort()) fileHashes[name] = createHash('sha256').update(out.get(name)!).digest('hex');
+  out.set(
+    'manifest.json',
+    json({
+      $comment: HEADER_TEXT,
+      ...(sortKeys({
+        specHash: model.specHash,
+        generator: { trackspec: (require('./package.json') as { version: string }).version },
+        emitters: versions,
+        files: fileHashes,
+      }) as object),
+    }),
+  );
+
+  const names = [...out.keys()].sort();
+  let existing: string[] = [];
+  try {
+    existing = (await readdir(outDir, { withFileTypes: true })).filter((d) => d.isFile()).map((d) => d.name);
+  } catch {
+    existing = [];
+  }
+  const stale: string[] = [];
+  const missing: string[] = [];
+  for (const name of names) {
+    let current: string | undefined;
+    try {
+      current = await readFile(join(outDir, name), 'utf8');
+    } catch {
+      current = undefined;
+    }
+    if (current === undefined) missing.push(name);
+    else if (current !== out.get(name)) stale.push(name);
+  }
+  const extra = existing.filter((n) => !out.has(n)).sort();
+  lap('compare');
+
+  if (!options.check) {
+    await mkdir(outDir, { recursive: true });
+    for (const name of [...stale, ...missing]) await writeFile(join(outDir, name), out.get(name)!);
+    for (const name of extra) {
+      const text = await readFile(join(outDir, name), 'utf8').catch(() => '');
+      if (text.includes(HEADER_TEXT)) await rm(join(outDir, name));
+    }
+    lap('write');
+  }
+  return { outDir, files: names, stale, missing, extra, model, timings };
+}

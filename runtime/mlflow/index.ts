@@ -1,0 +1,7 @@
+/**
+ * MLflow backend. The transport is not built yet (issue #4): start() fails with a BackendError
+ * saying so, and nothing is ever pretended to be logged.
+ */
+import { unavailableDriver } from '../driver.js';
+
+export const driver = unavailableDriver('mlflow', 'issue #4');

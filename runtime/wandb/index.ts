@@ -1,0 +1,7 @@
+/**
+ * W&B backend. The transport is not built yet (issue #5): start() fails with a BackendError
+ * saying so, and nothing is ever pretended to be logged.
+ */
+import { unavailableDriver } from '../driver.js';
+
+export const driver = unavailableDriver('wandb', 'issue #5');
