@@ -1,0 +1,160 @@
+/**
+ * TensorBoard transport benchmark.
+ *
+ * Rows:
+ * - end-to-end scalars/s: driver.start → log() of 10 scalars per call → finish() (bytes on disk);
+ * - baseline: the same scalars written one Event per scalar through `SummaryWriter.addScalar`
+ *   (the tensorboardX/torch layout), and a raw `fs.writeSync` of the same byte count;
+ * - median ns per log() call (10 scalars), sampled in batches;
+ * - RSS growth over 10 M scalars.
+ *
+ * Run directly: `npx tsx test/bench/tensorboard.bench.ts`.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { DriverContext } from '../../runtime/driver.js';
+import { SummaryWriter, driver } from '../../runtime/tensorboard/index.js';
+
+export interface BenchRow {
+  name: string;
+  value: number;
+  unit: string;
+  goal?: string;
+}
+
+const ctx: DriverContext = {
+  backend: 'tensorboard',
+  className: 'TensorBoardTracker',
+  warnOnce: () => undefined,
+  warn: () => undefined,
+};
+
+const KEYS = Array.from({ length: 10 }, (_, i) => `metric/${String(i).padStart(2, '0')}`);
+
+function makeValues(): Record<string, number> {
+  const v: Record<string, number> = {};
+  for (const k of KEYS) v[k] = 0;
+  return v;
+}
+
+function dirSize(dir: string): number {
+  let total = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    total += e.isDirectory() ? dirSize(p) : fs.statSync(p).size;
+  }
+  return total;
+}
+
+async function endToEnd(root: string, calls: number): Promise<{ seconds: number; bytes: number }> {
+  const values = makeValues();
+  const t0 = process.hrtime.bigint();
+  const d = await driver.start(
+    { run_name: `e2e-${calls}-${Date.now()}`, logging_dir: root, flush_secs: 120, max_queue: 10, filename_suffix: '' },
+    ctx,
+  );
+  for (let i = 0; i < calls; i++) {
+    for (let k = 0; k < 10; k++) values[KEYS[k]!] = i * 0.5 + k;
+    d.log(values, i, undefined);
+  }
+  await d.finish();
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { seconds, bytes: fs.statSync(d.handle.path).size };
+}
+
+async function baselinePerScalar(root: string, scalars: number): Promise<number> {
+  const w = new SummaryWriter(path.join(root, `baseline-${Date.now()}`), { flushSecs: 0 });
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < scalars; i++) w.addScalar(KEYS[i % 10]!, i * 0.5, Math.floor(i / 10));
+  await w.close();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+function rawWrite(root: string, bytes: number): number {
+  const file = path.join(root, `raw-${Date.now()}`);
+  const chunk = Buffer.alloc(1 << 20, 1);
+  const t0 = process.hrtime.bigint();
+  const fd = fs.openSync(file, 'a');
+  for (let left = bytes; left > 0; left -= chunk.length) fs.writeSync(fd, chunk, 0, Math.min(left, chunk.length));
+  fs.fdatasyncSync(fd);
+  fs.closeSync(fd);
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+async function medianLogNs(root: string): Promise<number> {
+  const values = makeValues();
+  const d = await driver.start(
+    { run_name: `lat-${Date.now()}`, logging_dir: root, flush_secs: 120, max_queue: 10, filename_suffix: '' },
+    ctx,
+  );
+  // Warm up, then time batches of 100 calls (hrtime resolution) and take the median per call.
+  for (let i = 0; i < 50_000; i++) d.log(values, i, undefined);
+  const batch = 100;
+  const samples: number[] = [];
+  let step = 50_000;
+  for (let b = 0; b < 5_000; b++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < batch; i++) {
+      values[KEYS[0]!] = step;
+      d.log(values, step++, undefined);
+    }
+    samples.push(Number(process.hrtime.bigint() - t0) / batch);
+  }
+  await d.finish();
+  samples.sort((a, b) => a - b);
+  return samples[Math.floor(samples.length / 2)]!;
+}
+
+async function rssGrowth(root: string, scalars: number): Promise<number> {
+  const values = makeValues();
+  globalThis.gc?.();
+  const before = process.memoryUsage().rss;
+  const d = await driver.start(
+    { run_name: `rss-${Date.now()}`, logging_dir: root, flush_secs: 120, max_queue: 10, filename_suffix: '' },
+    ctx,
+  );
+  let peak = before;
+  const calls = scalars / 10;
+  for (let i = 0; i < calls; i++) {
+    values[KEYS[i % 10]!] = i;
+    d.log(values, i, undefined);
+    if (i % 100_000 === 0) peak = Math.max(peak, process.memoryUsage().rss);
+  }
+  await d.finish();
+  peak = Math.max(peak, process.memoryUsage().rss);
+  return (peak - before) / (1024 * 1024);
+}
+
+export default async function bench(): Promise<BenchRow[]> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'trackspec-tb-bench-'));
+  try {
+    const rows: BenchRow[] = [];
+    const calls = 1_000_000; // 10 M scalars
+    await endToEnd(root, 50_000); // warm-up
+    const e2e = await endToEnd(root, calls);
+    const scalarsPerSec = (calls * 10) / e2e.seconds;
+    rows.push({ name: 'tensorboard e2e scalars/s (log 10/call → finish)', value: Math.round(scalarsPerSec), unit: 'scalars/s', goal: '>= 5000000' });
+    rows.push({ name: 'tensorboard e2e bytes per scalar on disk', value: +(e2e.bytes / (calls * 10)).toFixed(2), unit: 'B' });
+
+    const baseScalars = 1_000_000;
+    const baseSec = await baselinePerScalar(root, baseScalars);
+    rows.push({ name: 'baseline: one Event per scalar (addScalar) scalars/s', value: Math.round(baseScalars / baseSec), unit: 'scalars/s' });
+    rows.push({ name: 'ratio e2e / one-Event-per-scalar', value: +(scalarsPerSec / (baseScalars / baseSec)).toFixed(2), unit: 'x' });
+    const rawSec = rawWrite(root, e2e.bytes);
+    rows.push({ name: 'baseline: raw fs.writeSync of the same bytes', value: +(e2e.bytes / rawSec / 1e6).toFixed(1), unit: 'MB/s' });
+    rows.push({ name: 'ratio e2e time / raw write time', value: +(e2e.seconds / rawSec).toFixed(2), unit: 'x' });
+
+    rows.push({ name: 'tensorboard log() median (10 scalars)', value: +(await medianLogNs(root)).toFixed(1), unit: 'ns/call', goal: '<= 1000' });
+    rows.push({ name: 'tensorboard RSS growth over 10M scalars', value: +(await rssGrowth(root, 10_000_000)).toFixed(1), unit: 'MB', goal: '<= 50' });
+    return rows;
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const rows = await bench();
+  for (const r of rows) console.log(`${r.name}: ${r.value} ${r.unit}${r.goal ? ` (goal ${r.goal})` : ''}`);
+}
