@@ -44,7 +44,7 @@ const descriptor: TrackerDescriptor = {
  *  - number: hparam (number)
  *  - boolean: hparam (bool)
  *  - string: hparam (string)
- *  - null: hparam (string "None")
+ *  - null: kept in hparams.yml; left out of the HParams dashboard (it has no null type), with a warning
  *  - array: hparam (JSON string)
  *  - numeric_object: flattened to <key>/<inner key> hparams
  *  - object: flattened to /-joined keys

@@ -23,7 +23,7 @@ export interface TensorBoardOptions {
    */
   flush_secs?: number;
   /**
-   * Pending events that force a flush (as torch's SummaryWriter); trackspec also flushes when its buffer passes 1 MiB.
+   * Accepted for compatibility with torch's SummaryWriter; trackspec buffers encoded bytes instead of a queue of events and writes them whenever the buffer passes 1 MiB.
    *
    * Default: `10`.
    */

@@ -71,7 +71,7 @@ function trackerFile(t: TsMorph, b: BackendIR, model: ModelIR): SourceFileStruct
     { name: 'requiresLoggingDirectory', isStatic: true, isReadonly: true, initializer: String(b.requiresLoggingDirectory) },
     { name: 'mainProcessOnly', isStatic: true, isReadonly: true, initializer: String(b.mainProcessOnly) },
     { name: 'projectNameOption', isStatic: true, isReadonly: true, initializer: lit(b.projectNameOption), docs: ['Option that Tracking fills with project_name.'] },
-    { name: 'available', isStatic: true, isReadonly: true, type: 'boolean', initializer: `${b.driverExport}.available`, docs: ['False while the backend transport is not built (start() then throws).'] },
+    { name: 'available', isStatic: true, isReadonly: true, type: 'boolean', initializer: `driver.available`, docs: ['False while the backend transport is not built (start() then throws).'] },
     { name: 'descriptor', isStatic: true, isReadonly: true, type: 'TrackerDescriptor', initializer: 'descriptor' },
     { name: 'name', isReadonly: true, initializer: `${lit(b.name)} as const` },
     { name: 'requiresLoggingDirectory', isReadonly: true, initializer: String(b.requiresLoggingDirectory) },
