@@ -15,6 +15,8 @@ const USAGE = `usage:
       --check writes nothing: exit 1 listing stale, missing and extra files, 0 when current.
   trackspec validate FILE... [--format text|json|github]
       Check tracker config files (YAML or JSON). Exit 0 valid, 1 invalid, 2 usage or unreadable file.
+  trackspec demo [--logdir DIR] [--steps N] [--seed N]
+      Train a small model on synthetic data and log it to TensorBoard (default ./runs).
   trackspec --help | --version`;
 
 class UsageError extends Error {}
@@ -111,6 +113,22 @@ async function cmdValidate(args: string[]): Promise<number> {
   return rows.length > 0 ? 1 : 0;
 }
 
+async function cmdDemo(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { logdir: { type: 'string' }, steps: { type: 'string' }, seed: { type: 'string' } },
+    allowPositionals: false,
+  });
+  const num = (name: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const { runDemo } = await import('./demo.js');
+  await runDemo({ logdir: values.logdir, steps: num('steps', values.steps), seed: num('seed', values.seed) });
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -119,6 +137,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdGenerate(rest);
       case 'validate':
         return await cmdValidate(rest);
+      case 'demo':
+        return await cmdDemo(rest);
       case '--version':
       case '-v': {
         const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8').catch(() => readFile(new URL('../package.json', import.meta.url), 'utf8'))) as { version: string };
