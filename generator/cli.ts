@@ -10,9 +10,11 @@ import { relative } from 'node:path';
 import { parseArgs } from 'node:util';
 
 const USAGE = `usage:
-  trackspec generate [--spec DIR] [--out DIR] [--check]
+  trackspec generate [--spec DIR] [--out DIR] [--check] [--no-cache]
       Regenerate the SDK from a spec directory (default: this package's spec/ → generated/).
       --check writes nothing: exit 1 listing stale, missing and extra files, 0 when current.
+      --no-cache always runs the emitters (the cache in node_modules/.cache/trackspec only skips
+      them when the spec, the generator's code and the emitter versions are byte-identical).
   trackspec validate FILE... [--format text|json|github]
       Check tracker config files (YAML or JSON). Exit 0 valid, 1 invalid, 2 usage or unreadable file.
   trackspec demo [--logdir DIR] [--steps N] [--seed N]
@@ -30,13 +32,13 @@ function color(code: string, s: string, stream: NodeJS.WriteStream): string {
 async function cmdGenerate(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { spec: { type: 'string' }, out: { type: 'string' }, check: { type: 'boolean', default: false } },
+    options: { spec: { type: 'string' }, out: { type: 'string' }, check: { type: 'boolean', default: false }, 'no-cache': { type: 'boolean', default: false } },
     allowPositionals: false,
   });
   const [{ generate }, { SpecError, formatSpecIssue }] = await Promise.all([import('./generate.js'), import('./load.js')]);
   let result;
   try {
-    result = await generate({ specDir: values.spec, outDir: values.out, check: values.check });
+    result = await generate({ specDir: values.spec, outDir: values.out, check: values.check, cache: !values['no-cache'] });
   } catch (e) {
     if (e instanceof SpecError) {
       for (const i of e.issues) process.stderr.write(`${formatSpecIssue(i)}\n`);

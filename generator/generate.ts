@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSpec } from './load.js';
 import { buildModel, type ModelIR } from './model.js';
@@ -23,6 +23,12 @@ export interface GenerateOptions {
   outDir?: string;
   /** Compare only; write nothing. */
   check?: boolean;
+  /**
+   * Use the output cache (node_modules/.cache/trackspec): when the spec, the generator's own code,
+   * the emitter versions and the output location are byte-identical to a previous run, the
+   * expected output hashes are known and the emitters need not be loaded. The CLI enables it.
+   */
+  cache?: boolean;
 }
 
 export interface GenerateResult {
@@ -35,7 +41,10 @@ export interface GenerateResult {
   missing: string[];
   /** Files on disk the spec does not produce (check) or that were removed (generate). */
   extra: string[];
-  model: ModelIR;
+  /** The model (absent when the result came from the output cache). */
+  model?: ModelIR;
+  /** True when the result was decided from the output cache without running the emitters. */
+  cached: boolean;
   /** Milliseconds per stage. */
   timings: Record<string, number>;
 }
@@ -52,6 +61,74 @@ function json(v: unknown): string {
   return `${JSON.stringify(v, null, 2)}\n`;
 }
 
+async function listFiles(dir: string, filter: (name: string) => boolean, base = dir): Promise<string[]> {
+  const out: string[] = [];
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await listFiles(p, filter, base)));
+    else if (filter(e.name)) out.push(p);
+  }
+  return out.sort();
+}
+
+/** Everything the output is a function of, hashed: spec files, generator code, emitter versions, output location. */
+async function inputsKey(root: string, specDir: string, outDir: string, versions: Record<string, string>): Promise<string> {
+  const hash = createHash('sha256').update('trackspec-generate-v1\0');
+  const here = dirname(fileURLToPath(import.meta.url));
+  const files = [
+    ...(await listFiles(specDir, (n) => n.endsWith('.json'))),
+    join(root, 'spec', 'base.json'),
+    join(root, 'spec', 'meta.schema.json'),
+    ...(await listFiles(here, (n) => /\.(ts|js|mjs|hbs)$/.test(n) && !n.endsWith('.d.ts'))),
+    ...(await listFiles(join(root, 'generator', 'templates'), () => true)),
+  ];
+  for (const f of files) hash.update(f).update('\0').update(await readFile(f)).update('\0');
+  hash.update(JSON.stringify(versions)).update(relative(root, outDir));
+  return hash.digest('hex');
+}
+
+interface CacheFile {
+  entries: { key: string; files: Record<string, string> }[];
+}
+
+function cachePath(root: string): string {
+  return join(root, 'node_modules', '.cache', 'trackspec', 'generate.json');
+}
+
+async function readCache(root: string): Promise<CacheFile> {
+  try {
+    return JSON.parse(await readFile(cachePath(root), 'utf8')) as CacheFile;
+  } catch {
+    return { entries: [] };
+  }
+}
+
+async function diskState(outDir: string, expected: Record<string, string>) {
+  const existing = (await readdir(outDir, { withFileTypes: true }).catch(() => [])).filter((d) => d.isFile()).map((d) => d.name);
+  const stale: string[] = [];
+  const missing: string[] = [];
+  for (const name of Object.keys(expected).sort()) {
+    const text = await readFile(join(outDir, name)).catch(() => undefined);
+    if (text === undefined) missing.push(name);
+    else if (createHash('sha256').update(text).digest('hex') !== expected[name]) stale.push(name);
+  }
+  const extra = existing.filter((n) => !(n in expected)).sort();
+  return { stale, missing, extra };
+}
+
+function emitterVersions(root: string): Record<string, string> {
+  const require = createRequire(join(root, 'package.json'));
+  const versions: Record<string, string> = {};
+  for (const e of EMITTERS) versions[e] = (require(`${e}/package.json`) as { version: string }).version;
+  return versions;
+}
+
 export async function generate(options: GenerateOptions = {}): Promise<GenerateResult> {
   const timings: Record<string, number> = {};
   let t0 = performance.now();
@@ -63,6 +140,20 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   const root = packageRoot();
   const specDir = resolve(options.specDir ?? join(root, 'spec'));
   const outDir = resolve(options.outDir ?? join(root, 'generated'));
+
+  let key: string | undefined;
+  if (options.cache) {
+    key = await inputsKey(root, specDir, outDir, emitterVersions(root));
+    const hit = (await readCache(root)).entries.find((e) => e.key === key);
+    if (hit) {
+      const state = await diskState(outDir, hit.files);
+      lap('cache');
+      const current = state.stale.length + state.missing.length + state.extra.length === 0;
+      if (options.check || current) {
+        return { outDir, files: Object.keys(hit.files).sort(), ...state, cached: true, timings };
+      }
+    }
+  }
 
   const deps = Promise.all([
     import('ts-morph'),
@@ -126,8 +217,7 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   lap('format');
 
   const require = createRequire(join(root, 'package.json'));
-  const versions: Record<string, string> = {};
-  for (const e of EMITTERS) versions[e] = (require(`${e}/package.json`) as { version: string }).version;
+  const versions = emitterVersions(root);
   versions['typescript (bundled by ts-morph)'] = tsMorph.ts.version;
   const fileHashes: Record<string, string> = {};
   for (const name of [...out.keys()].sort()) fileHashes[name] = createHash('sha256').update(out.get(name)!).digest('hex');
@@ -175,5 +265,12 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
     }
     lap('write');
   }
-  return { outDir, files: names, stale, missing, extra, model, timings };
+  if (key) {
+    const hashes = Object.fromEntries(names.map((n) => [n, createHash('sha256').update(out.get(n)!).digest('hex')]));
+    const cache = await readCache(root);
+    cache.entries = [{ key, files: hashes }, ...cache.entries.filter((e) => e.key !== key)].slice(0, 8);
+    await mkdir(dirname(cachePath(root)), { recursive: true }).catch(() => undefined);
+    await writeFile(cachePath(root), JSON.stringify(cache)).catch(() => undefined);
+  }
+  return { outDir, files: names, stale, missing, extra, model, cached: false, timings };
 }

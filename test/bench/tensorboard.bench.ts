@@ -2,7 +2,8 @@
  * TensorBoard transport benchmark.
  *
  * Rows:
- * - end-to-end scalars/s: driver.start → log() of 10 scalars per call → finish() (bytes on disk);
+ * - end-to-end scalars/s through the public class: TensorBoardTracker.start → log() of 10 scalars
+ *   per call → finish() (bytes on disk); the same through the bare driver, to show the class's cost;
  * - baseline: the same scalars written one Event per scalar through `SummaryWriter.addScalar`
  *   (the tensorboardX/torch layout), and a raw `fs.writeSync` of the same byte count;
  * - median ns per log() call (10 scalars), sampled in batches;
@@ -16,6 +17,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { DriverContext } from '../../runtime/driver.js';
 import { SummaryWriter, driver } from '../../runtime/tensorboard/index.js';
+import { TensorBoardTracker } from '../../generated/index.gen.js';
 
 export interface BenchRow {
   name: string;
@@ -48,20 +50,28 @@ function dirSize(dir: string): number {
   return total;
 }
 
-async function endToEnd(root: string, calls: number): Promise<{ seconds: number; bytes: number }> {
+/** A tracker or the bare driver, behind the same two calls. */
+async function open(root: string, name: string, via: 'tracker' | 'driver') {
+  if (via === 'tracker') {
+    const t = new TensorBoardTracker({ run_name: name, logging_dir: root });
+    await t.start();
+    return { log: (v: Record<string, number>, step: number) => t.log(v, step), finish: () => t.finish(), path: () => t.tracker.path };
+  }
+  const d = await driver.start({ run_name: name, logging_dir: root, flush_secs: 120, max_queue: 10, filename_suffix: '' }, ctx);
+  return { log: (v: Record<string, number>, step: number) => d.log(v, step, undefined), finish: () => d.finish(), path: () => d.handle.path };
+}
+
+async function endToEnd(root: string, calls: number, via: 'tracker' | 'driver' = 'tracker'): Promise<{ seconds: number; bytes: number }> {
   const values = makeValues();
   const t0 = process.hrtime.bigint();
-  const d = await driver.start(
-    { run_name: `e2e-${calls}-${Date.now()}`, logging_dir: root, flush_secs: 120, max_queue: 10, filename_suffix: '' },
-    ctx,
-  );
+  const d = await open(root, `e2e-${via}-${calls}-${Date.now()}`, via);
   for (let i = 0; i < calls; i++) {
     for (let k = 0; k < 10; k++) values[KEYS[k]!] = i * 0.5 + k;
-    d.log(values, i, undefined);
+    d.log(values, i);
   }
   await d.finish();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { seconds, bytes: fs.statSync(d.handle.path).size };
+  return { seconds, bytes: fs.statSync(d.path()).size };
 }
 
 async function baselinePerScalar(root: string, scalars: number): Promise<number> {
@@ -83,14 +93,11 @@ function rawWrite(root: string, bytes: number): number {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-async function medianLogNs(root: string): Promise<number> {
+async function medianLogNs(root: string, via: 'tracker' | 'driver' = 'tracker'): Promise<number> {
   const values = makeValues();
-  const d = await driver.start(
-    { run_name: `lat-${Date.now()}`, logging_dir: root, flush_secs: 120, max_queue: 10, filename_suffix: '' },
-    ctx,
-  );
+  const d = await open(root, `lat-${via}-${Date.now()}`, via);
   // Warm up, then time batches of 100 calls (hrtime resolution) and take the median per call.
-  for (let i = 0; i < 50_000; i++) d.log(values, i, undefined);
+  for (let i = 0; i < 50_000; i++) d.log(values, i);
   const batch = 100;
   const samples: number[] = [];
   let step = 50_000;
@@ -98,7 +105,7 @@ async function medianLogNs(root: string): Promise<number> {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < batch; i++) {
       values[KEYS[0]!] = step;
-      d.log(values, step++, undefined);
+      d.log(values, step++);
     }
     samples.push(Number(process.hrtime.bigint() - t0) / batch);
   }
@@ -111,15 +118,12 @@ async function rssGrowth(root: string, scalars: number): Promise<number> {
   const values = makeValues();
   globalThis.gc?.();
   const before = process.memoryUsage().rss;
-  const d = await driver.start(
-    { run_name: `rss-${Date.now()}`, logging_dir: root, flush_secs: 120, max_queue: 10, filename_suffix: '' },
-    ctx,
-  );
+  const d = await open(root, `rss-${Date.now()}`, 'tracker');
   let peak = before;
   const calls = scalars / 10;
   for (let i = 0; i < calls; i++) {
     values[KEYS[i % 10]!] = i;
-    d.log(values, i, undefined);
+    d.log(values, i);
     if (i % 100_000 === 0) peak = Math.max(peak, process.memoryUsage().rss);
   }
   await d.finish();
@@ -137,6 +141,8 @@ export default async function bench(): Promise<BenchRow[]> {
     const scalarsPerSec = (calls * 10) / e2e.seconds;
     rows.push({ name: 'tensorboard e2e scalars/s (log 10/call → finish)', value: Math.round(scalarsPerSec), unit: 'scalars/s', goal: '>= 5000000' });
     rows.push({ name: 'tensorboard e2e bytes per scalar on disk', value: +(e2e.bytes / (calls * 10)).toFixed(2), unit: 'B' });
+    const bare = await endToEnd(root, calls, 'driver');
+    rows.push({ name: 'same through the bare driver (no option/value checks)', value: Math.round((calls * 10) / bare.seconds), unit: 'scalars/s' });
 
     const baseScalars = 1_000_000;
     const baseSec = await baselinePerScalar(root, baseScalars);
@@ -147,6 +153,7 @@ export default async function bench(): Promise<BenchRow[]> {
     rows.push({ name: 'ratio e2e time / raw write time', value: +(e2e.seconds / rawSec).toFixed(2), unit: 'x' });
 
     rows.push({ name: 'tensorboard log() median (10 scalars)', value: +(await medianLogNs(root)).toFixed(1), unit: 'ns/call', goal: '<= 1000' });
+    rows.push({ name: 'of which the bare driver', value: +(await medianLogNs(root, 'driver')).toFixed(1), unit: 'ns/call' });
     rows.push({ name: 'tensorboard RSS growth over 10M scalars', value: +(await rssGrowth(root, 10_000_000)).toFixed(1), unit: 'MB', goal: '<= 50' });
     return rows;
   } finally {

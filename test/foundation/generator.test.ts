@@ -137,7 +137,7 @@ describe("a user's own spec directory", () => {
     // Generated into a temp dir next to the committed snapshot's location so relative imports match.
     const r = await generate({ specDir: join(fixture, 'custom-spec'), outDir: join(fixture, 'custom-out'), check: true });
     expect({ stale: r.stale, missing: r.missing, extra: r.extra }).toEqual({ stale: [], missing: [], extra: [] });
-    expect(r.model.backends.map((b) => [b.name, b.className, b.driverImport])).toEqual([['echo', 'EchoTracker', '../custom-driver/echo-driver.js']]);
+    expect(r.model!.backends.map((b) => [b.name, b.className, b.driverImport])).toEqual([['echo', 'EchoTracker', '../custom-driver/echo-driver.js']]);
     // Outside the package, generated code imports the runtime by package name.
     const elsewhere = await generate({ specDir: join(fixture, 'custom-spec'), outDir: out });
     expect(readFileSync(join(out, 'echo.gen.ts'), 'utf8')).toContain("from 'trackspec/runtime'");
@@ -166,4 +166,23 @@ console.log(JSON.stringify(out));`,
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout)).toEqual({ ok: true, bad: false, keyword: 'type', enumBad: false, config: true, unique: false });
   });
+});
+
+describe('output cache (CLI)', () => {
+  it('a second --check is answered from the cache, and still catches a stale file', () => {
+    const out = mkdtempSync(join(ROOT, '.check-'));
+    onTestFinished(() => rmSync(out, { recursive: true, force: true }));
+    expect(runCli(['generate', '--out', out]).code).toBe(0);
+    const warm = runCli(['generate', '--check', '--out', out]);
+    expect(warm.code).toBe(0);
+    writeFileSync(join(out, 'aim.gen.ts'), '// edited by hand\n');
+    writeFileSync(join(out, 'new.gen.ts'), '');
+    const r = runCli(['generate', '--check', '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^stale +.*aim\.gen\.ts$/m);
+    expect(r.stdout).toMatch(/^extra +.*new\.gen\.ts$/m);
+    // running the emitters gives the same answer as the cache
+    const noCache = runCli(['generate', '--check', '--no-cache', '--out', out]);
+    expect(noCache.stdout).toBe(r.stdout);
+  }, 60_000);
 });
