@@ -24,11 +24,14 @@ const descriptor: TrackerDescriptor = {
     { name: "run_name", env: [], default: null },
     { name: "description", env: [], default: null },
     { name: "tracking_uri", env: [{ var: "MLFLOW_TRACKING_URI", parse: "string", overrides: false }], default: null },
+    { name: "retry_deadline_secs", env: [], default: 60 },
+    { name: "flush_interval_secs", env: [], default: 1 },
+    { name: "spool_dir", env: [{ var: "TRACKSPEC_SPOOL_DIR", parse: "string", overrides: false }], default: null },
   ],
 };
 
 /**
- * MLflow tracker (`mlflow`). Logs to an MLflow tracking server over REST or to a local file store (mlruns) that `mlflow ui` reads.
+ * MLflow tracker (`mlflow`). Logs to an MLflow tracking server over REST (batched in the background, retried, spooled to disk when the server stays unreachable) or to a local file store (mlruns) that `mlflow ui` reads.
  *
  * project_name (from Tracking) becomes the `experiment_name` option. Main process only: a no-op on ranks other than 0.
  *

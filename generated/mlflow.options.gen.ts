@@ -64,7 +64,27 @@ export interface MLflowOptions {
    * Default: `null`.
    */
   tracking_uri?: (string | null);
+  /**
+   * How long one request is retried (connection errors, 429 honouring Retry-After, 5xx; exponential backoff with jitter) before its records go to the spool.
+   *
+   * Default: `60`.
+   */
+  retry_deadline_secs?: number;
+  /**
+   * Longest time a logged metric waits in the background batch (batches also go out at 1000 metrics).
+   *
+   * Default: `1`.
+   */
+  flush_interval_secs?: number;
+  /**
+   * Directory of the durable spool for records the server did not accept in time (replay with `trackspec sync`). null → $XDG_STATE_HOME/trackspec/spool, else ~/.local/state/trackspec/spool.
+   *
+   * Environment: `TRACKSPEC_SPOOL_DIR` (string).
+   *
+   * Default: `null`.
+   */
+  spool_dir?: (string | null);
 }
 
 /** MLflowOptions after env resolution: options with a default are always present. */
-export type ResolvedMLflowOptions = MLflowOptions & Required<Pick<MLflowOptions, 'experiment_name' | 'logging_dir' | 'run_id' | 'tags' | 'nested_run' | 'run_name' | 'description' | 'tracking_uri'>>;
+export type ResolvedMLflowOptions = MLflowOptions & Required<Pick<MLflowOptions, 'experiment_name' | 'logging_dir' | 'run_id' | 'tags' | 'nested_run' | 'run_name' | 'description' | 'tracking_uri' | 'retry_deadline_secs' | 'flush_interval_secs' | 'spool_dir'>>;

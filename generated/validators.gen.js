@@ -312,7 +312,7 @@ return errors === 0;
 }
 
 export const validateMLflowOptions = validate12;
-const schema13 = {"$id":"trackspec:options:mlflow","type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null}}};
+const schema13 = {"$id":"trackspec:options:mlflow","type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"spool_dir":{"type":["string","null"],"default":null}}};
 
 function validate12(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="trackspec:options:mlflow" */;
@@ -320,7 +320,7 @@ let vErrors = null;
 let errors = 0;
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
-if(!((((((((key0 === "experiment_name") || (key0 === "logging_dir")) || (key0 === "run_id")) || (key0 === "tags")) || (key0 === "nested_run")) || (key0 === "run_name")) || (key0 === "description")) || (key0 === "tracking_uri"))){
+if(!(func3.call(schema13.properties, key0))){
 const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err0];
@@ -505,14 +505,77 @@ vErrors.push(err12);
 errors++;
 }
 }
-}
-else {
-const err13 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.retry_deadline_secs !== undefined){
+let data9 = data.retry_deadline_secs;
+if((typeof data9 == "number") && (isFinite(data9))){
+if(data9 <= 0 || isNaN(data9)){
+const err13 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err13];
 }
 else {
 vErrors.push(err13);
+}
+errors++;
+}
+}
+else {
+const err14 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+}
+if(data.flush_interval_secs !== undefined){
+let data10 = data.flush_interval_secs;
+if((typeof data10 == "number") && (isFinite(data10))){
+if(data10 <= 0 || isNaN(data10)){
+const err15 = {instancePath:instancePath+"/flush_interval_secs",schemaPath:"#/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+}
+else {
+const err16 = {instancePath:instancePath+"/flush_interval_secs",schemaPath:"#/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+}
+if(data.spool_dir !== undefined){
+let data11 = data.spool_dir;
+if((typeof data11 !== "string") && (data11 !== null)){
+const err17 = {instancePath:instancePath+"/spool_dir",schemaPath:"#/properties/spool_dir/type",keyword:"type",params:{type: schema13.properties.spool_dir.type},message:"must be string,null"};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
+}
+errors++;
+}
+}
+}
+else {
+const err18 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
 }
 errors++;
 }
@@ -713,12 +776,12 @@ return errors === 0;
 }
 
 export const validateTrackingConfig = validate14;
-const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
+const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
 const schema16 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
 const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"}}};
 const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"}}};
 const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"}}};
-const schema20 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null}}};
+const schema20 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"spool_dir":{"type":["string","null"],"default":null}}};
 const func0 = (runtime_1.default ?? runtime_1);
 const pattern0 = new RegExp("^[^/\\\\#?%:]+$", "u");
 
@@ -1622,7 +1685,7 @@ if(data6.mlflow !== undefined){
 let data49 = data6.mlflow;
 if(data49 && typeof data49 == "object" && !Array.isArray(data49)){
 for(const key6 in data49){
-if(!((((((((key6 === "experiment_name") || (key6 === "logging_dir")) || (key6 === "run_id")) || (key6 === "tags")) || (key6 === "nested_run")) || (key6 === "run_name")) || (key6 === "description")) || (key6 === "tracking_uri"))){
+if(!(func3.call(schema20.properties, key6))){
 const err68 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err68];
@@ -1807,9 +1870,11 @@ vErrors.push(err80);
 errors++;
 }
 }
-}
-else {
-const err81 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data49.retry_deadline_secs !== undefined){
+let data59 = data49.retry_deadline_secs;
+if((typeof data59 == "number") && (isFinite(data59))){
+if(data59 <= 0 || isNaN(data59)){
+const err81 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1819,9 +1884,8 @@ vErrors.push(err81);
 errors++;
 }
 }
-}
 else {
-const err82 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err82 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1831,14 +1895,76 @@ vErrors.push(err82);
 errors++;
 }
 }
-}
-else {
-const err83 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data49.flush_interval_secs !== undefined){
+let data60 = data49.flush_interval_secs;
+if((typeof data60 == "number") && (isFinite(data60))){
+if(data60 <= 0 || isNaN(data60)){
+const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err83];
 }
 else {
 vErrors.push(err83);
+}
+errors++;
+}
+}
+else {
+const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err84];
+}
+else {
+vErrors.push(err84);
+}
+errors++;
+}
+}
+if(data49.spool_dir !== undefined){
+let data61 = data49.spool_dir;
+if((typeof data61 !== "string") && (data61 !== null)){
+const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
+if(vErrors === null){
+vErrors = [err85];
+}
+else {
+vErrors.push(err85);
+}
+errors++;
+}
+}
+}
+else {
+const err86 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err86];
+}
+else {
+vErrors.push(err86);
+}
+errors++;
+}
+}
+}
+else {
+const err87 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err87];
+}
+else {
+vErrors.push(err87);
+}
+errors++;
+}
+}
+}
+else {
+const err88 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err88];
+}
+else {
+vErrors.push(err88);
 }
 errors++;
 }

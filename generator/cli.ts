@@ -17,8 +17,13 @@ const USAGE = `usage:
       them when the spec, the generator's code and the emitter versions are byte-identical).
   trackspec validate FILE... [--format text|json|github]
       Check tracker config files (YAML or JSON). Exit 0 valid, 1 invalid, 2 usage or unreadable file.
-  trackspec demo [--logdir DIR] [--steps N] [--seed N]
-      Train a small model on synthetic data and log it to TensorBoard (default ./runs).
+  trackspec sync [DIR]
+      Upload records spooled while a server was unreachable (default: $TRACKSPEC_SPOOL_DIR, else
+      $XDG_STATE_HOME/trackspec/spool, else ~/.local/state/trackspec/spool). Exactly once; resumable.
+      Exit 0 when everything was uploaded, 1 when a spool could not be.
+  trackspec demo [--logdir DIR] [--mlruns DIR | --no-mlflow] [--steps N] [--seed N]
+      Train a small model on synthetic data and log it to TensorBoard (default ./runs) and to an
+      MLflow file store (default ./mlruns).
   trackspec --help | --version`;
 
 class UsageError extends Error {}
@@ -115,10 +120,24 @@ async function cmdValidate(args: string[]): Promise<number> {
   return rows.length > 0 ? 1 : 0;
 }
 
+async function cmdSync(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, options: {}, allowPositionals: true });
+  if (positionals.length > 1) throw new UsageError('sync takes at most one DIR');
+  const [{ syncSpools }, { defaultSpoolDir }] = await Promise.all([import('../runtime/mlflow/sync.js'), import('../runtime/spool.js')]);
+  const dir = positionals[0] ?? defaultSpoolDir();
+  const summary = await syncSpools(dir);
+  process.stdout.write(
+    summary.spools === 0
+      ? `nothing to upload in ${dir}\n`
+      : `${summary.spools} spool(s): ${summary.sent} record(s) uploaded, ${summary.duplicates} already on the server skipped, ${summary.failed.length} spool(s) failed\n`,
+  );
+  return summary.failed.length > 0 ? 1 : 0;
+}
+
 async function cmdDemo(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { logdir: { type: 'string' }, steps: { type: 'string' }, seed: { type: 'string' } },
+    options: { logdir: { type: 'string' }, mlruns: { type: 'string' }, 'no-mlflow': { type: 'boolean', default: false }, steps: { type: 'string' }, seed: { type: 'string' } },
     allowPositionals: false,
   });
   const num = (name: string, v: string | undefined) => {
@@ -127,7 +146,12 @@ async function cmdDemo(args: string[]): Promise<number> {
     return Number(v);
   };
   const { runDemo } = await import('./demo.js');
-  await runDemo({ logdir: values.logdir, steps: num('steps', values.steps), seed: num('seed', values.seed) });
+  await runDemo({
+    logdir: values.logdir,
+    mlruns: values['no-mlflow'] ? null : values.mlruns,
+    steps: num('steps', values.steps),
+    seed: num('seed', values.seed),
+  });
   return 0;
 }
 
@@ -141,6 +165,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdValidate(rest);
       case 'demo':
         return await cmdDemo(rest);
+      case 'sync':
+        return await cmdSync(rest);
       case '--version':
       case '-v': {
         const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8').catch(() => readFile(new URL('../package.json', import.meta.url), 'utf8'))) as { version: string };

@@ -23,7 +23,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ConfigError, Tracking, type ImageData, type ImageLogger } from '../generated/index.gen.js';
+import { ConfigError, Tracking, type GeneralTracker, type ImageData, type ImageLogger } from '../generated/index.gen.js';
 
 export interface DemoOptions {
   /** Root directory of the runs (what `tensorboard --logdir` is pointed at). Default `./runs`. */
@@ -34,7 +34,11 @@ export interface DemoOptions {
   seed?: number;
   /** Where progress lines go. Default `console.log`. */
   out?: (line: string) => void;
+  /** MLflow file store the demo also logs to (`mlflow ui --backend-store-uri ./mlruns`). Default `./mlruns`; null: TensorBoard only. */
+  mlruns?: string | null;
 }
+
+const DEFAULT_MLRUNS = './mlruns';
 
 export interface DemoResult {
   /** The run directory the event files were written to (absolute). */
@@ -422,20 +426,25 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   );
   out(`  logging to ${shownRunDir} with the TensorBoard tracker`);
 
-  const tr = new Tracking({ log_with: 'tensorboard', logging_dir: logdir });
-  await tr.initTrackers(runName, hyperparams);
-  const tb = tr.getTracker('tensorboard');
+  const mlruns = options.mlruns === undefined ? DEFAULT_MLRUNS : options.mlruns;
+  const tr = new Tracking({ log_with: mlruns === null ? ['tensorboard'] : ['tensorboard', 'mlflow'], logging_dir: logdir });
+  await tr.initTrackers(runName, hyperparams, {
+    // The local MLflow file store; mlflow's experiment is named after the demo, the run after the TensorBoard run.
+    mlflow: { tracking_uri: mlruns ?? undefined, experiment_name: 'trackspec-demo', run_name: runName },
+  });
+  const tb = tr.getTracker('tensorboard') as GeneralTracker;
   const images = isImageLogger(tb) ? tb : undefined;
 
   let evalMetrics = { loss: NaN, accuracy: NaN };
   let trainMetrics = { loss: NaN, accuracy: NaN };
-  const evaluate = (step: number, values: Record<string, number | Record<string, number>>): void => {
+  // Flat metrics go to every tracker; the add_scalars comparison is TensorBoard's alone (MLflow
+  // would skip a nested value with a warning).
+  const evaluate = (step: number, values: Record<string, number>): void => {
     trainMetrics = model.evaluate(train);
     evalMetrics = model.evaluate(evalSet);
     values['eval/loss'] = evalMetrics.loss;
     values['eval/accuracy'] = evalMetrics.accuracy;
-    values['loss'] = { train: trainMetrics.loss, eval: evalMetrics.loss };
-    values['accuracy'] = { train: trainMetrics.accuracy, eval: evalMetrics.accuracy };
+    tb.log({ loss: { train: trainMetrics.loss, eval: evalMetrics.loss }, accuracy: { train: trainMetrics.accuracy, eval: evalMetrics.accuracy } }, step);
     if (step % reportEvery === 0 || step === steps) {
       out(
         `  step ${String(step).padStart(String(steps).length)}  ` +
@@ -452,7 +461,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
 
   try {
     // Step 0: the untrained model.
-    const initial: Record<string, number | Record<string, number>> = {};
+    const initial: Record<string, number> = {};
     evaluate(0, initial);
     tr.log(initial, 0);
     picture(0);
@@ -470,14 +479,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       }
       const { loss, accuracy } = model.lossAndGrad(train, batch);
       adam.step();
-      const values: Record<string, number | Record<string, number>> = { 'train/loss': loss, 'train/accuracy': accuracy };
+      const values: Record<string, number> = { 'train/loss': loss, 'train/accuracy': accuracy };
       if (step % evalEvery === 0 || step === steps) evaluate(step, values);
       tr.log(values, step);
       picture(step);
     }
 
     const seconds = (performance.now() - started) / 1000;
-    tr.log(
+    tb.log(
       {
         summary: [
           `**trackspec demo** — MLP 2-${HIDDEN}-1 (tanh), Adam lr ${LR}, batch ${BATCH}, ${steps} steps, two moons (seed ${seed}).`,
@@ -505,8 +514,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       ` | eval: loss ${evalMetrics.loss.toFixed(4)}, accuracy ${pct(evalMetrics.accuracy)}`,
   );
   out(`  event files: ${shownRunDir}  (scalars, loss/accuracy sub-runs, decision-boundary images, hparams, summary text)`);
+  if (mlruns !== null) out(`  MLflow run: ${mlruns} (experiment "trackspec-demo", run "${runName}")`);
   out('View them with (pip install tensorboard):');
   out(`  tensorboard --logdir ${shellQuote(logdir)}`);
+  if (mlruns !== null) out(`  mlflow ui --backend-store-uri ${shellQuote(mlruns)}`);
 
   return { runDir, finalLoss: evalMetrics.loss, finalAccuracy: evalMetrics.accuracy, steps };
 }

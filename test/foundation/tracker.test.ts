@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it, vi } from 'vitest';
 import {
-  BackendError, ConfigError, GeneralTracker, MLflowTracker, TensorBoardTracker, TrackspecError, ValidationError, WandBTracker,
+  BackendError, CometMLTracker, ConfigError, GeneralTracker, MLflowTracker, TensorBoardTracker, TrackspecError, ValidationError, WandBTracker,
   processRank, setWarningHandler,
 } from '../../generated/index.gen.js';
 import { EchoTracker } from '../fixtures/custom-out/index.gen.js';
@@ -38,12 +38,13 @@ describe('public API shape', () => {
   });
 
   it('a backend whose transport is not built fails at start() and never pretends to log', async () => {
-    const t = new MLflowTracker({ experiment_name: 'exp' });
+    const t = new CometMLTracker({ run_name: 'p' });
     await expect(t.start()).rejects.toThrow(BackendError);
-    await expect(t.start()).rejects.toThrow(/mlflow transport is not built in this version of trackspec \(tracked in issue #4\); nothing was logged/);
+    await expect(t.start()).rejects.toThrow(/comet_ml transport is not built in this version of trackspec \(tracked in issue #6\); nothing was logged/);
     expect(() => t.log({ loss: 1 })).toThrow(/before start\(\)/);
-    expect(MLflowTracker.available).toBe(false);
+    expect(CometMLTracker.available).toBe(false);
     expect(TensorBoardTracker.available).toBe(true);
+    expect(MLflowTracker.available).toBe(true);
   });
 });
 
@@ -203,8 +204,8 @@ describe('main-process gating', () => {
     await t.flush();
     await t.finish();
     expect(() => readFileSync(path)).toThrow(/ENOENT/);
-    // MLflow is main-process-only: no BackendError because nothing runs on rank 1.
-    await expect(new MLflowTracker().start()).resolves.toBeUndefined();
+    // Comet ML is main-process-only: no BackendError (its transport is not built) because nothing runs on rank 1.
+    await expect(new CometMLTracker().start()).resolves.toBeUndefined();
   });
 
   it('W&B is not main-process-only (as upstream): it runs on rank 1', async () => {

@@ -155,7 +155,7 @@ describe('initTrackers / log / getTracker / endTraining', () => {
 
   it('a backend that fails to start fails initTrackers; started trackers are finished', async () => {
     const r = new Recorder();
-    const tr = new Tracking({ log_with: [r, 'mlflow'] });
+    const tr = new Tracking({ log_with: [r, 'comet_ml'] });
     await expect(tr.initTrackers('p')).rejects.toThrow(BackendError);
     expect(r.calls).toEqual(['start', 'finish']);
     expect(tr.trackers).toEqual([]);

@@ -57,6 +57,9 @@ function series(events: DecodedEvent[], tag: string): Map<number, number> {
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 
+/** The demo also logs to an MLflow file store; keep it out of the working directory. */
+const MLRUNS = fs.mkdtempSync(path.join(os.tmpdir(), 'trackspec-demo-mlruns-'));
+
 describe('trackspec demo', () => {
   let logdir: string;
   let first: Awaited<ReturnType<typeof runDemo>>;
@@ -71,7 +74,7 @@ describe('trackspec demo', () => {
     logdir = fs.mkdtempSync(path.join(os.tmpdir(), 'trackspec-demo-test-'));
     firstLines = [];
     const t0 = performance.now();
-    first = await runDemo({ logdir, seed: SEED, out: (l) => void firstLines.push(l) });
+    first = await runDemo({ mlruns: MLRUNS, logdir, seed: SEED, out: (l) => void firstLines.push(l) });
     firstSeconds = (performance.now() - t0) / 1000;
     events = await eventsIn(first.runDir);
   });
@@ -174,18 +177,32 @@ describe('trackspec demo', () => {
     const text = firstLines.join('\n');
     expect(text).toContain(path.join(logdir, 'trackspec-demo'));
     expect(text).toMatch(/final train: loss 0\.\d+, accuracy \d+\.\d% \| eval: loss 0\.\d+, accuracy \d+\.\d%/);
-    expect(firstLines.at(-1)!.trim()).toBe(`tensorboard --logdir ${logdir}`);
+    expect(firstLines.at(-2)!.trim()).toBe(`tensorboard --logdir ${logdir}`);
+    expect(firstLines.at(-1)!.trim()).toBe(`mlflow ui --backend-store-uri ${MLRUNS}`);
+  });
+
+  it('logs the same run to the MLflow file store (experiment trackspec-demo)', () => {
+    const exps = fs.readdirSync(MLRUNS).filter((d) => d !== '0' && fs.existsSync(path.join(MLRUNS, d, 'meta.yaml')));
+    const exp = exps.find((d) => fs.readFileSync(path.join(MLRUNS, d, 'meta.yaml'), 'utf8').includes('name: trackspec-demo'))!;
+    expect(exp).toBeDefined();
+    const runs = fs.readdirSync(path.join(MLRUNS, exp)).filter((d) => /^[0-9a-f]{32}$/.test(d));
+    const withName = runs.find((r) => fs.readFileSync(path.join(MLRUNS, exp, r, 'tags', 'mlflow.runName'), 'utf8') === 'trackspec-demo')!;
+    const dir = path.join(MLRUNS, exp, withName);
+    const loss = fs.readFileSync(path.join(dir, 'metrics', 'train', 'loss'), 'utf8').trimEnd().split('\n');
+    expect(loss).toHaveLength(300);
+    expect(fs.readFileSync(path.join(dir, 'params', 'optimizer'), 'utf8')).toBe('adam');
+    expect(fs.readFileSync(path.join(dir, 'meta.yaml'), 'utf8')).toMatch(/^status: 3$/m);
   });
 
   it('puts a second run in trackspec-demo-2, with identical results for the same seed', async () => {
     const lines: string[] = [];
-    const second = await runDemo({ logdir, seed: SEED, out: (l) => void lines.push(l) });
+    const second = await runDemo({ mlruns: MLRUNS, logdir, seed: SEED, out: (l) => void lines.push(l) });
     expect(second.runDir).toBe(path.join(path.resolve(logdir), 'trackspec-demo-2'));
     expect(listEventFiles(second.runDir)).toHaveLength(1);
     expect(listEventFiles(first.runDir)).toHaveLength(1); // the first run is untouched
     expect(second.finalLoss).toBe(first.finalLoss);
     expect(second.finalAccuracy).toBe(first.finalAccuracy);
-    const other = await runDemo({ logdir, seed: SEED + 1, steps: 30, out: () => {} });
+    const other = await runDemo({ mlruns: MLRUNS, logdir, seed: SEED + 1, steps: 30, out: () => {} });
     expect(other.runDir).toBe(path.join(path.resolve(logdir), 'trackspec-demo-3'));
   });
 
@@ -193,7 +210,7 @@ describe('trackspec demo', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trackspec-demo-test-'));
     try {
       fs.mkdirSync(path.join(dir, 'trackspec-demo'));
-      const r = await runDemo({ logdir: dir, steps: 24, out: () => {} });
+      const r = await runDemo({ mlruns: MLRUNS, logdir: dir, steps: 24, out: () => {} });
       expect(r.runDir).toBe(path.join(path.resolve(dir), 'trackspec-demo'));
       expect(r.steps).toBe(24);
       expect([...series(await eventsIn(r.runDir), 'eval/loss').keys()].sort((a, b) => a - b)).toEqual(range(0, 12).map((i) => 2 * i));
@@ -205,9 +222,9 @@ describe('trackspec demo', () => {
   it('rejects bad options with a ConfigError before writing anything', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trackspec-demo-test-'));
     try {
-      await expect(runDemo({ logdir: dir, steps: 0, out: () => {} })).rejects.toThrow(ConfigError);
-      await expect(runDemo({ logdir: dir, steps: 2.5, out: () => {} })).rejects.toThrow(/steps must be an integer/);
-      await expect(runDemo({ logdir: dir, seed: -1, out: () => {} })).rejects.toThrow(/seed/);
+      await expect(runDemo({ mlruns: MLRUNS, logdir: dir, steps: 0, out: () => {} })).rejects.toThrow(ConfigError);
+      await expect(runDemo({ mlruns: MLRUNS, logdir: dir, steps: 2.5, out: () => {} })).rejects.toThrow(/steps must be an integer/);
+      await expect(runDemo({ mlruns: MLRUNS, logdir: dir, seed: -1, out: () => {} })).rejects.toThrow(/seed/);
       expect(fs.readdirSync(dir)).toEqual([]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,83 @@
+/**
+ * MLflow's client-visible rules, checked before anything is sent: key syntax, limits, and how
+ * values are written (params as Python's str(), file-store floats as Python's repr()).
+ */
+
+export const MAX_KEY_LENGTH = 250;
+export const MAX_PARAM_VALUE_LENGTH = 6000;
+export const MAX_TAG_VALUE_LENGTH = 5000;
+export const MAX_METRICS_PER_BATCH = 1000;
+export const MAX_PARAMS_PER_BATCH = 100;
+export const MAX_TAGS_PER_BATCH = 100;
+export const MAX_ENTRIES_PER_BATCH = 1000;
+
+const KEY_CHARS = /^[/\p{L}\p{N}_.\- ]*$/u; // Python's Unicode \w, plus / . - space
+
+/** Why `key` is not a valid MLflow metric/param/tag key, or undefined when it is. */
+export function keyProblem(key: string): string | undefined {
+  if (key.length === 0) return 'is empty';
+  if (key.length > MAX_KEY_LENGTH) return `has length ${key.length}, over MLflow's limit of ${MAX_KEY_LENGTH}`;
+  if (!KEY_CHARS.test(key)) {
+    return 'may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ) and slashes (/)';
+  }
+  const norm = normpath(key);
+  if (norm !== key || norm === '.' || norm.startsWith('..') || norm.startsWith('/')) {
+    return `must not resolve to another name when treated as a path (it resolves to '${norm}'): no '..', leading '/', '//', '/./' or trailing '/'`;
+  }
+  return undefined;
+}
+
+/** Python's posixpath.normpath, which MLflow compares keys against. */
+function normpath(path: string): string {
+  if (path === '') return '.';
+  const initial = path.startsWith('/') ? (path.startsWith('//') && !path.startsWith('///') ? 2 : 1) : 0;
+  const out: string[] = [];
+  for (const comp of path.split('/')) {
+    if (comp === '' || comp === '.') continue;
+    if (comp !== '..' || (initial === 0 && out.length === 0) || (out.length > 0 && out[out.length - 1] === '..')) out.push(comp);
+    else if (out.length > 0) out.pop();
+  }
+  const joined = '/'.repeat(initial) + out.join('/');
+  return joined || '.';
+}
+
+/** Python's repr() of a float, as the file store writes metric values. */
+export function pyFloatRepr(n: number): string {
+  if (Number.isNaN(n)) return 'nan';
+  if (n === Infinity) return 'inf';
+  if (n === -Infinity) return '-inf';
+  if (Object.is(n, -0)) return '-0.0';
+  const [mantissa, expPart] = n.toExponential().split('e') as [string, string];
+  const exp = Number(expPart);
+  const neg = mantissa.startsWith('-');
+  const digits = mantissa.replace('-', '').replace('.', '');
+  let body: string;
+  if (exp < -4 || exp >= 16) {
+    const m = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+    body = `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  } else if (exp < 0) {
+    body = `0.${'0'.repeat(-exp - 1)}${digits}`;
+  } else if (digits.length <= exp + 1) {
+    body = `${digits}${'0'.repeat(exp + 1 - digits.length)}.0`;
+  } else {
+    body = `${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}`;
+  }
+  return neg ? `-${body}` : body;
+}
+
+/** A param value as Python's str() would render it (MLflow stores params as strings). */
+export function paramString(v: unknown): string {
+  if (v === null || v === undefined) return 'None';
+  if (v === true) return 'True';
+  if (v === false) return 'False';
+  if (typeof v === 'number') return Number.isInteger(v) && Math.abs(v) < 1e16 ? String(v) : pyFloatRepr(v);
+  if (typeof v === 'string') return v;
+  return JSON.stringify(v) ?? String(v);
+}
+
+/** A metric value on the REST wire: finite numbers as numbers, the rest as MLflow's strings. */
+export function wireMetricValue(v: number): number | string {
+  if (Number.isFinite(v)) return v;
+  if (Number.isNaN(v)) return 'NaN';
+  return v > 0 ? 'Infinity' : '-Infinity';
+}
