@@ -23,8 +23,14 @@ import { TrackspecError } from './errors.js';
 import { warn } from './warnings.js';
 
 export interface BatcherOptions<T> {
-  /** Items per send, e.g. 1000. */
+  /** Items per send, e.g. 1000 (with `weight`: total weight per send). */
   maxBatch: number;
+  /**
+   * Weight of one item (default 1): for items that carry several records, e.g. one log() call's
+   * metrics. A batch is cut before an item that would take it over `maxBatch`; an item heavier
+   * than `maxBatch` travels alone (the sender splits it).
+   */
+  weight?: (item: T) => number;
   /** A partial batch is sent after this long, e.g. 1000. */
   maxDelayMs: number;
   /** Items held in memory; beyond it, items go to `overflow` (never dropped, never blocks push). */
@@ -59,9 +65,11 @@ export class Batcher<T> {
   private readonly sendFn: (batch: T[]) => Promise<void>;
   private readonly onFailed: (batch: T[], error: unknown) => Promise<void>;
   private readonly overflowFn: ((items: T[]) => void) | undefined;
+  private readonly weightFn: ((item: T) => number) | undefined;
 
-  /** The batch being filled. */
+  /** The batch being filled, and its weight. */
   private current: T[] = [];
+  private currentWeight = 0;
   /** Cut batches waiting for a send slot, oldest first. */
   private ready: T[][] = [];
   private readyHead = 0;
@@ -99,6 +107,7 @@ export class Batcher<T> {
     this.sendFn = options.send;
     this.onFailed = options.onFailed;
     this.overflowFn = options.overflow;
+    this.weightFn = options.weight;
   }
 
   /** Queue one item. O(1), synchronous; throws only after `close()`. */
@@ -114,9 +123,17 @@ export class Batcher<T> {
       this.warnUnbounded();
     }
     this.pendingCount++;
+    if (this.weightFn) {
+      const w = this.weightFn(item);
+      if (this.current.length > 0 && this.currentWeight + w > this.maxBatch) {
+        this.cut();
+        this.pump();
+      }
+      this.currentWeight += w;
+    } else this.currentWeight++;
     const cur = this.current;
     cur.push(item);
-    if (cur.length >= this.maxBatch) {
+    if (this.currentWeight >= this.maxBatch) {
       this.cut();
       this.pump();
     } else if (cur.length === 1 && this.timer === undefined) {
@@ -223,6 +240,7 @@ export class Batcher<T> {
   private cut(): void {
     const batch = this.current;
     this.current = [];
+    this.currentWeight = 0;
     this.due = false;
     if (this.timer) {
       clearTimeout(this.timer);

@@ -88,6 +88,26 @@ export interface MLflowRun {
 
 const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):/;
 
+/** One log() call as queued: a shallow copy of its values (one allocation, not one per metric). */
+interface MetricCall {
+  v: Record<string, unknown>;
+  ts: number;
+  step: number;
+  n: number;
+}
+
+/** Expand queued calls into MLflow metrics. */
+function expand(calls: readonly MetricCall[]): MlflowMetric[] {
+  const out: MlflowMetric[] = [];
+  for (const c of calls) {
+    for (const key in c.v) {
+      const v = c.v[key];
+      out.push({ key, value: typeof v === 'boolean' ? (v ? 1 : 0) : (v as number), timestamp: c.ts, step: c.step });
+    }
+  }
+  return out;
+}
+
 interface StoreChoice {
   store: MlflowStore;
   rest?: { url: string; headers: Record<string, string>; insecure: boolean };
@@ -179,14 +199,14 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
   readonly #ctx: DriverContext;
   readonly #info: RunInfo;
   readonly #spoolDir: string;
-  readonly #batcher: Batcher<MlflowMetric>;
+  readonly #batcher: Batcher<MetricCall>;
   readonly #params = new Map<string, string>();
   readonly #validKeys = new Set<string>();
-  readonly #inFlight = new Set<MlflowMetric[]>();
+  readonly #inFlight = new Set<MetricCall[]>();
   #spool: Spool | undefined;
   #spoolPath: string | undefined;
   #spooled = 0;
-  #overflow: MlflowMetric[] = [];
+  #overflow: MetricCall[] = [];
   #finished = false;
   #unregisterExit: () => void;
 
@@ -210,22 +230,26 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
       requestCounts: store.store instanceof RestStore ? store.store.requestCounts : new Map(),
       setTag: (key, value) => this.#logEntries('setTag', [], [{ key, value: String(value) }]),
     };
-    this.#batcher = new Batcher<MlflowMetric>({
+    this.#batcher = new Batcher<MetricCall>({
       maxBatch: MAX_METRICS_PER_BATCH,
+      weight: (c) => c.n,
       maxDelayMs: options.flush_interval_secs * 1000,
-      maxPending: 500_000,
+      maxPending: 100_000, // log() calls held in memory before the overflow goes to the spool
       concurrency: 2,
       send: async (batch) => {
         this.#inFlight.add(batch);
         try {
-          await this.#store.logBatch(info.runId, { metrics: batch });
+          const metrics = expand(batch);
+          for (let i = 0; i < metrics.length; i += MAX_METRICS_PER_BATCH) {
+            await this.#store.logBatch(info.runId, { metrics: metrics.slice(i, i + MAX_METRICS_PER_BATCH) });
+          }
         } finally {
           this.#inFlight.delete(batch);
         }
       },
       onFailed: async (batch, error) => {
         if (!isUnreachable(error)) return; // rejected by the server (4xx): reported by flush(), not replayable
-        await this.#toSpool(batch.map((m) => this.#metricRecord(m)));
+        await this.#toSpool(expand(batch).map((m) => this.#metricRecord(m)), 'unreachable');
       },
       overflow: (items) => {
         this.#overflow.push(...items);
@@ -233,7 +257,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
           queueMicrotask(() => {
             const moving = this.#overflow;
             this.#overflow = [];
-            void this.#toSpool(moving.map((m) => this.#metricRecord(m))).catch((e: unknown) => ctx.warn(`could not spool metrics: ${(e as Error).message}`));
+            void this.#toSpool(expand(moving).map((m) => this.#metricRecord(m)), 'overflow').catch((e: unknown) => ctx.warn(`could not spool metrics: ${(e as Error).message}`));
           });
         }
       },
@@ -245,31 +269,42 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     return { t: 'metric', run: this.#info.runId, key: m.key, value: wireMetricValue(m.value), ts: m.timestamp, step: m.step };
   }
 
-  async #toSpool(records: SpoolRecord[]): Promise<void> {
+  #spoolOpening: Promise<Spool> | undefined;
+
+  async #toSpool(records: SpoolRecord[], why: 'unreachable' | 'overflow'): Promise<void> {
     if (records.length === 0) return;
-    if (!this.#spool) {
-      this.#spool = await Spool.create(this.#spoolDir, {
-        backend: 'mlflow',
-        target: this.#store.target,
-        created: Date.now(),
-        meta: { run_id: this.#info.runId, experiment_id: this.#info.experimentId },
-      });
-      this.#spoolPath = this.#spool.path;
-      this.#ctx.warn(`the MLflow server at ${this.#store.target} is unreachable; records are kept in ${this.#spoolPath} (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
+    this.#spoolOpening ??= Spool.create(this.#spoolDir, {
+      backend: 'mlflow',
+      target: this.#store.target,
+      created: Date.now(),
+      meta: { run_id: this.#info.runId, experiment_id: this.#info.experimentId },
+    }).then((spool) => {
+      this.#spool = spool;
+      this.#spoolPath = spool.path;
+      return spool;
+    });
+    const spool = await this.#spoolOpening;
+    if (why === 'unreachable') {
+      this.#ctx.warnOnce('spool:unreachable', `the MLflow server at ${this.#store.target} is unreachable; records are kept in ${spool.path} (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
+    } else {
+      this.#ctx.warnOnce('spool:overflow', `metrics are logged faster than ${this.#store.target} accepts them; the excess is kept in ${spool.path} (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
     }
-    await this.#spool.append(records);
+    await spool.append(records);
     this.#spooled += records.length;
   }
 
   log(values: Readonly<Values>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
     if (this.#finished) throw new TrackspecError('MLflowTracker.log() after finish()');
     const valid = this.#validKeys;
+    let n = 0;
     for (const key in values) {
       if (!valid.has(key)) {
         checkKeys('log()', [key]);
         valid.add(key);
       }
+      n++;
     }
+    if (n === 0) return;
     let timestamp = Date.now();
     if (kwargs !== undefined) {
       for (const k in kwargs) {
@@ -277,11 +312,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
         else this.#ctx.warnOnce(`kwarg:${k}`, `mlflow: log kwarg '${k}' is not supported and was ignored`);
       }
     }
-    const s = step ?? 0;
-    for (const key in values) {
-      const v = values[key];
-      this.#batcher.push({ key, value: typeof v === 'boolean' ? (v ? 1 : 0) : (v as number), timestamp, step: s });
-    }
+    this.#batcher.push({ v: { ...values }, ts: timestamp, step: step ?? 0, n });
   }
 
   /** Send params/tags in MLflow-sized requests (awaited); spool them if the server stays unreachable. */
@@ -304,7 +335,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
           ...t.map((x): SpoolRecord => ({ t: 'tag', run, key: x.key, value: x.value })),
           ...params.slice(i).map((x): SpoolRecord => ({ t: 'param', run, key: x.key, value: x.value })),
           ...tags.slice(j).map((x): SpoolRecord => ({ t: 'tag', run, key: x.key, value: x.value })),
-        ]);
+        ], 'unreachable');
         throw new BackendError('mlflow', `the server at ${this.#store.target} is unreachable; ${what} was saved to ${this.#spoolPath} — upload it with \`trackspec sync ${this.#spoolDir}\``, { cause: e });
       }
     }
@@ -359,7 +390,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     try {
       await this.#store.updateRun(this.#info.runId, 'FINISHED', endTime);
     } catch (e) {
-      if (isUnreachable(e)) await this.#toSpool([{ t: 'status', run: this.#info.runId, status: 'FINISHED', end: endTime }]);
+      if (isUnreachable(e)) await this.#toSpool([{ t: 'status', run: this.#info.runId, status: 'FINISHED', end: endTime }], 'unreachable');
       failure ??= e;
     }
     this.#unregisterExit();
@@ -383,7 +414,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     }
     this.#finished = true;
     const status: RunStatus = reason === 'exit' ? (uncaught || (process.exitCode ?? 0) !== 0 ? 'FAILED' : 'FINISHED') : 'KILLED';
-    const pending = [...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#overflow];
+    const pending = expand([...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#overflow]);
     const endTime = Date.now();
     const runId = this.#info.runId;
     if (this.#store instanceof FileStore) {

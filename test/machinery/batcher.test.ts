@@ -271,3 +271,21 @@ describe('Batcher', () => {
     expect(b.pending).toBe(0);
   });
 });
+
+describe('weighted batches', () => {
+  it('cuts a batch before an item that would take it over maxBatch; heavy items travel alone', async () => {
+    const sent: number[][] = [];
+    const b = new Batcher<number>({
+      maxBatch: 10,
+      weight: (n) => n,
+      maxDelayMs: 10_000,
+      maxPending: 1000,
+      send: async (batch) => void sent.push(batch),
+      onFailed: async () => undefined,
+    });
+    for (const n of [3, 3, 3, 3, 4, 12, 2, 8, 1]) b.push(n);
+    await b.close();
+    expect(sent).toEqual([[3, 3, 3], [3, 4], [12], [2, 8], [1]]);
+    expect(sent.every((batch) => batch.length === 1 || batch.reduce((a, x) => a + x, 0) <= 10)).toBe(true);
+  });
+});

@@ -111,6 +111,8 @@ interface RunRecord {
   tags: Map<string, string>;
   /** every stored point, in insertion order (sqlite: exact duplicates are not stored) */
   history: MetricPoint[];
+  /** sqlite duplicate check in O(1): key/timestamp/step/value of every stored point */
+  pointKeys: Set<string>;
   latest: Map<string, MetricPoint>;
 }
 
@@ -866,6 +868,7 @@ export class MlflowTestServer {
       params: new Map(),
       tags,
       history: [],
+      pointKeys: new Set(),
       latest: new Map(),
     };
     this.runs.set(runId, r);
@@ -911,8 +914,9 @@ export class MlflowTestServer {
       let m = m0;
       if (this.sqlite && (m.value === Infinity || m.value === -Infinity)) m = { ...m, value: Math.sign(m.value) * SQLITE_DOUBLE_MAX };
       if (this.sqlite) {
-        const same = (a: number, b: number): boolean => a === b || (Number.isNaN(a) && Number.isNaN(b));
-        if (r.history.some((h) => h.key === m.key && h.timestamp === m.timestamp && h.step === m.step && same(h.value, m.value))) continue;
+        const id = `${m.key}\u0000${m.timestamp}\u0000${m.step}\u0000${Number.isNaN(m.value) ? 'nan' : m.value}`;
+        if (r.pointKeys.has(id)) continue;
+        r.pointKeys.add(id);
       }
       r.history.push(m);
       const cur = r.latest.get(m.key);

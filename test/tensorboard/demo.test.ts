@@ -59,6 +59,8 @@ const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i)
 
 /** The demo also logs to an MLflow file store; keep it out of the working directory. */
 const MLRUNS = fs.mkdtempSync(path.join(os.tmpdir(), 'trackspec-demo-mlruns-'));
+// ...and its spool lookups away from the user's real spool directory.
+process.env.TRACKSPEC_SPOOL_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'trackspec-demo-spool-'));
 
 describe('trackspec demo', () => {
   let logdir: string;

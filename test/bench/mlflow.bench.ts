@@ -1,0 +1,107 @@
+/**
+ * MLflow benchmark, against the local MLflow test server (same process, so client and server share
+ * the CPU) and the file store:
+ * - end-to-end metrics/s from MLflowTracker.log() (10 metrics per call) to stored on the server after
+ *   finish(), and requests per 1000 metrics;
+ * - baseline in the same run: the server's own log-batch capacity, measured by posting ready-made
+ *   1000-metric requests with the same HTTP client (the client should not be the bottleneck);
+ * - log() median cost for 10 metrics;
+ * - file-store metrics/s.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { MLflowTracker, setWarningHandler } from '../../generated/index.gen.js';
+import { HttpClient } from '../../runtime/http.js';
+import { MlflowTestServer } from '../mlflow/server.js';
+import type { BenchRow } from './tensorboard.bench.js';
+
+const KEYS = Array.from({ length: 10 }, (_, i) => `metric_${i}`);
+
+async function endToEnd(uri: string, calls: number) {
+  const t = new MLflowTracker({ tracking_uri: uri, experiment_name: 'bench' });
+  await t.start();
+  const values: Record<string, number> = {};
+  const t0 = performance.now();
+  for (let i = 0; i < calls; i++) {
+    for (let k = 0; k < 10; k++) values[KEYS[k]!] = i + k;
+    t.log(values, i);
+    if (i % 5000 === 4999) await new Promise((r) => setImmediate(r)); // a training loop yields now and then
+  }
+  await t.finish();
+  const seconds = (performance.now() - t0) / 1000;
+  return { seconds, tracker: t };
+}
+
+async function medianLogNs(uri: string): Promise<number> {
+  const t = new MLflowTracker({ tracking_uri: uri, experiment_name: 'bench-latency' });
+  await t.start();
+  const values: Record<string, number> = {};
+  for (const k of KEYS) values[k] = 0;
+  for (let i = 0; i < 5_000; i++) t.log(values, i);
+  const samples: number[] = [];
+  let step = 5_000;
+  for (let b = 0; b < 1000; b++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < 10; i++) t.log(values, step++);
+    samples.push(Number(process.hrtime.bigint() - t0) / 10);
+    if (b % 100 === 99) await new Promise((r) => setImmediate(r));
+  }
+  await t.finish();
+  samples.sort((a, b) => a - b);
+  return samples[Math.floor(samples.length / 2)]!;
+}
+
+async function serverCapacity(server: MlflowTestServer, runId: string, requests: number): Promise<number> {
+  const http = new HttpClient({ baseUrl: server.url, backend: 'mlflow' });
+  const body = (r: number) => ({
+    run_id: runId,
+    metrics: Array.from({ length: 1000 }, (_, i) => ({ key: KEYS[i % 10], value: i, timestamp: 1_700_000_000_000 + r, step: r * 100 + Math.floor(i / 10) })),
+  });
+  const t0 = performance.now();
+  const inFlight: Promise<unknown>[] = [];
+  for (let r = 0; r < requests; r++) {
+    inFlight.push(http.request('POST', '/api/2.0/mlflow/runs/log-batch', { json: body(r) }));
+    if (inFlight.length === 2) await inFlight.shift();
+  }
+  await Promise.all(inFlight);
+  const seconds = (performance.now() - t0) / 1000;
+  await http.close();
+  return (requests * 1000) / seconds;
+}
+
+export default async function bench(): Promise<BenchRow[]> {
+  const restore = setWarningHandler(() => undefined);
+  const server = await MlflowTestServer.start();
+  const dir = mkdtempSync(join(tmpdir(), 'trackspec-mlflow-bench-'));
+  try {
+    const rows: BenchRow[] = [];
+    await endToEnd(server.url, 2_000); // warm-up
+    const calls = 20_000; // 200k metrics
+    const before = server.requests.filter((r) => r.path.endsWith('log-batch')).length;
+    const e2e = await endToEnd(server.url, calls);
+    const batches = server.requests.filter((r) => r.path.endsWith('log-batch')).length - before;
+    const stored = server.run(e2e.tracker.tracker.runId)!.metrics.length;
+    if (stored !== calls * 10) throw new Error(`stored ${stored} of ${calls * 10} metrics`);
+    const perSec = (calls * 10) / e2e.seconds;
+    rows.push({ name: 'mlflow REST e2e metrics/s (log 10/call → stored after finish)', value: Math.round(perSec), unit: 'metrics/s' });
+    rows.push({ name: 'mlflow REST requests per 1000 metrics', value: +((batches * 1000) / (calls * 10)).toFixed(3), unit: 'requests', goal: '<= 1' });
+    const cap = await serverCapacity(server, e2e.tracker.tracker.runId, 200);
+    rows.push({ name: 'baseline: test server log-batch capacity (ready-made 1000-metric requests)', value: Math.round(cap), unit: 'metrics/s' });
+    rows.push({ name: 'ratio client e2e / server capacity', value: +(perSec / cap).toFixed(2), unit: 'x' });
+    rows.push({ name: 'mlflow log() median (10 metrics)', value: +(await medianLogNs(server.url)).toFixed(1), unit: 'ns/call', goal: '<= 1000' });
+    const fileCalls = 20_000;
+    const file = await endToEnd(join(dir, 'mlruns'), fileCalls);
+    rows.push({ name: 'mlflow file store e2e metrics/s', value: Math.round((fileCalls * 10) / file.seconds), unit: 'metrics/s' });
+    return rows;
+  } finally {
+    await server.close();
+    setWarningHandler(restore);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  for (const r of await bench()) console.log(`${r.name}: ${r.value} ${r.unit}${r.goal ? ` (goal ${r.goal})` : ''}`);
+}
