@@ -7,6 +7,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { walkFiles } from '../runtime/fs-util.js';
 import { loadSpec } from './load.js';
 import { buildModel, type ModelIR } from './model.js';
 import { HEADER_TEXT, TS_HEADER, packageRoot } from './paths.js';
@@ -61,32 +62,16 @@ function json(v: unknown): string {
   return `${JSON.stringify(v, null, 2)}\n`;
 }
 
-async function listFiles(dir: string, filter: (name: string) => boolean, base = dir): Promise<string[]> {
-  const out: string[] = [];
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(p, filter, base)));
-    else if (filter(e.name)) out.push(p);
-  }
-  return out.sort();
-}
-
 /** Everything the output is a function of, hashed: spec files, generator code, emitter versions, output location. */
 async function inputsKey(root: string, specDir: string, outDir: string, versions: Record<string, string>): Promise<string> {
   const hash = createHash('sha256').update('trackspec-generate-v1\0');
   const here = dirname(fileURLToPath(import.meta.url));
   const files = [
-    ...(await listFiles(specDir, (n) => n.endsWith('.json'))),
+    ...(await walkFiles(specDir, (n) => n.endsWith('.json'))),
     join(root, 'spec', 'base.json'),
     join(root, 'spec', 'meta.schema.json'),
-    ...(await listFiles(here, (n) => /\.(ts|js|mjs|hbs)$/.test(n) && !n.endsWith('.d.ts'))),
-    ...(await listFiles(join(root, 'generator', 'templates'), () => true)),
+    ...(await walkFiles(here, (n) => /\.(ts|js|mjs|hbs)$/.test(n) && !n.endsWith('.d.ts'))),
+    ...(await walkFiles(join(root, 'generator', 'templates'))),
   ];
   for (const f of files) hash.update(f).update('\0').update(await readFile(f)).update('\0');
   hash.update(JSON.stringify(versions)).update(relative(root, outDir));

@@ -2,10 +2,11 @@
  * Stage 1+2: load every spec document (with source positions) and validate it against
  * spec/meta.schema.json. Problems are reported as `file:line:col  /pointer  message`.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parseLocated, type Located } from '../runtime/config-file.js';
+import { walkFiles } from '../runtime/fs-util.js';
 import { humanizeErrors } from '../runtime/humanize.js';
 import { packageRoot } from './paths.js';
 
@@ -38,16 +39,6 @@ export function formatSpecIssue(i: SpecIssue): string {
   return `${i.file}:${i.line}:${i.col}  ${i.pointer || '/'}  ${i.message}`;
 }
 
-async function listJson(dir: string, base = dir): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await listJson(p, base)));
-    else if (entry.name.endsWith('.json') && entry.name !== 'meta.schema.json') out.push(p);
-  }
-  return out;
-}
-
 let metaValidators: Promise<{ base: ValidateFunction; backend: ValidateFunction; meta: unknown }> | undefined;
 
 function compileMeta() {
@@ -77,7 +68,7 @@ export interface LoadedSpec {
  */
 export async function loadSpec(dir: string): Promise<LoadedSpec> {
   const { base: vBase, backend: vBackend, meta } = await compileMeta();
-  const paths = (await listJson(dir)).sort();
+  const paths = await walkFiles(dir, (n) => n.endsWith('.json') && n !== 'meta.schema.json');
   const issues: SpecIssue[] = [];
   const docs: SpecDoc[] = [];
   for (const path of paths) {

@@ -13,6 +13,7 @@ import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BackendError } from '../errors.js';
+import { walkFiles } from '../fs-util.js';
 import { pyFloatRepr } from './keys.js';
 import { PARAM_IMMUTABLE, type ExperimentInfo, type MlflowKV, type MlflowMetric, type MlflowStore, type RunData, type RunInfo, type RunStatus } from './store.js';
 
@@ -216,19 +217,9 @@ export class FileStore implements MlflowStore {
     );
   }
 
-  async #readKV(dir: string, base = dir): Promise<Record<string, string>> {
+  async #readKV(dir: string): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    let entries;
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch {
-      return out;
-    }
-    for (const e of entries) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) Object.assign(out, await this.#readKV(p, base));
-      else if (!e.name.endsWith('.tmp')) out[p.slice(base.length + 1).split('\\').join('/')] = await readFile(p, 'utf8');
-    }
+    for (const p of await walkFiles(dir, (n) => !n.endsWith('.tmp'))) out[p.slice(dir.length + 1).split('\\').join('/')] = await readFile(p, 'utf8');
     return out;
   }
 
