@@ -3,7 +3,7 @@
 //    generator's templates into dist/;
 // 2. bundle the SDK entry points ('trackspec' and 'trackspec/runtime', sharing one chunk so class
 //    identity is the same through both) so importing the SDK reads a few files instead of ~40.
-import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -18,6 +18,7 @@ copyDir(join(root, 'generated'), join(root, 'dist', 'generated'), (n) => /\.(js|
 copyDir(join(root, 'generator', 'templates'), join(root, 'dist', 'generator', 'templates'), () => true);
 copyDir(join(root, 'runtime', 'tensorboard'), join(root, 'dist', 'runtime', 'tensorboard'), (n) => n.endsWith('.proto'));
 
+rmSync(join(root, 'dist', 'bundle'), { recursive: true, force: true });
 await build({
   entryPoints: { trackspec: join(root, 'generated', 'index.gen.ts'), runtime: join(root, 'runtime', 'index.ts') },
   outdir: join(root, 'dist', 'bundle'),
@@ -26,9 +27,9 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  // Runtime dependencies stay external, except ajv's two tiny standalone helpers: loading them
-  // through the CommonJS loader costs more than the rest of the SDK.
-  external: ['yaml', 'pngjs', '@node-rs/crc32', '@aws-crypto/crc32c', 'ts-morph', 'json-schema-to-typescript', 'handlebars'],
+  // Every dependency stays external except ajv, of which the SDK only uses two tiny standalone
+  // helpers: loading them through the CommonJS loader costs more than the rest of the SDK.
+  external: Object.keys(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).dependencies).filter((d) => d !== 'ajv'),
   chunkNames: 'shared-[hash]',
   logLevel: 'warning',
 });

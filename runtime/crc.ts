@@ -9,7 +9,9 @@
  * for them.
  */
 import { createRequire } from 'node:module';
-import * as zlib from 'node:zlib';
+import { lazy } from './lazy.js';
+
+const zlib = lazy<typeof import('node:zlib')>('node:zlib');
 
 /** `(data, initial?) => crc`; `initial` continues a previous CRC (streaming). Unsigned result. */
 export type CrcFn = (data: Uint8Array, initial?: number) => number;
@@ -47,7 +49,7 @@ function loadCrc32(): { fn: CrcFn; impl: string } {
     const native = mod.crc32;
     return { fn: (data, initial) => native(data, initial) >>> 0, impl: '@node-rs/crc32' };
   }
-  return { fn: (data, initial) => zlib.crc32(data, initial ?? 0) >>> 0, impl: 'node:zlib' };
+  return { fn: (data, initial) => zlib().crc32(data, initial ?? 0) >>> 0, impl: 'node:zlib' };
 }
 
 let loaded32c: { fn: CrcFn; impl: string } | undefined;

@@ -14,8 +14,12 @@
  * - `signal`: aborting rejects with the signal's reason (as `fetch` does), not with an
  *   `HttpTransportError`, so retry loops stop.
  */
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { BackendError } from './errors.js';
+import { lazy } from './lazy.js';
+
+/** undici is required when the first client is made, so importing the SDK does not pay for it. */
+const loadUndici = lazy<typeof import('undici')>('undici');
 
 export interface HttpClientOptions {
   /** e.g. `http://127.0.0.1:5000` or `https://host/prefix`; a path prefix is kept for every request. */
@@ -222,7 +226,7 @@ export class HttpClient {
     this.headers = headers;
     this.jsonHeaders = { ...headers, 'content-type': 'application/json' };
     this.timeoutMs = options.timeoutMs ?? 30_000;
-    this.pool = new Pool(this.origin, {
+    this.pool = new (loadUndici().Pool)(this.origin, {
       connections: options.connections ?? 8,
       pipelining: 1,
       headersTimeout: this.timeoutMs,

@@ -33,13 +33,15 @@
  * replay (at-least-once delivery). The backend driver must make replayed chunks idempotent or
  * de-duplicate against the server; the spool does not.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BackendError } from './errors.js';
 import { decodeFrames, encodeFrames } from './framing.js';
+import { lazy } from './lazy.js';
+
+const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 
 export interface SpoolHeader {
   backend: string;
@@ -244,7 +246,7 @@ export class Spool {
     } catch (err) {
       throw new BackendError(backend, `spool: cannot create ${sub}: ${(err as Error).message}`, { cause: err });
     }
-    const name = `${Date.now()}-${process.pid}-${randomBytes(4).toString('hex')}${SPOOL_EXT}`;
+    const name = `${Date.now()}-${process.pid}-${crypto().randomBytes(4).toString('hex')}${SPOOL_EXT}`;
     const file = path.join(sub, name);
     const release = acquireLock(file, backend);
     let fd: number | undefined;
@@ -302,7 +304,7 @@ export class Spool {
     const sub = path.join(dir, backend);
     const clean: SpoolHeader = { backend, target: stripCredentials(header.target), created: header.created };
     if (header.meta !== undefined) clean.meta = header.meta;
-    const file = path.join(sub, `${Date.now()}-${process.pid}-${randomBytes(4).toString('hex')}${SPOOL_EXT}`);
+    const file = path.join(sub, `${Date.now()}-${process.pid}-${crypto().randomBytes(4).toString('hex')}${SPOOL_EXT}`);
     const tmp = `${file}.tmp`;
     try {
       fs.mkdirSync(sub, { recursive: true, mode: 0o700 });

@@ -6,7 +6,6 @@
  * Keys containing '/' become subdirectories. meta.yaml files are replaced atomically (write + rename);
  * every file is guarded by an in-process lock so concurrent trackers never interleave writes.
  */
-import { randomBytes, randomInt } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
@@ -14,6 +13,9 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BackendError } from '../errors.js';
 import { walkFiles } from '../fs-util.js';
+import { lazy } from '../lazy.js';
+
+const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 import { pyFloatRepr } from './keys.js';
 import { PARAM_IMMUTABLE, type ExperimentInfo, type MlflowKV, type MlflowMetric, type MlflowStore, type RunData, type RunInfo, type RunStatus } from './store.js';
 
@@ -39,7 +41,7 @@ function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
 
 async function atomicWrite(path: string, text: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const tmp = `${path}.${process.pid}.${crypto().randomBytes(4).toString('hex')}.tmp`;
   await writeFile(tmp, text);
   await rename(tmp, path);
 }
@@ -128,7 +130,7 @@ export class FileStore implements MlflowStore {
       try {
         const existing = await this.getExperimentByName(name);
         if (existing) return existing.experimentId;
-        const id = String(randomInt(100_000_000, 999_999_999)) + String(randomInt(100_000_000, 999_999_999));
+        const id = String(crypto().randomInt(100_000_000, 999_999_999)) + String(crypto().randomInt(100_000_000, 999_999_999));
         const dir = join(this.root, id);
         for (const t of tags) await atomicWrite(join(dir, 'tags', t.key), t.value);
         const now = Date.now();
@@ -169,7 +171,7 @@ export class FileStore implements MlflowStore {
   }
 
   async createRun(request: { experimentId: string; startTime: number; runName: string | null; tags: MlflowKV[] }): Promise<RunInfo> {
-    const runId = randomBytes(16).toString('hex');
+    const runId = crypto().randomBytes(16).toString('hex');
     const dir = this.#runDir(request.experimentId, runId);
     const runName = request.runName ?? `run-${runId.slice(0, 8)}`;
     try {

@@ -15,7 +15,6 @@
  * - Process death: on an uncaught exception the run is marked FAILED, on SIGINT/SIGTERM KILLED
  *   (pending metrics are sent first, synchronously, or spooled).
  */
-import { spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +24,7 @@ import { parseEnv, readEnv, type Env } from '../env.js';
 import { BackendError, ConfigError, TrackspecError, ValidationError } from '../errors.js';
 import { registerExitHook } from '../exit-hooks.js';
 import { HttpTransportError } from '../http.js';
+import { lazy } from '../lazy.js';
 import { RetryDeadlineError } from '../retry.js';
 import { defaultSpoolDir, listSpools, Spool } from '../spool.js';
 import { FileStore } from './file-store.js';
@@ -39,12 +39,11 @@ import {
   pyFloatRepr,
   wireMetricValue,
 } from './keys.js';
-import { RestStore, displayUrl } from './rest-store.js';
+import type { RestStore } from './rest-store.js';
 import type { MlflowKV, MlflowMetric, MlflowStore, RunInfo, RunStatus } from './store.js';
 import { PARAM_IMMUTABLE } from './store.js';
 
 export { FileStore } from './file-store.js';
-export { RestStore } from './rest-store.js';
 export type { MlflowStore, MlflowMetric, MlflowKV, RunInfo, RunStatus } from './store.js';
 export { keyProblem, pyFloatRepr, paramString } from './keys.js';
 export { syncSpools } from './sync.js';
@@ -86,6 +85,8 @@ export interface MLflowRun {
   setTag(key: string, value: string): Promise<void>;
 }
 
+const childProcess = lazy<typeof import('node:child_process')>('node:child_process');
+
 const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):/;
 
 /** One log() call as queued: a shallow copy of its values (one allocation, not one per metric). */
@@ -113,8 +114,11 @@ interface StoreChoice {
   rest?: { url: string; headers: Record<string, string>; insecure: boolean };
 }
 
-/** Pick and open the store for a tracking URI. Exported for `trackspec sync`. */
-export function openStore(trackingUri: string | null, retryDeadlineSecs: number, env: Env = process.env): StoreChoice {
+/**
+ * Pick and open the store for a tracking URI. Exported for `trackspec sync`. The REST client (and
+ * its HTTP library) is loaded only when a server is used, so importing the SDK stays cheap.
+ */
+export async function openStore(trackingUri: string | null, retryDeadlineSecs: number, env: Env = process.env): Promise<StoreChoice> {
   const uri = trackingUri ?? './mlruns';
   const scheme = SCHEME.exec(uri)?.[1]?.toLowerCase();
   if (scheme === undefined || scheme.length === 1 /* C:\ */ || scheme === 'file') return { store: new FileStore(uri) };
@@ -142,6 +146,7 @@ export function openStore(trackingUri: string | null, retryDeadlineSecs: number,
   }
   const insecureRaw = readEnv(env, 'MLFLOW_TRACKING_INSECURE_TLS');
   const insecure = insecureRaw === undefined ? false : (parseEnv('MLFLOW_TRACKING_INSECURE_TLS', insecureRaw, 'boolean') as boolean);
+  const { RestStore, displayUrl } = await import('./rest-store.js');
   const url = displayUrl(uri);
   const store = new RestStore({ url, headers, insecureTls: insecure, retry: { deadlineMs: retryDeadlineSecs * 1000 } });
   return { store, rest: { url, headers, insecure } };
@@ -227,7 +232,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
       get spoolPath() {
         return self.#spoolPath;
       },
-      requestCounts: store.store instanceof RestStore ? store.store.requestCounts : new Map(),
+      requestCounts: (store.store as Partial<RestStore>).requestCounts ?? new Map(),
       setTag: (key, value) => this.#logEntries('setTag', [], [{ key, value: String(value) }]),
     };
     this.#batcher = new Batcher<MetricCall>({
@@ -434,7 +439,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     for (let i = 0; i < pending.length; i += MAX_METRICS_PER_BATCH) {
       batches.push(pending.slice(i, i + MAX_METRICS_PER_BATCH).map((m) => ({ key: m.key, value: wireMetricValue(m.value), timestamp: m.timestamp, step: m.step })));
     }
-    const child = spawnSync(process.execPath, ['-e', EXIT_CHILD], {
+    const child = childProcess().spawnSync(process.execPath, ['-e', EXIT_CHILD], {
       input: JSON.stringify({ url: rest.url, headers: rest.headers, insecure: rest.insecure, runId, batches, status, endTime }),
       timeout: 6000,
       stdio: ['pipe', 'ignore', 'ignore'],
@@ -470,7 +475,7 @@ async function warnAboutSpools(dir: string, ctx: DriverContext): Promise<void> {
 export const driver: BackendDriver<MLflowDriverOptions, MLflowRun> = {
   available: true,
   start: async (options, ctx) => {
-    const choice = openStore(options.tracking_uri, options.retry_deadline_secs);
+    const choice = await openStore(options.tracking_uri, options.retry_deadline_secs);
     const { store } = choice;
     try {
       void warnAboutSpools(options.spool_dir ?? defaultSpoolDir(), ctx);

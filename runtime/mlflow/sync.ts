@@ -79,7 +79,7 @@ export async function syncSpools(dir: string, options: { out?: (line: string) =>
   for (const s of spools) {
     const header: SpoolHeader = s.header;
     out(`${s.path}: ${s.pending} record(s) for ${header.target}${s.tornTail ? ' (a torn last record from a crash is skipped)' : ''}`);
-    const { store } = openStore(header.target, options.retryDeadlineSecs ?? 30, options.env);
+    const { store } = await openStore(header.target, options.retryDeadlineSecs ?? 30, options.env);
     try {
       const r = await replayOne(s.path, store, out);
       summary.sent += r.sent;

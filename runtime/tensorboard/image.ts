@@ -1,13 +1,10 @@
 /** PNG encoding/decoding of `ImageData` (HWC, uint8) with `pngjs`, loaded on first use. */
-import { createRequire } from 'node:module';
 import type { ImageData } from '../driver.js';
 import { ValidationError } from '../errors.js';
+import { lazy } from '../lazy.js';
 
-type PngModule = typeof import('pngjs');
-const require = createRequire(import.meta.url);
-let pngModule: PngModule | undefined;
-/** pngjs is required on first use so importing the SDK does not pay for it. */
-const pngClass = (): PngModule['PNG'] => (pngModule ??= require('pngjs') as PngModule).PNG;
+const pngjs = lazy<typeof import('pngjs')>('pngjs');
+const pngClass = () => pngjs().PNG;
 
 /** PNG colour type per channel count: grey, grey+alpha, RGB, RGBA. */
 const COLOR_TYPE: Record<number, number> = { 1: 0, 2: 4, 3: 2, 4: 6 };
