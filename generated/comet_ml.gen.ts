@@ -27,6 +27,7 @@ const descriptor: TrackerDescriptor = {
     { name: "api_key", env: [{ var: "COMET_API_KEY", parse: "string", overrides: false }], default: null, secret: true },
     { name: "url_override", env: [{ var: "COMET_URL_OVERRIDE", parse: "string", overrides: false }], default: "https://www.comet.com/clientlib/" },
     { name: "prefix_nested_metrics", env: [], default: false },
+    { name: "retry_deadline_secs", env: [], default: 60 },
   ],
 };
 

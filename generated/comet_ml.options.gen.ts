@@ -84,7 +84,13 @@ export interface CometMLOptions {
    * Default: `false`.
    */
   prefix_nested_metrics?: boolean;
+  /**
+   * How long one request is retried (connection errors, 429 honouring Retry-After, 5xx; exponential backoff with jitter) before its records go to the offline spool.
+   *
+   * Default: `60`.
+   */
+  retry_deadline_secs?: number;
 }
 
 /** CometMLOptions after env resolution: options with a default are always present. */
-export type ResolvedCometMLOptions = CometMLOptions & Required<Pick<CometMLOptions, 'run_name' | 'project_name' | 'workspace' | 'experiment_name' | 'experiment_key' | 'online' | 'mode' | 'offline_directory' | 'api_key' | 'url_override' | 'prefix_nested_metrics'>>;
+export type ResolvedCometMLOptions = CometMLOptions & Required<Pick<CometMLOptions, 'run_name' | 'project_name' | 'workspace' | 'experiment_name' | 'experiment_key' | 'online' | 'mode' | 'offline_directory' | 'api_key' | 'url_override' | 'prefix_nested_metrics' | 'retry_deadline_secs'>>;

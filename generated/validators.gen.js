@@ -137,7 +137,7 @@ return errors === 0;
 }
 
 export const validateCometMLOptions = validate11;
-const schema12 = {"$id":"trackspec:options:comet_ml","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"}}};
+const schema12 = {"$id":"trackspec:options:comet_ml","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const func3 = Object.prototype.hasOwnProperty;
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -296,14 +296,39 @@ vErrors.push(err11);
 errors++;
 }
 }
-}
-else {
-const err12 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.retry_deadline_secs !== undefined){
+let data11 = data.retry_deadline_secs;
+if((typeof data11 == "number") && (isFinite(data11))){
+if(data11 <= 0 || isNaN(data11)){
+const err12 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err12];
 }
 else {
 vErrors.push(err12);
+}
+errors++;
+}
+}
+else {
+const err13 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+}
+}
+else {
+const err14 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
 }
 errors++;
 }
@@ -776,10 +801,10 @@ return errors === 0;
 }
 
 export const validateTrackingConfig = validate14;
-const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
+const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
 const schema16 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
 const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"}}};
-const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"}}};
+const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"}}};
 const schema20 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"spool_dir":{"type":["string","null"],"default":null}}};
 const func0 = (runtime_1.default ?? runtime_1);
@@ -1553,9 +1578,11 @@ vErrors.push(err57);
 errors++;
 }
 }
-}
-else {
-const err58 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data30.retry_deadline_secs !== undefined){
+let data42 = data30.retry_deadline_secs;
+if((typeof data42 == "number") && (isFinite(data42))){
+if(data42 <= 0 || isNaN(data42)){
+const err58 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -1565,12 +1592,8 @@ vErrors.push(err58);
 errors++;
 }
 }
-if(data6.aim !== undefined){
-let data42 = data6.aim;
-if(data42 && typeof data42 == "object" && !Array.isArray(data42)){
-for(const key5 in data42){
-if(!((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params"))){
-const err59 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+else {
+const err59 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -1580,10 +1603,9 @@ vErrors.push(err59);
 errors++;
 }
 }
-if(data42.run_name !== undefined){
-let data43 = data42.run_name;
-if((typeof data43 !== "string") && (data43 !== null)){
-const err60 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
+}
+else {
+const err60 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -1593,11 +1615,12 @@ vErrors.push(err60);
 errors++;
 }
 }
-if(data42.logging_dir !== undefined){
-let data44 = data42.logging_dir;
-if(typeof data44 === "string"){
-if(func2(data44) < 1){
-const err61 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data6.aim !== undefined){
+let data43 = data6.aim;
+if(data43 && typeof data43 == "object" && !Array.isArray(data43)){
+for(const key5 in data43){
+if(!((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params"))){
+const err61 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -1607,8 +1630,10 @@ vErrors.push(err61);
 errors++;
 }
 }
-else {
-const err62 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data43.run_name !== undefined){
+let data44 = data43.run_name;
+if((typeof data44 !== "string") && (data44 !== null)){
+const err62 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -1618,10 +1643,11 @@ vErrors.push(err62);
 errors++;
 }
 }
-if(data42.experiment !== undefined){
-let data45 = data42.experiment;
-if((typeof data45 !== "string") && (data45 !== null)){
-const err63 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema19.properties.experiment.type},message:"must be string,null"};
+if(data43.logging_dir !== undefined){
+let data45 = data43.logging_dir;
+if(typeof data45 === "string"){
+if(func2(data45) < 1){
+const err63 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -1631,10 +1657,8 @@ vErrors.push(err63);
 errors++;
 }
 }
-if(data42.run_hash !== undefined){
-let data46 = data42.run_hash;
-if((typeof data46 !== "string") && (data46 !== null)){
-const err64 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema19.properties.run_hash.type},message:"must be string,null"};
+else {
+const err64 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -1644,10 +1668,10 @@ vErrors.push(err64);
 errors++;
 }
 }
-if(data42.system_tracking_interval !== undefined){
-let data47 = data42.system_tracking_interval;
-if((!((typeof data47 == "number") && (isFinite(data47)))) && (data47 !== null)){
-const err65 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema19.properties.system_tracking_interval.type},message:"must be number,null"};
+if(data43.experiment !== undefined){
+let data46 = data43.experiment;
+if((typeof data46 !== "string") && (data46 !== null)){
+const err65 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema19.properties.experiment.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -1657,9 +1681,10 @@ vErrors.push(err65);
 errors++;
 }
 }
-if(data42.log_system_params !== undefined){
-if(typeof data42.log_system_params !== "boolean"){
-const err66 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data43.run_hash !== undefined){
+let data47 = data43.run_hash;
+if((typeof data47 !== "string") && (data47 !== null)){
+const err66 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema19.properties.run_hash.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -1669,9 +1694,10 @@ vErrors.push(err66);
 errors++;
 }
 }
-}
-else {
-const err67 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data43.system_tracking_interval !== undefined){
+let data48 = data43.system_tracking_interval;
+if((!((typeof data48 == "number") && (isFinite(data48)))) && (data48 !== null)){
+const err67 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema19.properties.system_tracking_interval.type},message:"must be number,null"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -1681,12 +1707,9 @@ vErrors.push(err67);
 errors++;
 }
 }
-if(data6.mlflow !== undefined){
-let data49 = data6.mlflow;
-if(data49 && typeof data49 == "object" && !Array.isArray(data49)){
-for(const key6 in data49){
-if(!(func3.call(schema20.properties, key6))){
-const err68 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+if(data43.log_system_params !== undefined){
+if(typeof data43.log_system_params !== "boolean"){
+const err68 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -1696,10 +1719,9 @@ vErrors.push(err68);
 errors++;
 }
 }
-if(data49.experiment_name !== undefined){
-let data50 = data49.experiment_name;
-if((typeof data50 !== "string") && (data50 !== null)){
-const err69 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema20.properties.experiment_name.type},message:"must be string,null"};
+}
+else {
+const err69 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -1709,10 +1731,12 @@ vErrors.push(err69);
 errors++;
 }
 }
-if(data49.logging_dir !== undefined){
-let data51 = data49.logging_dir;
-if((typeof data51 !== "string") && (data51 !== null)){
-const err70 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema20.properties.logging_dir.type},message:"must be string,null"};
+if(data6.mlflow !== undefined){
+let data50 = data6.mlflow;
+if(data50 && typeof data50 == "object" && !Array.isArray(data50)){
+for(const key6 in data50){
+if(!(func3.call(schema20.properties, key6))){
+const err70 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -1722,10 +1746,10 @@ vErrors.push(err70);
 errors++;
 }
 }
-if(data49.run_id !== undefined){
-let data52 = data49.run_id;
-if((typeof data52 !== "string") && (data52 !== null)){
-const err71 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema20.properties.run_id.type},message:"must be string,null"};
+if(data50.experiment_name !== undefined){
+let data51 = data50.experiment_name;
+if((typeof data51 !== "string") && (data51 !== null)){
+const err71 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema20.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -1735,16 +1759,10 @@ vErrors.push(err71);
 errors++;
 }
 }
-if(data49.tags !== undefined){
-let data53 = data49.tags;
-const _errs119 = errors;
-let valid18 = false;
-const _errs120 = errors;
-if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
-for(const key7 in data53){
-let data54 = data53[key7];
-if(((typeof data54 !== "string") && (!((typeof data54 == "number") && (isFinite(data54))))) && (typeof data54 !== "boolean")){
-const err72 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema20.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
+if(data50.logging_dir !== undefined){
+let data52 = data50.logging_dir;
+if((typeof data52 !== "string") && (data52 !== null)){
+const err72 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema20.properties.logging_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1754,9 +1772,10 @@ vErrors.push(err72);
 errors++;
 }
 }
-}
-else {
-const err73 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data50.run_id !== undefined){
+let data53 = data50.run_id;
+if((typeof data53 !== "string") && (data53 !== null)){
+const err73 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema20.properties.run_id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -1765,12 +1784,17 @@ vErrors.push(err73);
 }
 errors++;
 }
-var _valid1 = _errs120 === errors;
-valid18 = valid18 || _valid1;
-if(!valid18){
-const _errs125 = errors;
-if(typeof data53 !== "string"){
-const err74 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data50.tags !== undefined){
+let data54 = data50.tags;
+const _errs121 = errors;
+let valid18 = false;
+const _errs122 = errors;
+if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
+for(const key7 in data54){
+let data55 = data54[key7];
+if(((typeof data55 !== "string") && (!((typeof data55 == "number") && (isFinite(data55))))) && (typeof data55 !== "boolean")){
+const err74 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema20.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -1779,12 +1803,10 @@ vErrors.push(err74);
 }
 errors++;
 }
-var _valid1 = _errs125 === errors;
-valid18 = valid18 || _valid1;
-if(!valid18){
-const _errs127 = errors;
-if(data53 !== null){
-const err75 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
+}
+}
+else {
+const err75 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1793,12 +1815,12 @@ vErrors.push(err75);
 }
 errors++;
 }
-var _valid1 = _errs127 === errors;
+var _valid1 = _errs122 === errors;
 valid18 = valid18 || _valid1;
-}
-}
 if(!valid18){
-const err76 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+const _errs127 = errors;
+if(typeof data54 !== "string"){
+const err76 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1807,21 +1829,12 @@ vErrors.push(err76);
 }
 errors++;
 }
-else {
-errors = _errs119;
-if(vErrors !== null){
-if(_errs119){
-vErrors.length = _errs119;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data49.nested_run !== undefined){
-if(typeof data49.nested_run !== "boolean"){
-const err77 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+var _valid1 = _errs127 === errors;
+valid18 = valid18 || _valid1;
+if(!valid18){
+const _errs129 = errors;
+if(data54 !== null){
+const err77 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1830,11 +1843,12 @@ vErrors.push(err77);
 }
 errors++;
 }
+var _valid1 = _errs129 === errors;
+valid18 = valid18 || _valid1;
 }
-if(data49.run_name !== undefined){
-let data56 = data49.run_name;
-if((typeof data56 !== "string") && (data56 !== null)){
-const err78 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
+}
+if(!valid18){
+const err78 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1843,11 +1857,21 @@ vErrors.push(err78);
 }
 errors++;
 }
+else {
+errors = _errs121;
+if(vErrors !== null){
+if(_errs121){
+vErrors.length = _errs121;
 }
-if(data49.description !== undefined){
-let data57 = data49.description;
-if((typeof data57 !== "string") && (data57 !== null)){
-const err79 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema20.properties.description.type},message:"must be string,null"};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data50.nested_run !== undefined){
+if(typeof data50.nested_run !== "boolean"){
+const err79 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1857,10 +1881,10 @@ vErrors.push(err79);
 errors++;
 }
 }
-if(data49.tracking_uri !== undefined){
-let data58 = data49.tracking_uri;
-if((typeof data58 !== "string") && (data58 !== null)){
-const err80 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema20.properties.tracking_uri.type},message:"must be string,null"};
+if(data50.run_name !== undefined){
+let data57 = data50.run_name;
+if((typeof data57 !== "string") && (data57 !== null)){
+const err80 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1870,11 +1894,10 @@ vErrors.push(err80);
 errors++;
 }
 }
-if(data49.retry_deadline_secs !== undefined){
-let data59 = data49.retry_deadline_secs;
-if((typeof data59 == "number") && (isFinite(data59))){
-if(data59 <= 0 || isNaN(data59)){
-const err81 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data50.description !== undefined){
+let data58 = data50.description;
+if((typeof data58 !== "string") && (data58 !== null)){
+const err81 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema20.properties.description.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1884,8 +1907,10 @@ vErrors.push(err81);
 errors++;
 }
 }
-else {
-const err82 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data50.tracking_uri !== undefined){
+let data59 = data50.tracking_uri;
+if((typeof data59 !== "string") && (data59 !== null)){
+const err82 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema20.properties.tracking_uri.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1895,11 +1920,11 @@ vErrors.push(err82);
 errors++;
 }
 }
-if(data49.flush_interval_secs !== undefined){
-let data60 = data49.flush_interval_secs;
+if(data50.retry_deadline_secs !== undefined){
+let data60 = data50.retry_deadline_secs;
 if((typeof data60 == "number") && (isFinite(data60))){
 if(data60 <= 0 || isNaN(data60)){
-const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1910,7 +1935,7 @@ errors++;
 }
 }
 else {
-const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1920,10 +1945,11 @@ vErrors.push(err84);
 errors++;
 }
 }
-if(data49.spool_dir !== undefined){
-let data61 = data49.spool_dir;
-if((typeof data61 !== "string") && (data61 !== null)){
-const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
+if(data50.flush_interval_secs !== undefined){
+let data61 = data50.flush_interval_secs;
+if((typeof data61 == "number") && (isFinite(data61))){
+if(data61 <= 0 || isNaN(data61)){
+const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1933,9 +1959,8 @@ vErrors.push(err85);
 errors++;
 }
 }
-}
 else {
-const err86 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err86 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1945,9 +1970,10 @@ vErrors.push(err86);
 errors++;
 }
 }
-}
-else {
-const err87 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data50.spool_dir !== undefined){
+let data62 = data50.spool_dir;
+if((typeof data62 !== "string") && (data62 !== null)){
+const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1959,12 +1985,36 @@ errors++;
 }
 }
 else {
-const err88 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err88 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err88];
 }
 else {
 vErrors.push(err88);
+}
+errors++;
+}
+}
+}
+else {
+const err89 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err89];
+}
+else {
+vErrors.push(err89);
+}
+errors++;
+}
+}
+}
+else {
+const err90 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err90];
+}
+else {
+vErrors.push(err90);
 }
 errors++;
 }

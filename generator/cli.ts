@@ -18,8 +18,9 @@ const USAGE = `usage:
   trackspec validate FILE... [--format text|json|github]
       Check tracker config files (YAML or JSON). Exit 0 valid, 1 invalid, 2 usage or unreadable file.
   trackspec sync [DIR]
-      Upload records spooled while a server was unreachable (default: $TRACKSPEC_SPOOL_DIR, else
-      $XDG_STATE_HOME/trackspec/spool, else ~/.local/state/trackspec/spool). Exactly once; resumable.
+      Upload records spooled while a server was unreachable or logged offline: MLflow spools
+      (default DIR: $TRACKSPEC_SPOOL_DIR, else $XDG_STATE_HOME/trackspec/spool, else
+      ~/.local/state/trackspec/spool) and Comet offline directories (e.g. .cometml-runs). Resumable.
       Exit 0 when everything was uploaded, 1 when a spool could not be.
   trackspec demo [--logdir DIR] [--mlruns DIR | --no-mlflow] [--steps N] [--seed N]
       Train a small model on synthetic data and log it to TensorBoard (default ./runs) and to an
@@ -123,9 +124,9 @@ async function cmdValidate(args: string[]): Promise<number> {
 async function cmdSync(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, options: {}, allowPositionals: true });
   if (positionals.length > 1) throw new UsageError('sync takes at most one DIR');
-  const [{ syncSpools }, { defaultSpoolDir }] = await Promise.all([import('../runtime/mlflow/sync.js'), import('../runtime/spool.js')]);
+  const [{ syncAll }, { defaultSpoolDir }] = await Promise.all([import('../runtime/sync.js'), import('../runtime/spool.js')]);
   const dir = positionals[0] ?? defaultSpoolDir();
-  const summary = await syncSpools(dir);
+  const summary = await syncAll(dir);
   process.stdout.write(
     summary.spools === 0
       ? `nothing to upload in ${dir}\n`

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it, vi } from 'vitest';
 import {
-  BackendError, CometMLTracker, ConfigError, GeneralTracker, MLflowTracker, TensorBoardTracker, TrackspecError, ValidationError, WandBTracker,
+  AimTracker, BackendError, CometMLTracker, ConfigError, GeneralTracker, MLflowTracker, TensorBoardTracker, TrackspecError, ValidationError, WandBTracker,
   processRank, setWarningHandler,
 } from '../../generated/index.gen.js';
 import { EchoTracker } from '../fixtures/custom-out/index.gen.js';
@@ -38,11 +38,12 @@ describe('public API shape', () => {
   });
 
   it('a backend whose transport is not built fails at start() and never pretends to log', async () => {
-    const t = new CometMLTracker({ run_name: 'p' });
+    const t = new AimTracker({ logging_dir: 'aim://127.0.0.1:53800' });
     await expect(t.start()).rejects.toThrow(BackendError);
-    await expect(t.start()).rejects.toThrow(/comet_ml transport is not built in this version of trackspec \(tracked in issue #6\); nothing was logged/);
+    await expect(t.start()).rejects.toThrow(/aim transport is not built in this version of trackspec \(tracked in issue #7\); nothing was logged/);
     expect(() => t.log({ loss: 1 })).toThrow(/before start\(\)/);
-    expect(CometMLTracker.available).toBe(false);
+    expect(AimTracker.available).toBe(false);
+    expect(CometMLTracker.available).toBe(true);
     expect(TensorBoardTracker.available).toBe(true);
     expect(MLflowTracker.available).toBe(true);
   });
@@ -204,8 +205,8 @@ describe('main-process gating', () => {
     await t.flush();
     await t.finish();
     expect(() => readFileSync(path)).toThrow(/ENOENT/);
-    // Comet ML is main-process-only: no BackendError (its transport is not built) because nothing runs on rank 1.
-    await expect(new CometMLTracker().start()).resolves.toBeUndefined();
+    // Aim is main-process-only: no BackendError (its transport is not built) because nothing runs on rank 1.
+    await expect(new AimTracker({ logging_dir: 'aim://127.0.0.1:1' }).start()).resolves.toBeUndefined();
   });
 
   it('W&B is not main-process-only (as upstream): it runs on rank 1', async () => {

@@ -1,0 +1,16 @@
+/** `trackspec sync [DIR]`: replay every backend's spools found in DIR. */
+import type { Env } from './env.js';
+import { syncCometSpools } from './comet_ml/sync.js';
+import { syncSpools as syncMlflowSpools, type SyncSummary } from './mlflow/sync.js';
+
+export type { SyncSummary } from './mlflow/sync.js';
+
+export async function syncAll(dir: string, options: { out?: (line: string) => void; env?: Env } = {}): Promise<SyncSummary> {
+  const parts = [await syncMlflowSpools(dir, options), await syncCometSpools(dir, options)];
+  return {
+    spools: parts.reduce((a, p) => a + p.spools, 0),
+    sent: parts.reduce((a, p) => a + p.sent, 0),
+    duplicates: parts.reduce((a, p) => a + p.duplicates, 0),
+    failed: parts.flatMap((p) => p.failed),
+  };
+}
