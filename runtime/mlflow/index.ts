@@ -17,7 +17,7 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { Batcher } from '../batcher.js';
 import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../driver.js';
 import { parseEnv, readEnv, type Env } from '../env.js';
@@ -162,6 +162,17 @@ process.on('uncaughtExceptionMonitor', () => {
 
 function isUnreachable(e: unknown): boolean {
   return e instanceof HttpTransportError || e instanceof RetryDeadlineError;
+}
+
+/**
+ * A relative logging_dir means a directory of the caller: made absolute here, because a tracking
+ * server would otherwise resolve it against its own working directory.
+ */
+function artifactLocation(dir: string | null): string | null {
+  if (dir === null) return null;
+  const scheme = SCHEME.exec(dir)?.[1];
+  if (scheme !== undefined && scheme.length > 1) return dir; // a URI (s3://, file:, ...); not a Windows drive
+  return resolvePath(dir);
 }
 
 function stringTags(tags: MLflowDriverOptions['tags']): MlflowKV[] {
@@ -510,7 +521,7 @@ export const driver: BackendDriver<MLflowDriverOptions, MLflowRun> = {
         else {
           const name = options.experiment_name ?? 'Default';
           const found = await store.getExperimentByName(name);
-          experimentId = found ? found.experimentId : await store.createExperiment(name, options.logging_dir, tags);
+          experimentId = found ? found.experimentId : await store.createExperiment(name, artifactLocation(options.logging_dir), tags);
         }
         const runTags: MlflowKV[] = [
           ...tags,

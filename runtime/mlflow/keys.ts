@@ -81,3 +81,12 @@ export function wireMetricValue(v: number): number | string {
   if (Number.isNaN(v)) return 'NaN';
   return v > 0 ? 'Infinity' : '-Infinity';
 }
+
+/**
+ * Identity of a logged point for de-duplication. sqlite-backed servers store ±Infinity as ±DBL_MAX,
+ * so both spellings are the same point.
+ */
+export function metricPointKey(timestamp: number, step: number, value: number): string {
+  const v = Number.isNaN(value) ? 'nan' : Math.abs(value) >= Number.MAX_VALUE ? (value > 0 ? 'inf' : '-inf') : String(value);
+  return `${timestamp}|${step}|${v}`;
+}

@@ -3,7 +3,7 @@ import { BackendError } from '../errors.js';
 import { randomBytes } from 'node:crypto';
 import { HttpClient, HttpStatusError, HttpTransportError, httpError } from '../http.js';
 import { classifyError, withRetry, type RetryDecision, type RetryPolicy } from '../retry.js';
-import { wireMetricValue } from './keys.js';
+import { metricPointKey, wireMetricValue } from './keys.js';
 import { PARAM_IMMUTABLE, type ExperimentInfo, type MlflowKV, type MlflowMetric, type MlflowStore, type RunData, type RunInfo, type RunStatus } from './store.js';
 
 const API = '/api/2.0/mlflow';
@@ -56,7 +56,7 @@ function ambiguous(err: unknown): boolean {
   return err instanceof HttpStatusError && err.status >= 500;
 }
 
-const pointKey = (m: { timestamp: number; step: number; value: number }) => `${m.timestamp}|${m.step}|${Number.isNaN(m.value) ? 'nan' : m.value}`;
+const pointKey = (m: { timestamp: number; step: number; value: number }) => metricPointKey(m.timestamp, m.step, m.value);
 
 /** Strip userinfo so credentials never reach messages. */
 export function displayUrl(url: string): string {

@@ -7,7 +7,7 @@
 import { listSpools, replaySpool, type SpoolHeader } from '../spool.js';
 import type { Env } from '../env.js';
 import { openStore, type SpoolRecord } from './index.js';
-import { MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, MAX_TAGS_PER_BATCH } from './keys.js';
+import { MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, MAX_TAGS_PER_BATCH, metricPointKey } from './keys.js';
 import type { MlflowKV, MlflowMetric, MlflowStore } from './store.js';
 
 export interface SyncSummary {
@@ -18,7 +18,7 @@ export interface SyncSummary {
 }
 
 const metricValue = (v: number | string) => (typeof v === 'number' ? v : v === 'NaN' ? NaN : Number(v));
-const pointKey = (ts: number, step: number, value: number) => `${ts}|${step}|${Number.isNaN(value) ? 'nan' : value}`;
+const pointKey = metricPointKey;
 
 async function replayOne(path: string, store: MlflowStore, out: (line: string) => void): Promise<{ sent: number; duplicates: number }> {
   const seen = new Map<string, Set<string>>(); // run\0key → points already on the server

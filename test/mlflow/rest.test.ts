@@ -96,6 +96,14 @@ describe('request stream', () => {
     expectExactlyOnce(t.tracker.runId, 250);
   });
 
+  it('a relative logging_dir is made absolute on the client (a server would resolve it against its own directory)', async () => {
+    const t = new MLflowTracker({ tracking_uri: server.url, experiment_name: 'rel', logging_dir: './artifacts' });
+    await t.start();
+    await t.finish();
+    const create = server.requests.find((r) => r.path.endsWith('experiments/create'))!;
+    expect((create.body as { artifact_location: string }).artifact_location).toBe(join(process.cwd(), 'artifacts'));
+  });
+
   it('reuses an existing experiment by exact name', async () => {
     const a = new MLflowTracker({ tracking_uri: server.url, experiment_name: "it's mine" });
     await a.start();

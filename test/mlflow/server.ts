@@ -2,6 +2,7 @@
 // See /work/shared/reference/mlflow-rest.md for the behaviour it reproduces. Loopback only, in memory.
 //
 // Standalone: node --import tsx test/mlflow/server.ts [--port 5000] [--store sqlite|file] [--no-truncate]
+import { resolve as pathResolve } from 'node:path';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -202,6 +203,12 @@ const HTML_500 = htmlPage(
   'The server encountered an internal error and was unable to complete your request. Either the server is overloaded or there is an error in the application.',
 );
 /** Body of MLflow's basic-auth plugin 401 answer (`WWW-Authenticate: Basic realm="mlflow"`). */
+/** Real MLflow turns a relative artifact location into an absolute path on the server machine. */
+function absoluteArtifactLocation(loc: string | undefined): string | undefined {
+  if (!loc || /^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(loc) || loc.startsWith('/')) return loc;
+  return pathResolve(loc);
+}
+
 export const AUTH_401_BODY =
   'You are not authenticated. Please see https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow on how to authenticate.';
 
@@ -674,7 +681,8 @@ export class MlflowTestServer {
     const tags = ((msg.tags ?? []) as Parsed[]).map((t) => {
       const key = (t.key as string | undefined) ?? '';
       const value = (t.value as string | undefined) ?? '';
-      return [key, validateTag(key, value, false, this.sqlite ? MAX_EXPERIMENT_TAG_VAL_LENGTH : Infinity)] as const;
+      // Real 2.12.2 does not validate experiment tags passed to experiments/create (only set-experiment-tag does).
+      return [key, value] as const;
     });
     const now = Date.now();
     if (this.experimentByName(name)) {
@@ -694,7 +702,8 @@ export class MlflowTestServer {
     this.exps.set(id, {
       experiment_id: id,
       name,
-      artifact_location: (msg.artifact_location as string | undefined) || `mlflow-artifacts:/${id}`,
+      // A relative path is resolved against the server's own working directory, as the real server does.
+      artifact_location: absoluteArtifactLocation(msg.artifact_location as string | undefined) || `mlflow-artifacts:/${id}`,
       lifecycle_stage: 'active',
       creation_time: now,
       last_update_time: now,
