@@ -183,6 +183,21 @@ describe('rate limits and faults: nothing dropped', () => {
     const e = server.experiment(t.tracker.experimentKey!)!;
     expect(e.metrics.map((m) => m.step)).toEqual(Array.from({ length: 30 }, (_, i) => i));
   });
+
+  it('server restart mid-run', async () => {
+    const t = new CometMLTracker({ run_name: 'p', retry_deadline_secs: 20 });
+    await t.start();
+    for (let i = 0; i < 20; i++) t.log({ m: i }, i);
+    await t.flush();
+    await server.stop();
+    for (let i = 20; i < 40; i++) t.log({ m: i }, i);
+    await new Promise((r) => setTimeout(r, 300));
+    await server.restart();
+    await t.finish();
+    const e = server.experiment(t.tracker.experimentKey!)!;
+    expect(e.metrics.map((m) => m.step)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(e.endTimeMillis).not.toBeNull();
+  }, 30_000);
 });
 
 describe('offline spool and sync', () => {
