@@ -428,10 +428,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
 
   const mlruns = options.mlruns === undefined ? DEFAULT_MLRUNS : options.mlruns;
   const tr = new Tracking({ log_with: mlruns === null ? ['tensorboard'] : ['tensorboard', 'mlflow'], logging_dir: logdir });
-  await tr.initTrackers(runName, hyperparams, {
-    // The local MLflow file store; mlflow's experiment is named after the demo, the run after the TensorBoard run.
-    mlflow: { tracking_uri: mlruns ?? undefined, experiment_name: 'trackspec-demo', run_name: runName },
-  });
+  // The local MLflow file store; mlflow's experiment is named after the demo, the run after the TensorBoard run.
+  await tr.initTrackers(runName, hyperparams, mlruns === null ? {} : { mlflow: { tracking_uri: mlruns, experiment_name: 'trackspec-demo', run_name: runName } });
   const tb = tr.getTracker('tensorboard') as GeneralTracker;
   const images = isImageLogger(tb) ? tb : undefined;
 

@@ -24,3 +24,6 @@ export type { WarningHandler } from './warnings.js';
 export { loadConfigFile, checkConfigText, parseLocated } from './config-file.js';
 export type { LocatedIssue, CheckResult, Located } from './config-file.js';
 export { humanizeErrors, didYouMean } from './humanize.js';
+// The TensorBoard writer and reader are usable on their own.
+export { SummaryWriter, readEvents, readEventsSync, listEventFiles } from './tensorboard/index.js';
+export type { SummaryWriterOptions, DecodedEvent, DecodedValue, ReadResult } from './tensorboard/index.js';

@@ -182,10 +182,14 @@ export class SummaryWriter {
     header.string(3, 'brain.Event:2');
     this.file.writeRecord(header.finish());
     if (purge !== null) {
-      const start = new ProtoWriter().double(1, now);
-      if (purge !== 0) start.uint(2, Math.trunc(purge));
-      start.message(7, (s) => s.uint(1, 1));
-      this.file.writeRecord(start.finish());
+      // Two SessionLog.START records: TensorBoard's plugin event accumulator (what the server uses)
+      // ignores the first START of a run, the legacy loader purges on either.
+      for (let i = 0; i < 2; i++) {
+        const start = new ProtoWriter().double(1, now);
+        if (purge !== 0) start.uint(2, Math.trunc(purge));
+        start.message(7, (s) => s.uint(1, 1));
+        this.file.writeRecord(start.finish());
+      }
     }
     try {
       this.file.flushSync();
@@ -436,15 +440,18 @@ export class SummaryWriter {
   }
 
   /**
-   * End the hparams session: writes `_hparams_/experiment` (hparam infos + `metrics`, by default
-   * every scalar tag this writer and its add_scalars children have written) and
-   * `_hparams_/session_end_info` with `status`.
+   * End the hparams session: writes `_hparams_/session_end_info` with `status`.
+   *
+   * No `_hparams_/experiment` is written unless `metrics` is given: TensorBoard uses the first run
+   * that has one as the experiment of the whole log directory, so one per run hides every other
+   * run's hparams and metrics (tensorflow/tensorboard#5596). Without it TensorBoard builds the
+   * experiment from all session_start_info records and scalar tags, which is what users expect.
    */
   endHparamsSession(status: SessionStatus = SessionStatus.SUCCESS, metrics?: readonly MetricName[]): void {
     this.checkOpen();
     const session = this.hparamSession ?? { hparams: new Map<string, HParamValue>() };
     const now = Date.now() / 1000;
-    this.writeHparamsValue(EXPERIMENT_TAG, encodeExperiment(session.hparams, metrics ?? this.scalarMetricNames(), now), now);
+    if (metrics) this.writeHparamsValue(EXPERIMENT_TAG, encodeExperiment(session.hparams, metrics, now), now);
     this.writeHparamsValue(SESSION_END_TAG, encodeSessionEndInfo(status, now), now);
   }
 

@@ -134,7 +134,7 @@ describe('TensorBoard driver', () => {
     expect(values(main).some((x) => x.v.tag === 'loss/parts')).toBe(false);
   });
 
-  it('stores hparams (session_start_info now; experiment + session_end_info SUCCESS on finish) and hparams.yml', async () => {
+  it('stores hparams (session_start_info now; session_end_info SUCCESS on finish, no per-run experiment) and hparams.yml', async () => {
     const root = tmpDir();
     const ctx = ctxStub();
     const d = await driver.start(opts(root), ctx);
@@ -174,23 +174,10 @@ describe('TensorBoard driver', () => {
 
     const file = onlyEventFile(run);
     hp = values(readAll(file)).filter((x) => x.v.metadata?.pluginName === 'hparams');
-    expect(hp.map((x) => x.v.tag)).toEqual([SESSION_START_TAG, EXPERIMENT_TAG, SESSION_END_TAG]);
-    const exp = decodeHParamsPluginData(hp[1]!.v.metadata!.pluginContent!).experiment!;
-    expect(exp.hparamInfos).toEqual([
-      { name: 'lr', type: HParamDataType.FLOAT64 },
-      { name: 'epochs', type: HParamDataType.FLOAT64 },
-      { name: 'name', type: HParamDataType.STRING },
-      { name: 'amp', type: HParamDataType.BOOL },
-      { name: 'layers', type: HParamDataType.STRING },
-      { name: 'optim/kind', type: HParamDataType.STRING },
-      { name: 'optim/betas/b1', type: HParamDataType.FLOAT64 },
-    ]);
-    expect(exp.metricInfos).toEqual([
-      { group: '', tag: 'loss' },
-      { group: '', tag: 'acc' },
-      { group: 'parts_a', tag: 'parts' },
-    ]);
-    const end = decodeHParamsPluginData(hp[2]!.v.metadata!.pluginContent!);
+    // No _hparams_/experiment: TensorBoard builds the experiment from every run's session_start_info.
+    expect(hp.map((x) => x.v.tag)).toEqual([SESSION_START_TAG, SESSION_END_TAG]);
+    expect(hp.some((x) => x.v.tag === EXPERIMENT_TAG)).toBe(false);
+    const end = decodeHParamsPluginData(hp[1]!.v.metadata!.pluginContent!);
     expect(end.sessionEndInfo!.status).toBe(SessionStatus.SUCCESS);
 
     if (requireProtoc()) {
@@ -198,10 +185,7 @@ describe('TensorBoard driver', () => {
       expect(startText).toMatch(/key: "amp"\s+value \{\s+bool_value: false/);
       expect(startText).toMatch(/key: "lr"\s+value \{\s+number_value: 0.001/);
       expect(startText).toMatch(/key: "name"\s+value \{\s+string_value: "resnet"/);
-      const expText = protocDecode('tensorboard.HParamsPluginData', hp[1]!.v.metadata!.pluginContent!);
-      expect(expText).toMatch(/name: "amp"\s+type: DATA_TYPE_BOOL/);
-      expect(expText).toMatch(/group: "parts_a"\s+tag: "parts"/);
-      const endText = protocDecode('tensorboard.HParamsPluginData', hp[2]!.v.metadata!.pluginContent!);
+      const endText = protocDecode('tensorboard.HParamsPluginData', hp[1]!.v.metadata!.pluginContent!);
       expect(endText).toContain('status: STATUS_SUCCESS');
     }
   });

@@ -60,13 +60,15 @@ describe('event files', () => {
     await w.close();
   });
 
-  it('writes purge_step like tensorboardX (file_version and SessionLog START at step S)', async () => {
+  it('writes purge_step: file_version at step S, then two SessionLog START at S (the server-side loader skips the first)', async () => {
     const dir = tmpDir();
     const w = new SummaryWriter(dir, { flushSecs: 0, purgeStep: 7 });
     await w.close();
     const ev = readAll(w.path);
     expect(ev[0]).toMatchObject({ step: 7, fileVersion: 'brain.Event:2' });
     expect(ev[1]).toMatchObject({ step: 7, sessionLog: { status: 1 } });
+    expect(ev[2]).toMatchObject({ step: 7, sessionLog: { status: 1 } });
+    expect(ev).toHaveLength(3);
   });
 
   it('frames records exactly (length, masked CRCs) and protoc decodes every payload', async () => {
