@@ -801,9 +801,9 @@ return errors === 0;
 }
 
 export const validateTrackingConfig = validate14;
-const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
+const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
 const schema16 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
-const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"}}};
+const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"}}};
 const schema20 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"spool_dir":{"type":["string","null"],"default":null}}};
@@ -1412,9 +1412,11 @@ vErrors.push(err44);
 errors++;
 }
 }
-}
-else {
-const err45 = {instancePath:instancePath+"/init_kwargs/wandb",schemaPath:"#/definitions/WandBOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data14.heartbeat_secs !== undefined){
+let data30 = data14.heartbeat_secs;
+if((typeof data30 == "number") && (isFinite(data30))){
+if(data30 <= 0 || isNaN(data30)){
+const err45 = {instancePath:instancePath+"/init_kwargs/wandb/heartbeat_secs",schemaPath:"#/definitions/WandBOptions/properties/heartbeat_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -1424,12 +1426,8 @@ vErrors.push(err45);
 errors++;
 }
 }
-if(data6.comet_ml !== undefined){
-let data30 = data6.comet_ml;
-if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
-for(const key4 in data30){
-if(!(func3.call(schema18.properties, key4))){
-const err46 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+else {
+const err46 = {instancePath:instancePath+"/init_kwargs/wandb/heartbeat_secs",schemaPath:"#/definitions/WandBOptions/properties/heartbeat_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -1439,10 +1437,11 @@ vErrors.push(err46);
 errors++;
 }
 }
-if(data30.run_name !== undefined){
-let data31 = data30.run_name;
-if((typeof data31 !== "string") && (data31 !== null)){
-const err47 = {instancePath:instancePath+"/init_kwargs/comet_ml/run_name",schemaPath:"#/definitions/CometMLOptions/properties/run_name/type",keyword:"type",params:{type: schema18.properties.run_name.type},message:"must be string,null"};
+if(data14.flush_interval_secs !== undefined){
+let data31 = data14.flush_interval_secs;
+if((typeof data31 == "number") && (isFinite(data31))){
+if(data31 <= 0 || isNaN(data31)){
+const err47 = {instancePath:instancePath+"/init_kwargs/wandb/flush_interval_secs",schemaPath:"#/definitions/WandBOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -1452,10 +1451,8 @@ vErrors.push(err47);
 errors++;
 }
 }
-if(data30.project_name !== undefined){
-let data32 = data30.project_name;
-if((typeof data32 !== "string") && (data32 !== null)){
-const err48 = {instancePath:instancePath+"/init_kwargs/comet_ml/project_name",schemaPath:"#/definitions/CometMLOptions/properties/project_name/type",keyword:"type",params:{type: schema18.properties.project_name.type},message:"must be string,null"};
+else {
+const err48 = {instancePath:instancePath+"/init_kwargs/wandb/flush_interval_secs",schemaPath:"#/definitions/WandBOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -1465,10 +1462,11 @@ vErrors.push(err48);
 errors++;
 }
 }
-if(data30.workspace !== undefined){
-let data33 = data30.workspace;
-if((typeof data33 !== "string") && (data33 !== null)){
-const err49 = {instancePath:instancePath+"/init_kwargs/comet_ml/workspace",schemaPath:"#/definitions/CometMLOptions/properties/workspace/type",keyword:"type",params:{type: schema18.properties.workspace.type},message:"must be string,null"};
+if(data14.retry_deadline_secs !== undefined){
+let data32 = data14.retry_deadline_secs;
+if((typeof data32 == "number") && (isFinite(data32))){
+if(data32 <= 0 || isNaN(data32)){
+const err49 = {instancePath:instancePath+"/init_kwargs/wandb/retry_deadline_secs",schemaPath:"#/definitions/WandBOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -1478,10 +1476,8 @@ vErrors.push(err49);
 errors++;
 }
 }
-if(data30.experiment_name !== undefined){
-let data34 = data30.experiment_name;
-if((typeof data34 !== "string") && (data34 !== null)){
-const err50 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_name",schemaPath:"#/definitions/CometMLOptions/properties/experiment_name/type",keyword:"type",params:{type: schema18.properties.experiment_name.type},message:"must be string,null"};
+else {
+const err50 = {instancePath:instancePath+"/init_kwargs/wandb/retry_deadline_secs",schemaPath:"#/definitions/WandBOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -1491,10 +1487,9 @@ vErrors.push(err50);
 errors++;
 }
 }
-if(data30.experiment_key !== undefined){
-let data35 = data30.experiment_key;
-if((typeof data35 !== "string") && (data35 !== null)){
-const err51 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_key",schemaPath:"#/definitions/CometMLOptions/properties/experiment_key/type",keyword:"type",params:{type: schema18.properties.experiment_key.type},message:"must be string,null"};
+}
+else {
+const err51 = {instancePath:instancePath+"/init_kwargs/wandb",schemaPath:"#/definitions/WandBOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -1504,9 +1499,12 @@ vErrors.push(err51);
 errors++;
 }
 }
-if(data30.online !== undefined){
-if(typeof data30.online !== "boolean"){
-const err52 = {instancePath:instancePath+"/init_kwargs/comet_ml/online",schemaPath:"#/definitions/CometMLOptions/properties/online/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data6.comet_ml !== undefined){
+let data33 = data6.comet_ml;
+if(data33 && typeof data33 == "object" && !Array.isArray(data33)){
+for(const key4 in data33){
+if(!(func3.call(schema18.properties, key4))){
+const err52 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -1516,10 +1514,10 @@ vErrors.push(err52);
 errors++;
 }
 }
-if(data30.mode !== undefined){
-let data37 = data30.mode;
-if(!(((data37 === "get") || (data37 === "create")) || (data37 === "get_or_create"))){
-const err53 = {instancePath:instancePath+"/init_kwargs/comet_ml/mode",schemaPath:"#/definitions/CometMLOptions/properties/mode/enum",keyword:"enum",params:{allowedValues: schema18.properties.mode.enum},message:"must be equal to one of the allowed values"};
+if(data33.run_name !== undefined){
+let data34 = data33.run_name;
+if((typeof data34 !== "string") && (data34 !== null)){
+const err53 = {instancePath:instancePath+"/init_kwargs/comet_ml/run_name",schemaPath:"#/definitions/CometMLOptions/properties/run_name/type",keyword:"type",params:{type: schema18.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err53];
 }
@@ -1529,9 +1527,10 @@ vErrors.push(err53);
 errors++;
 }
 }
-if(data30.offline_directory !== undefined){
-if(typeof data30.offline_directory !== "string"){
-const err54 = {instancePath:instancePath+"/init_kwargs/comet_ml/offline_directory",schemaPath:"#/definitions/CometMLOptions/properties/offline_directory/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data33.project_name !== undefined){
+let data35 = data33.project_name;
+if((typeof data35 !== "string") && (data35 !== null)){
+const err54 = {instancePath:instancePath+"/init_kwargs/comet_ml/project_name",schemaPath:"#/definitions/CometMLOptions/properties/project_name/type",keyword:"type",params:{type: schema18.properties.project_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -1541,10 +1540,10 @@ vErrors.push(err54);
 errors++;
 }
 }
-if(data30.api_key !== undefined){
-let data39 = data30.api_key;
-if((typeof data39 !== "string") && (data39 !== null)){
-const err55 = {instancePath:instancePath+"/init_kwargs/comet_ml/api_key",schemaPath:"#/definitions/CometMLOptions/properties/api_key/type",keyword:"type",params:{type: schema18.properties.api_key.type},message:"must be string,null"};
+if(data33.workspace !== undefined){
+let data36 = data33.workspace;
+if((typeof data36 !== "string") && (data36 !== null)){
+const err55 = {instancePath:instancePath+"/init_kwargs/comet_ml/workspace",schemaPath:"#/definitions/CometMLOptions/properties/workspace/type",keyword:"type",params:{type: schema18.properties.workspace.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -1554,9 +1553,10 @@ vErrors.push(err55);
 errors++;
 }
 }
-if(data30.url_override !== undefined){
-if(typeof data30.url_override !== "string"){
-const err56 = {instancePath:instancePath+"/init_kwargs/comet_ml/url_override",schemaPath:"#/definitions/CometMLOptions/properties/url_override/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data33.experiment_name !== undefined){
+let data37 = data33.experiment_name;
+if((typeof data37 !== "string") && (data37 !== null)){
+const err56 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_name",schemaPath:"#/definitions/CometMLOptions/properties/experiment_name/type",keyword:"type",params:{type: schema18.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -1566,9 +1566,10 @@ vErrors.push(err56);
 errors++;
 }
 }
-if(data30.prefix_nested_metrics !== undefined){
-if(typeof data30.prefix_nested_metrics !== "boolean"){
-const err57 = {instancePath:instancePath+"/init_kwargs/comet_ml/prefix_nested_metrics",schemaPath:"#/definitions/CometMLOptions/properties/prefix_nested_metrics/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data33.experiment_key !== undefined){
+let data38 = data33.experiment_key;
+if((typeof data38 !== "string") && (data38 !== null)){
+const err57 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_key",schemaPath:"#/definitions/CometMLOptions/properties/experiment_key/type",keyword:"type",params:{type: schema18.properties.experiment_key.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -1578,11 +1579,9 @@ vErrors.push(err57);
 errors++;
 }
 }
-if(data30.retry_deadline_secs !== undefined){
-let data42 = data30.retry_deadline_secs;
-if((typeof data42 == "number") && (isFinite(data42))){
-if(data42 <= 0 || isNaN(data42)){
-const err58 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data33.online !== undefined){
+if(typeof data33.online !== "boolean"){
+const err58 = {instancePath:instancePath+"/init_kwargs/comet_ml/online",schemaPath:"#/definitions/CometMLOptions/properties/online/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -1592,8 +1591,10 @@ vErrors.push(err58);
 errors++;
 }
 }
-else {
-const err59 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data33.mode !== undefined){
+let data40 = data33.mode;
+if(!(((data40 === "get") || (data40 === "create")) || (data40 === "get_or_create"))){
+const err59 = {instancePath:instancePath+"/init_kwargs/comet_ml/mode",schemaPath:"#/definitions/CometMLOptions/properties/mode/enum",keyword:"enum",params:{allowedValues: schema18.properties.mode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -1603,9 +1604,9 @@ vErrors.push(err59);
 errors++;
 }
 }
-}
-else {
-const err60 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data33.offline_directory !== undefined){
+if(typeof data33.offline_directory !== "string"){
+const err60 = {instancePath:instancePath+"/init_kwargs/comet_ml/offline_directory",schemaPath:"#/definitions/CometMLOptions/properties/offline_directory/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -1615,12 +1616,10 @@ vErrors.push(err60);
 errors++;
 }
 }
-if(data6.aim !== undefined){
-let data43 = data6.aim;
-if(data43 && typeof data43 == "object" && !Array.isArray(data43)){
-for(const key5 in data43){
-if(!((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params"))){
-const err61 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+if(data33.api_key !== undefined){
+let data42 = data33.api_key;
+if((typeof data42 !== "string") && (data42 !== null)){
+const err61 = {instancePath:instancePath+"/init_kwargs/comet_ml/api_key",schemaPath:"#/definitions/CometMLOptions/properties/api_key/type",keyword:"type",params:{type: schema18.properties.api_key.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -1630,10 +1629,9 @@ vErrors.push(err61);
 errors++;
 }
 }
-if(data43.run_name !== undefined){
-let data44 = data43.run_name;
-if((typeof data44 !== "string") && (data44 !== null)){
-const err62 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
+if(data33.url_override !== undefined){
+if(typeof data33.url_override !== "string"){
+const err62 = {instancePath:instancePath+"/init_kwargs/comet_ml/url_override",schemaPath:"#/definitions/CometMLOptions/properties/url_override/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -1643,11 +1641,9 @@ vErrors.push(err62);
 errors++;
 }
 }
-if(data43.logging_dir !== undefined){
-let data45 = data43.logging_dir;
-if(typeof data45 === "string"){
-if(func2(data45) < 1){
-const err63 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data33.prefix_nested_metrics !== undefined){
+if(typeof data33.prefix_nested_metrics !== "boolean"){
+const err63 = {instancePath:instancePath+"/init_kwargs/comet_ml/prefix_nested_metrics",schemaPath:"#/definitions/CometMLOptions/properties/prefix_nested_metrics/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -1657,8 +1653,11 @@ vErrors.push(err63);
 errors++;
 }
 }
-else {
-const err64 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data33.retry_deadline_secs !== undefined){
+let data45 = data33.retry_deadline_secs;
+if((typeof data45 == "number") && (isFinite(data45))){
+if(data45 <= 0 || isNaN(data45)){
+const err64 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -1668,10 +1667,8 @@ vErrors.push(err64);
 errors++;
 }
 }
-if(data43.experiment !== undefined){
-let data46 = data43.experiment;
-if((typeof data46 !== "string") && (data46 !== null)){
-const err65 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema19.properties.experiment.type},message:"must be string,null"};
+else {
+const err65 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -1681,10 +1678,9 @@ vErrors.push(err65);
 errors++;
 }
 }
-if(data43.run_hash !== undefined){
-let data47 = data43.run_hash;
-if((typeof data47 !== "string") && (data47 !== null)){
-const err66 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema19.properties.run_hash.type},message:"must be string,null"};
+}
+else {
+const err66 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -1694,10 +1690,12 @@ vErrors.push(err66);
 errors++;
 }
 }
-if(data43.system_tracking_interval !== undefined){
-let data48 = data43.system_tracking_interval;
-if((!((typeof data48 == "number") && (isFinite(data48)))) && (data48 !== null)){
-const err67 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema19.properties.system_tracking_interval.type},message:"must be number,null"};
+if(data6.aim !== undefined){
+let data46 = data6.aim;
+if(data46 && typeof data46 == "object" && !Array.isArray(data46)){
+for(const key5 in data46){
+if(!((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params"))){
+const err67 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -1707,9 +1705,10 @@ vErrors.push(err67);
 errors++;
 }
 }
-if(data43.log_system_params !== undefined){
-if(typeof data43.log_system_params !== "boolean"){
-const err68 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data46.run_name !== undefined){
+let data47 = data46.run_name;
+if((typeof data47 !== "string") && (data47 !== null)){
+const err68 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -1719,9 +1718,11 @@ vErrors.push(err68);
 errors++;
 }
 }
-}
-else {
-const err69 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data46.logging_dir !== undefined){
+let data48 = data46.logging_dir;
+if(typeof data48 === "string"){
+if(func2(data48) < 1){
+const err69 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -1731,12 +1732,8 @@ vErrors.push(err69);
 errors++;
 }
 }
-if(data6.mlflow !== undefined){
-let data50 = data6.mlflow;
-if(data50 && typeof data50 == "object" && !Array.isArray(data50)){
-for(const key6 in data50){
-if(!(func3.call(schema20.properties, key6))){
-const err70 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+else {
+const err70 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -1746,10 +1743,10 @@ vErrors.push(err70);
 errors++;
 }
 }
-if(data50.experiment_name !== undefined){
-let data51 = data50.experiment_name;
-if((typeof data51 !== "string") && (data51 !== null)){
-const err71 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema20.properties.experiment_name.type},message:"must be string,null"};
+if(data46.experiment !== undefined){
+let data49 = data46.experiment;
+if((typeof data49 !== "string") && (data49 !== null)){
+const err71 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema19.properties.experiment.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -1759,10 +1756,10 @@ vErrors.push(err71);
 errors++;
 }
 }
-if(data50.logging_dir !== undefined){
-let data52 = data50.logging_dir;
-if((typeof data52 !== "string") && (data52 !== null)){
-const err72 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema20.properties.logging_dir.type},message:"must be string,null"};
+if(data46.run_hash !== undefined){
+let data50 = data46.run_hash;
+if((typeof data50 !== "string") && (data50 !== null)){
+const err72 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema19.properties.run_hash.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1772,10 +1769,10 @@ vErrors.push(err72);
 errors++;
 }
 }
-if(data50.run_id !== undefined){
-let data53 = data50.run_id;
-if((typeof data53 !== "string") && (data53 !== null)){
-const err73 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema20.properties.run_id.type},message:"must be string,null"};
+if(data46.system_tracking_interval !== undefined){
+let data51 = data46.system_tracking_interval;
+if((!((typeof data51 == "number") && (isFinite(data51)))) && (data51 !== null)){
+const err73 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema19.properties.system_tracking_interval.type},message:"must be number,null"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -1785,16 +1782,9 @@ vErrors.push(err73);
 errors++;
 }
 }
-if(data50.tags !== undefined){
-let data54 = data50.tags;
-const _errs121 = errors;
-let valid18 = false;
-const _errs122 = errors;
-if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
-for(const key7 in data54){
-let data55 = data54[key7];
-if(((typeof data55 !== "string") && (!((typeof data55 == "number") && (isFinite(data55))))) && (typeof data55 !== "boolean")){
-const err74 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema20.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
+if(data46.log_system_params !== undefined){
+if(typeof data46.log_system_params !== "boolean"){
+const err74 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -1806,7 +1796,7 @@ errors++;
 }
 }
 else {
-const err75 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err75 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1815,12 +1805,13 @@ vErrors.push(err75);
 }
 errors++;
 }
-var _valid1 = _errs122 === errors;
-valid18 = valid18 || _valid1;
-if(!valid18){
-const _errs127 = errors;
-if(typeof data54 !== "string"){
-const err76 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data6.mlflow !== undefined){
+let data53 = data6.mlflow;
+if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
+for(const key6 in data53){
+if(!(func3.call(schema20.properties, key6))){
+const err76 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1829,12 +1820,11 @@ vErrors.push(err76);
 }
 errors++;
 }
-var _valid1 = _errs127 === errors;
-valid18 = valid18 || _valid1;
-if(!valid18){
-const _errs129 = errors;
-if(data54 !== null){
-const err77 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
+}
+if(data53.experiment_name !== undefined){
+let data54 = data53.experiment_name;
+if((typeof data54 !== "string") && (data54 !== null)){
+const err77 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema20.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1843,12 +1833,11 @@ vErrors.push(err77);
 }
 errors++;
 }
-var _valid1 = _errs129 === errors;
-valid18 = valid18 || _valid1;
 }
-}
-if(!valid18){
-const err78 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(data53.logging_dir !== undefined){
+let data55 = data53.logging_dir;
+if((typeof data55 !== "string") && (data55 !== null)){
+const err78 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema20.properties.logging_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1857,21 +1846,11 @@ vErrors.push(err78);
 }
 errors++;
 }
-else {
-errors = _errs121;
-if(vErrors !== null){
-if(_errs121){
-vErrors.length = _errs121;
 }
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data50.nested_run !== undefined){
-if(typeof data50.nested_run !== "boolean"){
-const err79 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data53.run_id !== undefined){
+let data56 = data53.run_id;
+if((typeof data56 !== "string") && (data56 !== null)){
+const err79 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema20.properties.run_id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1881,10 +1860,16 @@ vErrors.push(err79);
 errors++;
 }
 }
-if(data50.run_name !== undefined){
-let data57 = data50.run_name;
-if((typeof data57 !== "string") && (data57 !== null)){
-const err80 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
+if(data53.tags !== undefined){
+let data57 = data53.tags;
+const _errs127 = errors;
+let valid18 = false;
+const _errs128 = errors;
+if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
+for(const key7 in data57){
+let data58 = data57[key7];
+if(((typeof data58 !== "string") && (!((typeof data58 == "number") && (isFinite(data58))))) && (typeof data58 !== "boolean")){
+const err80 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema20.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1894,10 +1879,9 @@ vErrors.push(err80);
 errors++;
 }
 }
-if(data50.description !== undefined){
-let data58 = data50.description;
-if((typeof data58 !== "string") && (data58 !== null)){
-const err81 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema20.properties.description.type},message:"must be string,null"};
+}
+else {
+const err81 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1906,11 +1890,12 @@ vErrors.push(err81);
 }
 errors++;
 }
-}
-if(data50.tracking_uri !== undefined){
-let data59 = data50.tracking_uri;
-if((typeof data59 !== "string") && (data59 !== null)){
-const err82 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema20.properties.tracking_uri.type},message:"must be string,null"};
+var _valid1 = _errs128 === errors;
+valid18 = valid18 || _valid1;
+if(!valid18){
+const _errs133 = errors;
+if(typeof data57 !== "string"){
+const err82 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1919,12 +1904,12 @@ vErrors.push(err82);
 }
 errors++;
 }
-}
-if(data50.retry_deadline_secs !== undefined){
-let data60 = data50.retry_deadline_secs;
-if((typeof data60 == "number") && (isFinite(data60))){
-if(data60 <= 0 || isNaN(data60)){
-const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+var _valid1 = _errs133 === errors;
+valid18 = valid18 || _valid1;
+if(!valid18){
+const _errs135 = errors;
+if(data57 !== null){
+const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1933,9 +1918,12 @@ vErrors.push(err83);
 }
 errors++;
 }
+var _valid1 = _errs135 === errors;
+valid18 = valid18 || _valid1;
 }
-else {
-const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+}
+if(!valid18){
+const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1944,12 +1932,21 @@ vErrors.push(err84);
 }
 errors++;
 }
+else {
+errors = _errs127;
+if(vErrors !== null){
+if(_errs127){
+vErrors.length = _errs127;
 }
-if(data50.flush_interval_secs !== undefined){
-let data61 = data50.flush_interval_secs;
-if((typeof data61 == "number") && (isFinite(data61))){
-if(data61 <= 0 || isNaN(data61)){
-const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data53.nested_run !== undefined){
+if(typeof data53.nested_run !== "boolean"){
+const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1959,8 +1956,10 @@ vErrors.push(err85);
 errors++;
 }
 }
-else {
-const err86 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data53.run_name !== undefined){
+let data60 = data53.run_name;
+if((typeof data60 !== "string") && (data60 !== null)){
+const err86 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1970,10 +1969,10 @@ vErrors.push(err86);
 errors++;
 }
 }
-if(data50.spool_dir !== undefined){
-let data62 = data50.spool_dir;
-if((typeof data62 !== "string") && (data62 !== null)){
-const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
+if(data53.description !== undefined){
+let data61 = data53.description;
+if((typeof data61 !== "string") && (data61 !== null)){
+const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema20.properties.description.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1983,9 +1982,10 @@ vErrors.push(err87);
 errors++;
 }
 }
-}
-else {
-const err88 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data53.tracking_uri !== undefined){
+let data62 = data53.tracking_uri;
+if((typeof data62 !== "string") && (data62 !== null)){
+const err88 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema20.properties.tracking_uri.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1995,9 +1995,11 @@ vErrors.push(err88);
 errors++;
 }
 }
-}
-else {
-const err89 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data53.retry_deadline_secs !== undefined){
+let data63 = data53.retry_deadline_secs;
+if((typeof data63 == "number") && (isFinite(data63))){
+if(data63 <= 0 || isNaN(data63)){
+const err89 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -2007,9 +2009,8 @@ vErrors.push(err89);
 errors++;
 }
 }
-}
 else {
-const err90 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err90 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -2018,12 +2019,86 @@ vErrors.push(err90);
 }
 errors++;
 }
+}
+if(data53.flush_interval_secs !== undefined){
+let data64 = data53.flush_interval_secs;
+if((typeof data64 == "number") && (isFinite(data64))){
+if(data64 <= 0 || isNaN(data64)){
+const err91 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(vErrors === null){
+vErrors = [err91];
+}
+else {
+vErrors.push(err91);
+}
+errors++;
+}
+}
+else {
+const err92 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err92];
+}
+else {
+vErrors.push(err92);
+}
+errors++;
+}
+}
+if(data53.spool_dir !== undefined){
+let data65 = data53.spool_dir;
+if((typeof data65 !== "string") && (data65 !== null)){
+const err93 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
+if(vErrors === null){
+vErrors = [err93];
+}
+else {
+vErrors.push(err93);
+}
+errors++;
+}
+}
+}
+else {
+const err94 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err94];
+}
+else {
+vErrors.push(err94);
+}
+errors++;
+}
+}
+}
+else {
+const err95 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err95];
+}
+else {
+vErrors.push(err95);
+}
+errors++;
+}
+}
+}
+else {
+const err96 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err96];
+}
+else {
+vErrors.push(err96);
+}
+errors++;
+}
 validate14.errors = vErrors;
 return errors === 0;
 }
 
 export const validateWandBOptions = validate15;
-const schema21 = {"$id":"trackspec:options:wandb","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"}}};
+const schema21 = {"$id":"trackspec:options:wandb","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 
 function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="trackspec:options:wandb" */;
@@ -2250,14 +2325,89 @@ vErrors.push(err16);
 errors++;
 }
 }
-}
-else {
-const err17 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.heartbeat_secs !== undefined){
+let data15 = data.heartbeat_secs;
+if((typeof data15 == "number") && (isFinite(data15))){
+if(data15 <= 0 || isNaN(data15)){
+const err17 = {instancePath:instancePath+"/heartbeat_secs",schemaPath:"#/properties/heartbeat_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err17];
 }
 else {
 vErrors.push(err17);
+}
+errors++;
+}
+}
+else {
+const err18 = {instancePath:instancePath+"/heartbeat_secs",schemaPath:"#/properties/heartbeat_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
+}
+errors++;
+}
+}
+if(data.flush_interval_secs !== undefined){
+let data16 = data.flush_interval_secs;
+if((typeof data16 == "number") && (isFinite(data16))){
+if(data16 <= 0 || isNaN(data16)){
+const err19 = {instancePath:instancePath+"/flush_interval_secs",schemaPath:"#/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(vErrors === null){
+vErrors = [err19];
+}
+else {
+vErrors.push(err19);
+}
+errors++;
+}
+}
+else {
+const err20 = {instancePath:instancePath+"/flush_interval_secs",schemaPath:"#/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+}
+if(data.retry_deadline_secs !== undefined){
+let data17 = data.retry_deadline_secs;
+if((typeof data17 == "number") && (isFinite(data17))){
+if(data17 <= 0 || isNaN(data17)){
+const err21 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+}
+else {
+const err22 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+}
+}
+else {
+const err23 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err23];
+}
+else {
+vErrors.push(err23);
 }
 errors++;
 }

@@ -30,6 +30,9 @@ const descriptor: TrackerDescriptor = {
     { name: "resume", env: [{ var: "WANDB_RESUME", parse: "string", overrides: false }], default: null },
     { name: "api_key", env: [{ var: "WANDB_API_KEY", parse: "string", overrides: false }], default: null, secret: true },
     { name: "base_url", env: [{ var: "WANDB_BASE_URL", parse: "string", overrides: false }], default: "https://api.wandb.ai" },
+    { name: "heartbeat_secs", env: [], default: 30 },
+    { name: "flush_interval_secs", env: [], default: 2 },
+    { name: "retry_deadline_secs", env: [], default: 60 },
   ],
 };
 

@@ -114,7 +114,25 @@ export interface WandBOptions {
    * Default: `"https://api.wandb.ai"`.
    */
   base_url?: string;
+  /**
+   * An empty file_stream post (heartbeat) is sent when nothing else was sent for this long, so the run shows as running while idle.
+   *
+   * Default: `30`.
+   */
+  heartbeat_secs?: number;
+  /**
+   * Longest time a committed history row waits before it is posted (rows are posted together).
+   *
+   * Default: `2`.
+   */
+  flush_interval_secs?: number;
+  /**
+   * How long one request is retried (connection errors, 429 honouring Retry-After, 5xx; exponential backoff with jitter) before the run falls back to an offline .wandb file.
+   *
+   * Default: `60`.
+   */
+  retry_deadline_secs?: number;
 }
 
 /** WandBOptions after env resolution: options with a default are always present. */
-export type ResolvedWandBOptions = WandBOptions & Required<Pick<WandBOptions, 'run_name' | 'entity' | 'name' | 'id' | 'group' | 'job_type' | 'tags' | 'notes' | 'config' | 'mode' | 'dir' | 'resume' | 'api_key' | 'base_url'>>;
+export type ResolvedWandBOptions = WandBOptions & Required<Pick<WandBOptions, 'run_name' | 'entity' | 'name' | 'id' | 'group' | 'job_type' | 'tags' | 'notes' | 'config' | 'mode' | 'dir' | 'resume' | 'api_key' | 'base_url' | 'heartbeat_secs' | 'flush_interval_secs' | 'retry_deadline_secs'>>;

@@ -17,6 +17,7 @@ const copyDir = (from, to, filter) => {
 copyDir(join(root, 'generated'), join(root, 'dist', 'generated'), (n) => /\.(js|d\.ts|json)$/.test(n));
 copyDir(join(root, 'generator', 'templates'), join(root, 'dist', 'generator', 'templates'), () => true);
 copyDir(join(root, 'runtime', 'tensorboard'), join(root, 'dist', 'runtime', 'tensorboard'), (n) => n.endsWith('.proto'));
+copyDir(join(root, 'runtime', 'wandb'), join(root, 'dist', 'runtime', 'wandb'), (n) => n.endsWith('.proto'));
 
 rmSync(join(root, 'dist', 'bundle'), { recursive: true, force: true });
 await build({
@@ -33,5 +34,6 @@ await build({
   chunkNames: 'shared-[hash]',
   logLevel: 'warning',
 });
-// The SDK reads its config schema next to itself.
+// The SDK reads its config schema, and the W&B record schema, next to itself.
 copyFileSync(join(root, 'generated', 'tracking-config.schema.json'), join(root, 'dist', 'bundle', 'tracking-config.schema.json'));
+copyFileSync(join(root, 'runtime', 'wandb', 'wandb.proto'), join(root, 'dist', 'bundle', 'wandb.proto'));

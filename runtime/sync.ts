@@ -2,11 +2,12 @@
 import type { Env } from './env.js';
 import { syncCometSpools } from './comet_ml/sync.js';
 import { syncSpools as syncMlflowSpools, type SyncSummary } from './mlflow/sync.js';
+import { syncWandbRuns } from './wandb/sync.js';
 
 export type { SyncSummary } from './mlflow/sync.js';
 
 export async function syncAll(dir: string, options: { out?: (line: string) => void; env?: Env } = {}): Promise<SyncSummary> {
-  const parts = [await syncMlflowSpools(dir, options), await syncCometSpools(dir, options)];
+  const parts = [await syncMlflowSpools(dir, options), await syncCometSpools(dir, options), await syncWandbRuns(dir, options)];
   return {
     spools: parts.reduce((a, p) => a + p.spools, 0),
     sent: parts.reduce((a, p) => a + p.sent, 0),

@@ -24,7 +24,7 @@ import { parseEnv, readEnv, type Env } from '../env.js';
 import { BackendError, ConfigError, TrackspecError, ValidationError } from '../errors.js';
 import { registerExitHook } from '../exit-hooks.js';
 import { HttpTransportError } from '../http.js';
-import { lazy } from '../lazy.js';
+import { postSync } from '../exit-post.js';
 import { RetryDeadlineError } from '../retry.js';
 import { defaultSpoolDir, listSpools, Spool } from '../spool.js';
 import { FileStore } from './file-store.js';
@@ -84,8 +84,6 @@ export interface MLflowRun {
   /** Set a run tag (mutable, unlike params). */
   setTag(key: string, value: string): Promise<void>;
 }
-
-const childProcess = lazy<typeof import('node:child_process')>('node:child_process');
 
 const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):/;
 
@@ -190,23 +188,6 @@ function checkKeys(where: string, keys: Iterable<string>): void {
   }
   if (issues.length) throw new ValidationError(`MLflowTracker.${where}: invalid MLflow key(s): ${issues.map((i) => i.message).join('; ')}`, issues);
 }
-
-/** Code run in a child process at exit: send the last metrics and the final status synchronously. */
-const EXIT_CHILD = `
-const input = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));
-if (input.insecure) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
-const post = async (endpoint, body) => {
-  const res = await fetch(input.url + '/api/2.0/mlflow/' + endpoint, {
-    method: 'POST', headers: { ...input.headers, 'content-type': 'application/json' }, body: JSON.stringify(body),
-    signal: AbortSignal.timeout(2500),
-  });
-  if (!res.ok) throw new Error('HTTP ' + res.status);
-};
-(async () => {
-  for (const metrics of input.batches) await post('runs/log-batch', { run_id: input.runId, metrics });
-  await post('runs/update', { run_id: input.runId, status: input.status, end_time: input.endTime });
-})().then(() => process.exit(0), () => process.exit(1));
-`;
 
 class MLflowRunDriver implements TrackerDriver<MLflowRun> {
   readonly handle: MLflowRun;
@@ -450,12 +431,15 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     for (let i = 0; i < pending.length; i += MAX_METRICS_PER_BATCH) {
       batches.push(pending.slice(i, i + MAX_METRICS_PER_BATCH).map((m) => ({ key: m.key, value: wireMetricValue(m.value), timestamp: m.timestamp, step: m.step })));
     }
-    const child = childProcess().spawnSync(process.execPath, ['-e', EXIT_CHILD], {
-      input: JSON.stringify({ url: rest.url, headers: rest.headers, insecure: rest.insecure, runId, batches, status, endTime }),
-      timeout: 6000,
-      stdio: ['pipe', 'ignore', 'ignore'],
-    });
-    if (child.status === 0) return;
+    const api = `${rest.url}/api/2.0/mlflow`;
+    const sent = postSync(
+      [
+        ...batches.map((metrics) => ({ url: `${api}/runs/log-batch`, body: { run_id: runId, metrics } })),
+        { url: `${api}/runs/update`, body: { run_id: runId, status, end_time: endTime } },
+      ],
+      { headers: rest.headers, insecure: rest.insecure },
+    );
+    if (sent) return;
     const records: SpoolRecord[] = [...pending.map((m) => this.#metricRecord(m)), { t: 'status', run: runId, status, end: endTime }];
     try {
       const path = Spool.appendSyncTo(this.#spoolPath, this.#spoolDir, {

@@ -75,7 +75,7 @@ describe('log_with', () => {
 
   it('"all" expands to the available built-ins; duplicates are removed', () => {
     const tr = new Tracking({ log_with: ['tensorboard', 'all', 'tensorboard', 'mlflow', 'mlflow'], logging_dir: '/tmp' });
-    expect(tr.logWith.map((e) => (e as { trackerName: string }).trackerName)).toEqual(['tensorboard', 'comet_ml', 'mlflow']);
+    expect(tr.logWith.map((e) => (e as { trackerName: string }).trackerName)).toEqual(['tensorboard', 'wandb', 'comet_ml', 'mlflow']);
   });
 
   it('custom GeneralTracker instances are accepted and deduplicated', () => {
