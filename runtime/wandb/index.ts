@@ -13,7 +13,6 @@
  *   `wandb sync` uploads, and that `trackspec sync` uploads through the online protocol.
  * - `mode: 'disabled'`: nothing is logged (documented no-op, as W&B).
  */
-import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Batcher } from '../batcher.js';
@@ -22,8 +21,11 @@ import { BackendError, ConfigError, TrackspecError, ValidationError } from '../e
 import { postSync } from '../exit-post.js';
 import { registerExitHook } from '../exit-hooks.js';
 import { HttpClient, HttpTransportError, httpError } from '../http.js';
+import { lazy } from '../lazy.js';
 import { RetryDeadlineError, withRetry } from '../retry.js';
 import { OfflineRunWriter, type WandbRunInfo } from './offline.js';
+
+const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 
 export interface WandBDriverOptions {
   run_name: string | null;
@@ -476,7 +478,7 @@ class DisabledDriver implements TrackerDriver<WandbRun> {
 
 function newRunId(): string {
   const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
-  return [...randomBytes(8)].map((b) => alphabet[b % alphabet.length]).join('');
+  return [...crypto().randomBytes(8)].map((b) => alphabet[b % alphabet.length]).join('');
 }
 
 export const driver: BackendDriver<WandBDriverOptions, WandbRun> = {
