@@ -19,9 +19,10 @@
 // - writes after the end time was posted are accepted and set `writesAfterEnd` (set-status heartbeats included;
 //   set-start-end-time itself does not set it). An end time before the (posted) start time → 400.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
+import { FaultList, listenLoopback, type Fault, type RecordedRequest } from '../support/loopback-server.js';
+export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
 export const COMET_BASE_PATH = '/api/rest/v2';
 export const DEFAULT_API_KEY = 'comet-test-api-key';
@@ -46,35 +47,7 @@ export interface CometTestServerOptions {
   port?: number;
 }
 
-export interface RecordedRequest {
-  method: string;
-  path: string;
-  query: Record<string, string | string[]>;
-  headers: Record<string, string | string[] | undefined>;
-  /** Parsed JSON when the body is JSON, else the raw text ('' when empty). */
-  body: unknown;
-  /** HTTP status answered; 0 when the connection was dropped (refuse/reset faults). */
-  status: number;
-  at: number;
-}
 
-export interface Fault {
-  /**
-   * - `refuse`: close the socket without answering (client: "socket hang up" / ECONNRESET / UND_ERR_SOCKET).
-   * - `reset`: send a TCP RST before processing (client: ECONNRESET).
-   * - `status`: answer `status` (default 503) with `{"msg","code"}`, without processing.
-   * - `delay`: wait `ms`, then process normally.
-   * Faults never modify the stored data (the request is not processed), except `delay`.
-   */
-  kind: 'refuse' | 'reset' | 'status' | 'delay';
-  /** Substring of, or RegExp tested against, the request path (without query). Default: every request. */
-  path?: string | RegExp;
-  status?: number;
-  retryAfter?: string;
-  ms?: number;
-  /** How many matching requests the fault applies to. Default 1; Infinity = until clearFaults(). */
-  times?: number;
-}
 
 export type ParameterValue = string | number | boolean;
 export type OtherValue = string | number | boolean;
@@ -207,7 +180,7 @@ export class CometTestServer {
   private readonly defaultWorkspace: string;
   private server: Server | undefined;
   private port: number;
-  private faults: Array<Fault & { left: number }> = [];
+  private readonly faults = new FaultList();
   private exps = new Map<string, CometExperiment>();
   /** `${apiKey}\0${category}` → receive times of counted requests (ascending) */
   private rate = new Map<string, number[]>();
@@ -256,11 +229,11 @@ export class CometTestServer {
   }
 
   inject(fault: Fault): void {
-    this.faults.push({ ...fault, left: fault.times ?? 1 });
+    this.faults.inject(fault);
   }
 
   clearFaults(): void {
-    this.faults = [];
+    this.faults.clear();
   }
 
   /** Forget every rate-limit window. */
@@ -317,27 +290,12 @@ export class CometTestServer {
         }
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(this.port, '127.0.0.1', () => {
-        srv.off('error', reject);
-        resolve();
-      });
-    });
-    this.port = (srv.address() as AddressInfo).port;
+    this.port = await listenLoopback(srv, this.port);
     this.server = srv;
   }
 
   private takeFault(path: string): Fault | undefined {
-    for (const f of this.faults) {
-      if (f.left <= 0) continue;
-      const match = f.path === undefined ? true : typeof f.path === 'string' ? path.includes(f.path) : f.path.test(path);
-      if (!match) continue;
-      f.left--;
-      this.faults = this.faults.filter((x) => x.left > 0);
-      return f;
-    }
-    return undefined;
+    return this.faults.take(path);
   }
 
   private presentedKey(req: IncomingMessage): string | undefined {

@@ -4,7 +4,6 @@
 // Standalone: node --import tsx test/mlflow/server.ts [--port 5000] [--store sqlite|file] [--no-truncate]
 import { resolve as pathResolve } from 'node:path';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import {
@@ -38,6 +37,8 @@ import {
   type Clause,
   type OrderKey,
 } from './server-search.js';
+import { FaultList, listenLoopback, type Fault, type RecordedRequest } from '../support/loopback-server.js';
+export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
 export interface MlflowTestServerOptions {
   /** Which MLflow backend to emulate (reference §9). Default 'sqlite'. */
@@ -48,35 +49,7 @@ export interface MlflowTestServerOptions {
   port?: number;
 }
 
-export interface RecordedRequest {
-  method: string;
-  path: string;
-  query: Record<string, string | string[]>;
-  headers: Record<string, string | string[] | undefined>;
-  /** Parsed JSON when the body is JSON, else the raw text ('' when empty). */
-  body: unknown;
-  /** HTTP status answered; 0 when the connection was dropped (refuse/reset faults). */
-  status: number;
-  at: number;
-}
 
-export interface Fault {
-  /**
-   * - `refuse`: close the socket without answering (client: "socket hang up" / ECONNRESET / UND_ERR_SOCKET).
-   * - `reset`: send a TCP RST before processing (client: ECONNRESET).
-   * - `status`: answer `status` with a JSON `{"error_code","message"}` body, without processing.
-   * - `delay`: wait `ms`, then process normally.
-   * Faults never modify the stored data (the request is not processed), except `delay`.
-   */
-  kind: 'refuse' | 'status' | 'delay' | 'reset';
-  /** Substring of, or RegExp tested against, the request path (without query). Default: every request. */
-  path?: string | RegExp;
-  status?: number;
-  retryAfter?: string;
-  ms?: number;
-  /** How many matching requests the fault applies to. Default 1; Infinity = until clearFaults(). */
-  times?: number;
-}
 
 interface Experiment {
   experiment_id: string;
@@ -253,7 +226,7 @@ export class MlflowTestServer {
   private port = 0;
   private readonly store: 'sqlite' | 'file';
   private readonly truncate: boolean;
-  private faults: Array<Fault & { left: number }> = [];
+  private readonly faults = new FaultList();
   private auth: { bearer?: string; basic?: { username: string; password: string } } | undefined;
   private exps = new Map<string, Experiment>();
   private runs = new Map<string, RunRecord>();
@@ -306,11 +279,11 @@ export class MlflowTestServer {
   }
 
   inject(fault: Fault): void {
-    this.faults.push({ ...fault, left: fault.times ?? 1 });
+    this.faults.inject(fault);
   }
 
   clearFaults(): void {
-    this.faults = [];
+    this.faults.clear();
   }
 
   requireAuth(auth: { bearer?: string; basic?: { username: string; password: string } } | undefined): void {
@@ -390,27 +363,12 @@ export class MlflowTestServer {
         }
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(this.port, '127.0.0.1', () => {
-        srv.off('error', reject);
-        resolve();
-      });
-    });
-    this.port = (srv.address() as AddressInfo).port;
+    this.port = await listenLoopback(srv, this.port);
     this.server = srv;
   }
 
   private takeFault(path: string): Fault | undefined {
-    for (const f of this.faults) {
-      if (f.left <= 0) continue;
-      const match = f.path === undefined ? true : typeof f.path === 'string' ? path.includes(f.path) : f.path.test(path);
-      if (!match) continue;
-      f.left--;
-      this.faults = this.faults.filter((x) => x.left > 0);
-      return f;
-    }
-    return undefined;
+    return this.faults.take(path);
   }
 
   private authorized(header: string | undefined): boolean {

@@ -36,10 +36,11 @@
 //   the last row, the run is not complete, `upserts` is 0.
 // - RunResumeStatus: `historyTail` is always '[]'.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { pathToFileURL } from 'node:url';
+import { FaultList, listenLoopback, type Fault, type RecordedRequest as BaseRecordedRequest } from '../support/loopback-server.js';
+export type { Fault } from '../support/loopback-server.js';
 
 /**
  * W&B history and summary lines are JSON plus the bare tokens NaN, Infinity and -Infinity (what
@@ -73,37 +74,11 @@ export interface WandbTestServerOptions {
   port?: number;
 }
 
-export interface RecordedRequest {
-  method: string;
-  path: string;
-  query: Record<string, string | string[]>;
-  headers: Record<string, string | string[] | undefined>;
-  /** Parsed JSON when the body is JSON (gunzipped first if needed), else the raw text ('' when empty). */
-  body: unknown;
-  /** HTTP status answered; 0 when the connection was dropped (refuse/reset faults). */
-  status: number;
-  at: number;
+export interface RecordedRequest extends BaseRecordedRequest {
   /** GraphQL requests only: operationName, or the operation name parsed from the query text. */
   operation?: string;
 }
 
-export interface Fault {
-  /**
-   * - `refuse`: close the socket without answering (client: "socket hang up" / ECONNRESET / UND_ERR_SOCKET).
-   * - `reset`: send a TCP RST before processing (client: ECONNRESET).
-   * - `status`: answer `status` (default 503) without processing (JSON error body).
-   * - `delay`: wait `ms`, then process normally.
-   * Faults never modify the stored data (the request is not processed), except `delay`.
-   */
-  kind: 'refuse' | 'reset' | 'status' | 'delay';
-  /** Substring of, or RegExp tested against, the request path (without query). Default: every request. */
-  path?: string | RegExp;
-  status?: number;
-  retryAfter?: string;
-  ms?: number;
-  /** How many matching requests the fault applies to. Default 1; Infinity = until clearFaults(). */
-  times?: number;
-}
 
 export interface HistoryLine {
   offset: number;
@@ -193,7 +168,7 @@ export class WandbTestServer {
   readonly defaultEntity: string;
   private server: Server | undefined;
   private port: number;
-  private faults: Array<Fault & { left: number }> = [];
+  private readonly faults = new FaultList();
   private store = new Map<string, RunState>();
   /** problems detected for runs that do not exist yet */
   private pending = new Map<string, string[]>();
@@ -223,11 +198,11 @@ export class WandbTestServer {
   }
 
   inject(fault: Fault): void {
-    this.faults.push({ ...fault, left: fault.times ?? 1 });
+    this.faults.inject(fault);
   }
 
   clearFaults(): void {
-    this.faults = [];
+    this.faults.clear();
   }
 
   async stop(): Promise<void> {
@@ -292,27 +267,12 @@ export class WandbTestServer {
         }
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(this.port, '127.0.0.1', () => {
-        srv.off('error', reject);
-        resolve();
-      });
-    });
-    this.port = (srv.address() as AddressInfo).port;
+    this.port = await listenLoopback(srv, this.port);
     this.server = srv;
   }
 
   private takeFault(path: string): Fault | undefined {
-    for (const f of this.faults) {
-      if (f.left <= 0) continue;
-      const match = f.path === undefined ? true : typeof f.path === 'string' ? path.includes(f.path) : f.path.test(path);
-      if (!match) continue;
-      f.left--;
-      this.faults = this.faults.filter((x) => x.left > 0);
-      return f;
-    }
-    return undefined;
+    return this.faults.take(path);
   }
 
   private authorized(req: IncomingMessage): boolean {

@@ -1,0 +1,70 @@
+// What the local test servers (MLflow, Comet, W&B) share: recorded requests, fault injection and
+// listening on 127.0.0.1.
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  query: Record<string, string | string[]>;
+  headers: Record<string, string | string[] | undefined>;
+  /** Parsed JSON when the body is JSON, else the raw text ('' when empty). */
+  body: unknown;
+  /** HTTP status answered; 0 when the connection was dropped (refuse/reset faults). */
+  status: number;
+  at: number;
+}
+
+export interface Fault {
+  /**
+   * - `refuse`: close the socket without answering (client: "socket hang up" / ECONNRESET / UND_ERR_SOCKET).
+   * - `reset`: send a TCP RST before processing (client: ECONNRESET).
+   * - `status`: answer `status` with the server's JSON error body, without processing.
+   * - `delay`: wait `ms`, then process normally.
+   * Faults never modify the stored data (the request is not processed), except `delay`.
+   */
+  kind: 'refuse' | 'reset' | 'status' | 'delay';
+  /** Substring of, or RegExp tested against, the request path (without query). Default: every request. */
+  path?: string | RegExp;
+  status?: number;
+  retryAfter?: string;
+  ms?: number;
+  /** How many matching requests the fault applies to. Default 1; Infinity = until cleared. */
+  times?: number;
+}
+
+/** Injected faults, consumed by the requests they match. */
+export class FaultList {
+  #faults: (Fault & { left: number })[] = [];
+
+  inject(fault: Fault): void {
+    this.#faults.push({ ...fault, left: fault.times ?? 1 });
+  }
+
+  clear(): void {
+    this.#faults = [];
+  }
+
+  /** The first fault matching `path` (one use of it is consumed), or undefined. */
+  take(path: string): Fault | undefined {
+    for (const f of this.#faults) {
+      const match = f.path === undefined ? true : typeof f.path === 'string' ? path.includes(f.path) : f.path.test(path);
+      if (!match) continue;
+      f.left--;
+      this.#faults = this.#faults.filter((x) => x.left > 0);
+      return f;
+    }
+    return undefined;
+  }
+}
+
+/** Listen on 127.0.0.1 (port 0 = any free port); resolves with the port. */
+export function listenLoopback(srv: Server, port: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', () => {
+      srv.off('error', reject);
+      resolve((srv.address() as AddressInfo).port);
+    });
+  });
+}
