@@ -3,7 +3,7 @@
 //    generator's templates into dist/;
 // 2. bundle the SDK entry points ('trackspec' and 'trackspec/runtime', sharing one chunk so class
 //    identity is the same through both) so importing the SDK reads a few files instead of ~40.
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -37,3 +37,5 @@ await build({
 // The SDK reads its config schema, and the W&B record schema, next to itself.
 copyFileSync(join(root, 'generated', 'tracking-config.schema.json'), join(root, 'dist', 'bundle', 'tracking-config.schema.json'));
 copyFileSync(join(root, 'runtime', 'wandb', 'wandb.proto'), join(root, 'dist', 'bundle', 'wandb.proto'));
+// The `trackspec` bin must be executable (tsc writes files without the x bit).
+chmodSync(join(root, 'dist', 'generator', 'cli.js'), 0o755);

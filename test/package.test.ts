@@ -41,3 +41,10 @@ console.log(JSON.stringify({
     spawnSync('rm', ['-f', probe]);
   }
 }, 60_000);
+
+it('the trackspec bin is executable and runs', () => {
+  const r = spawnSync(join(ROOT, 'dist', 'generator', 'cli.js'), ['--version'], { encoding: 'utf8' });
+  expect(r.error).toBeUndefined();
+  expect(r.status).toBe(0);
+  expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+});
