@@ -21,7 +21,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomBytes, randomInt } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import { FaultList, listenLoopback, type Fault, type RecordedRequest } from '../support/loopback-server.js';
+import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest } from '../support/loopback-server.js';
 export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
 export const COMET_BASE_PATH = '/api/rest/v2';
@@ -245,10 +245,7 @@ export class CometTestServer {
     const srv = this.server;
     if (!srv) return;
     this.server = undefined;
-    await new Promise<void>((resolve) => {
-      srv.close(() => resolve());
-      srv.closeAllConnections();
-    });
+    await closeServer(srv);
   }
 
   /** Stop and listen again on the same port; `wipe` drops all experiments and rate-limit state. */

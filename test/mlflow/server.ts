@@ -37,7 +37,7 @@ import {
   type Clause,
   type OrderKey,
 } from './server-search.js';
-import { FaultList, listenLoopback, type Fault, type RecordedRequest } from '../support/loopback-server.js';
+import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest } from '../support/loopback-server.js';
 export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
 export interface MlflowTestServerOptions {
@@ -294,10 +294,7 @@ export class MlflowTestServer {
     const srv = this.server;
     if (!srv) return;
     this.server = undefined;
-    await new Promise<void>((resolve) => {
-      srv.close(() => resolve());
-      srv.closeAllConnections();
-    });
+    await closeServer(srv);
   }
 
   async restart(options: { wipe?: boolean; downForMs?: number } = {}): Promise<void> {

@@ -68,3 +68,11 @@ export function listenLoopback(srv: Server, port: number): Promise<number> {
     });
   });
 }
+
+/** Close a server and every open connection (so clients see the server go away at once). */
+export function closeServer(srv: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    srv.close(() => resolve());
+    srv.closeAllConnections();
+  });
+}

@@ -39,7 +39,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { randomBytes, randomInt } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { pathToFileURL } from 'node:url';
-import { FaultList, listenLoopback, type Fault, type RecordedRequest as BaseRecordedRequest } from '../support/loopback-server.js';
+import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest as BaseRecordedRequest } from '../support/loopback-server.js';
 export type { Fault } from '../support/loopback-server.js';
 
 /**
@@ -209,10 +209,7 @@ export class WandbTestServer {
     const srv = this.server;
     if (!srv) return;
     this.server = undefined;
-    await new Promise<void>((resolve) => {
-      srv.close(() => resolve());
-      srv.closeAllConnections();
-    });
+    await closeServer(srv);
   }
 
   /** Stop and listen again on the same port; `wipe` drops all runs (and pending problems). */
