@@ -291,10 +291,6 @@ export class CometTestServer {
     this.server = srv;
   }
 
-  private takeFault(path: string): Fault | undefined {
-    return this.faults.take(path);
-  }
-
   private presentedKey(req: IncomingMessage): string | undefined {
     const h = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
     const a = h(req.headers.authorization);
@@ -361,24 +357,10 @@ export class CometTestServer {
     };
     const fail = (status: number, msg: string, headers: Record<string, string> = {}): void => send(status, { msg, code: status }, headers);
 
-    const fault = this.takeFault(url.pathname);
-    if (fault) {
-      if (fault.kind === 'refuse') {
-        req.socket.destroy();
-        return;
-      }
-      if (fault.kind === 'reset') {
-        req.socket.resetAndDestroy();
-        return;
-      }
-      if (fault.kind === 'status') {
-        const status = fault.status ?? 503;
-        fail(status, `Injected fault: HTTP ${status}`, fault.retryAfter !== undefined ? { 'Retry-After': fault.retryAfter } : {});
-        return;
-      }
-      await new Promise((r) => setTimeout(r, fault.ms ?? 0));
-      if (req.socket.destroyed) return;
-    }
+    const faulted = await this.faults.apply(url.pathname, req, (status, headers) =>
+      fail(status, `Injected fault: HTTP ${status}`, headers),
+    );
+    if (faulted) return;
 
     const prefix = `${COMET_BASE_PATH}/`;
     const route = url.pathname.startsWith(prefix) ? this.routes.get(url.pathname.slice(prefix.length).replace(/\/$/, '')) : undefined;

@@ -364,10 +364,6 @@ export class MlflowTestServer {
     this.server = srv;
   }
 
-  private takeFault(path: string): Fault | undefined {
-    return this.faults.take(path);
-  }
-
   private authorized(header: string | undefined): boolean {
     const a = this.auth;
     if (!a || (!a.bearer && !a.basic)) return true;
@@ -411,25 +407,10 @@ export class MlflowTestServer {
       res.end(body);
     };
 
-    const fault = this.takeFault(url.pathname);
-    if (fault) {
-      if (fault.kind === 'refuse') {
-        req.socket.destroy();
-        return;
-      }
-      if (fault.kind === 'reset') {
-        req.socket.resetAndDestroy();
-        return;
-      }
-      if (fault.kind === 'status') {
-        const status = fault.status ?? 503;
-        const headers: Record<string, string> = fault.retryAfter !== undefined ? { 'Retry-After': fault.retryAfter } : {};
-        send(status, JSON.stringify({ error_code: FAULT_CODES[status] ?? 'INTERNAL_ERROR', message: `Injected fault: HTTP ${status}` }), headers);
-        return;
-      }
-      await new Promise((r) => setTimeout(r, fault.ms ?? 0));
-      if (req.socket.destroyed) return;
-    }
+    const faulted = await this.faults.apply(url.pathname, req, (status, headers) =>
+      send(status, JSON.stringify({ error_code: FAULT_CODES[status] ?? 'INTERNAL_ERROR', message: `Injected fault: HTTP ${status}` }), headers),
+    );
+    if (faulted) return;
 
     const html = (status: number, body: string, headers: Record<string, string> = {}): void =>
       send(status, body, { 'Content-Type': 'text/html; charset=utf-8', ...headers });

@@ -1,6 +1,6 @@
 // What the local test servers (MLflow, Comet, W&B) share: recorded requests, fault injection and
 // listening on 127.0.0.1.
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface RecordedRequest {
@@ -43,6 +43,30 @@ export class FaultList {
 
   clear(): void {
     this.#faults = [];
+  }
+
+  /**
+   * Apply the first fault matching `path` to a request. Returns true when the request was consumed
+   * (socket dropped or reset, or answered through `answer(status, headers)`); false to process it
+   * normally (no fault, or after a delay).
+   */
+  async apply(path: string, req: IncomingMessage, answer: (status: number, headers: Record<string, string>) => void): Promise<boolean> {
+    const fault = this.take(path);
+    if (!fault) return false;
+    if (fault.kind === 'refuse') {
+      req.socket.destroy();
+      return true;
+    }
+    if (fault.kind === 'reset') {
+      req.socket.resetAndDestroy();
+      return true;
+    }
+    if (fault.kind === 'status') {
+      answer(fault.status ?? 503, fault.retryAfter !== undefined ? { 'Retry-After': fault.retryAfter } : {});
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, fault.ms ?? 0));
+    return req.socket.destroyed;
   }
 
   /** The first fault matching `path` (one use of it is consumed), or undefined. */

@@ -268,10 +268,6 @@ export class WandbTestServer {
     this.server = srv;
   }
 
-  private takeFault(path: string): Fault | undefined {
-    return this.faults.take(path);
-  }
-
   private authorized(req: IncomingMessage): boolean {
     const h = req.headers.authorization;
     const m = /^Basic\s+(\S+)\s*$/i.exec(Array.isArray(h) ? (h[0] ?? '') : (h ?? ''));
@@ -334,24 +330,10 @@ export class WandbTestServer {
     const fail = (status: number, message: string, headers: Record<string, string> = {}): void =>
       send(status, isGraphql ? { errors: [{ message }], data: null } : { error: message }, headers);
 
-    const fault = this.takeFault(path);
-    if (fault) {
-      if (fault.kind === 'refuse') {
-        req.socket.destroy();
-        return;
-      }
-      if (fault.kind === 'reset') {
-        req.socket.resetAndDestroy();
-        return;
-      }
-      if (fault.kind === 'status') {
-        const status = fault.status ?? 503;
-        fail(status, `Injected fault: HTTP ${status}`, fault.retryAfter !== undefined ? { 'Retry-After': fault.retryAfter } : {});
-        return;
-      }
-      await new Promise((r) => setTimeout(r, fault.ms ?? 0));
-      if (req.socket.destroyed) return;
-    }
+    const faulted = await this.faults.apply(path, req, (status, headers) =>
+      fail(status, `Injected fault: HTTP ${status}`, headers),
+    );
+    if (faulted) return;
 
     const fileStream = /^\/files\/([^/]+)\/([^/]+)\/([^/]+)\/file_stream\/?$/.exec(path);
     if (!isGraphql && !fileStream) {
