@@ -13,7 +13,8 @@
  * Packing: for each entry, uint32 LE key length, key, 1 byte is_blob, uint32 LE value length, value.
  */
 
-export type AimPathElement = string | number;
+/** A path element: a non-empty string, or an int64 (a safe-integer number, or a bigint for the full range). */
+export type AimPathElement = string | number | bigint;
 
 /** Path sentinel; also the prefix of an integer path element. */
 export const SENTINEL = 0xfe;
@@ -22,8 +23,11 @@ export type AimValue =
   | null
   | boolean
   | number
+  | bigint
   | string
   | Uint8Array
+  | AimFloat
+  | AimBlob
   | { array: true }
   | { object: true }
   | { custom: string };
@@ -37,6 +41,19 @@ export const TYPE_BYTES = 5;
 export const TYPE_ARRAY = 6;
 export const TYPE_OBJECT = 7;
 export const TYPE_CUSTOM = 15;
+
+/** A number that must be sent as a float64 even when it is integral (Python `float`). */
+export class AimFloat {
+  constructor(readonly value: number) {}
+}
+
+/**
+ * A value Aim stores as a BLOB (e.g. `aim.Text`'s `data`): encoded as the inner value, packed with
+ * the `is_blob` flag set.
+ */
+export class AimBlob {
+  constructor(readonly value: string | Uint8Array) {}
+}
 
 /** A custom Aim object (type byte 15) with its child entries, as produced by unflattenTree and accepted by flattenTree. */
 export class AimCustomObject {
@@ -67,11 +84,17 @@ function checkSafeInt(n: number, what: string): void {
   if (!Number.isSafeInteger(n)) throw new RangeError(`${what} must be a safe integer, got ${String(n)}`);
 }
 
-function int64ToNumber(v: bigint, what: string): number {
-  if (v < BigInt(Number.MIN_SAFE_INTEGER) || v > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new RangeError(`${what} ${v.toString()} is outside the safe integer range`);
-  }
+const INT64_MIN = -(1n << 63n);
+const INT64_MAX = (1n << 63n) - 1n;
+
+/** An int64 as a number when it is a safe integer, else as a bigint. */
+function int64ToJs(v: bigint): number | bigint {
+  if (v < BigInt(Number.MIN_SAFE_INTEGER) || v > BigInt(Number.MAX_SAFE_INTEGER)) return v;
   return Number(v);
+}
+
+function checkInt64(v: bigint, what: string): void {
+  if (v < INT64_MIN || v > INT64_MAX) throw new RangeError(`${what} ${v.toString()} is outside the int64 range`);
 }
 
 function view(bytes: Uint8Array): DataView {
@@ -91,7 +114,7 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 function describePath(path: readonly AimPathElement[]): string {
-  return JSON.stringify(path);
+  return JSON.stringify(path, (_k, v: unknown) => (typeof v === 'bigint' ? `${v.toString()}n` : v));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -102,8 +125,9 @@ function encodeElement(el: AimPathElement): Uint8Array {
     if (el.length === 0) throw new TypeError('Aim path elements must not be empty strings');
     return encodeUtf8(el, 'Aim path element');
   }
-  if (typeof el === 'number') {
-    checkSafeInt(el, 'Aim integer path element');
+  if (typeof el === 'number' || typeof el === 'bigint') {
+    if (typeof el === 'number') checkSafeInt(el, 'Aim integer path element');
+    else checkInt64(el, 'Aim integer path element');
     const out = new Uint8Array(9);
     out[0] = SENTINEL;
     view(out).setBigInt64(1, BigInt(el), false);
@@ -130,7 +154,7 @@ export function decodePath(bytes: Uint8Array): AimPathElement[] {
       // Integer element: FE + 8 bytes (may themselves contain FE) + FE.
       if (i + 10 > bytes.length) throw new RangeError(`truncated integer element in Aim path at offset ${i}`);
       if (bytes[i + 9] !== SENTINEL) throw new RangeError(`integer element in Aim path at offset ${i} is not followed by the sentinel`);
-      path.push(int64ToNumber(dv.getBigInt64(i + 1, false), 'Aim integer path element'));
+      path.push(int64ToJs(dv.getBigInt64(i + 1, false)));
       i += 10;
     } else {
       const end = bytes.indexOf(SENTINEL, i);
@@ -174,10 +198,19 @@ export function encodeValue(v: AimValue, opts?: { float?: boolean }): Uint8Array
       }
       return encodeFloat(v);
     }
+    case 'bigint': {
+      checkInt64(v, 'Aim int value');
+      const out = new Uint8Array(9);
+      out[0] = TYPE_INT;
+      view(out).setBigInt64(1, v, true);
+      return out;
+    }
     case 'string':
       return withType(TYPE_STRING, encodeUtf8(v, 'Aim string value'));
     case 'object': {
       if (v instanceof Uint8Array) return withType(TYPE_BYTES, v);
+      if (v instanceof AimFloat) return encodeFloat(v.value);
+      if (v instanceof AimBlob) return typeof v.value === 'string' ? withType(TYPE_STRING, encodeUtf8(v.value, 'Aim string value')) : withType(TYPE_BYTES, v.value);
       if ('array' in v && v.array === true) return withType(TYPE_ARRAY);
       if ('object' in v && v.object === true) return withType(TYPE_OBJECT);
       if ('custom' in v && typeof v.custom === 'string') return withType(TYPE_CUSTOM, encodeUtf8(v.custom, 'Aim custom object name'));
@@ -207,7 +240,7 @@ export function decodeValue(bytes: Uint8Array): AimValue {
       return payload[0] === 1;
     case TYPE_INT:
       expectLength(bytes, 9, 'int');
-      return int64ToNumber(view(payload).getBigInt64(0, true), 'Aim int value');
+      return int64ToJs(view(payload).getBigInt64(0, true));
     case TYPE_FLOAT:
       expectLength(bytes, 9, 'float');
       return view(payload).getFloat64(0, true);
@@ -249,7 +282,7 @@ function isPlainObject(v: object): v is Record<string, unknown> {
  * Flatten a JS value into Aim's (path, value) pairs: containers get a marker entry at their own path,
  * then children (object keys as string elements, array indices as int elements), depth first in
  * key order. JSON conventions for `undefined`: omitted as an object member, `null` as an array
- * element. Safe-integer bigints become ints. Throws TypeError on cycles, empty keys, functions,
+ * element. int64 bigints become ints; `AimFloat` forces a float; `AimBlob` is packed as a blob. Throws TypeError on cycles, empty keys, functions,
  * symbols and non-plain objects (Date, Map, class instances other than AimCustomObject, ...).
  */
 export function flattenTree(prefix: readonly AimPathElement[], value: unknown, opts?: FlattenOptions): Array<[AimPathElement[], AimValue]> {
@@ -266,10 +299,8 @@ export function flattenTree(prefix: readonly AimPathElement[], value: unknown, o
         out.push([path, v]);
         return;
       case 'bigint':
-        if (v < BigInt(Number.MIN_SAFE_INTEGER) || v > BigInt(Number.MAX_SAFE_INTEGER)) {
-          throw new RangeError(`bigint at ${describePath(path)} is outside the safe integer range`);
-        }
-        out.push([path, Number(v)]);
+        checkInt64(v, `bigint at ${describePath(path)}`);
+        out.push([path, int64ToJs(v)]);
         return;
       case 'object':
         break;
@@ -280,7 +311,7 @@ export function flattenTree(prefix: readonly AimPathElement[], value: unknown, o
       out.push([path, null]);
       return;
     }
-    if (v instanceof Uint8Array) {
+    if (v instanceof Uint8Array || v instanceof AimFloat || v instanceof AimBlob) {
       out.push([path, v]);
       return;
     }
@@ -319,6 +350,7 @@ export function flattenTree(prefix: readonly AimPathElement[], value: unknown, o
 }
 
 function toNode(v: AimValue): unknown {
+  if (v instanceof AimFloat || v instanceof AimBlob) return v.value;
   if (v !== null && typeof v === 'object' && !(v instanceof Uint8Array)) {
     if ('array' in v) return [];
     if ('object' in v) return {};
@@ -333,7 +365,7 @@ function isContainer(v: unknown): v is unknown[] | Record<string, unknown> | Aim
 
 function setMember(container: unknown[] | Record<string, unknown> | AimCustomObject, key: AimPathElement, node: unknown, path: readonly AimPathElement[]): void {
   if (Array.isArray(container)) {
-    if (typeof key !== 'number' || key < 0) throw new TypeError(`array element key ${JSON.stringify(key)} at ${describePath(path)} must be a non-negative integer`);
+    if (typeof key !== 'number' || key < 0) throw new TypeError(`array element key ${String(key)} at ${describePath(path)} must be a non-negative integer`);
     while (container.length < key) container.push(null); // as Aim: gaps become None
     container[key] = node;
     return;
@@ -442,7 +474,12 @@ export function unpack(bytes: Uint8Array): Array<{ key: Uint8Array; value: Uint8
 
 /** Convenience: flatten + encode + pack a JS tree. */
 export function packTree(prefix: readonly AimPathElement[], value: unknown, opts?: FlattenOptions): Uint8Array {
-  return pack(flattenTree(prefix, value, opts).map(([p, v]) => ({ key: encodePath(p), value: encodeValue(v) })));
+  return pack(encodeTree(prefix, value, opts));
+}
+
+/** flatten + encode (Aim's `treeutils.encode_tree`): packed-entry form, blobs flagged. */
+export function encodeTree(prefix: readonly AimPathElement[], value: unknown, opts?: FlattenOptions): PackedEntry[] {
+  return flattenTree(prefix, value, opts).map(([p, v]) => ({ key: encodePath(p), value: encodeValue(v), isBlob: v instanceof AimBlob }));
 }
 
 /** Convenience: unpack + decode + unflatten. */
