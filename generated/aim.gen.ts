@@ -22,11 +22,12 @@ const descriptor: TrackerDescriptor = {
     { name: "run_hash", env: [], default: null },
     { name: "system_tracking_interval", env: [], default: null },
     { name: "log_system_params", env: [], default: false },
+    { name: "retry_deadline_secs", env: [], default: 60 },
   ],
 };
 
 /**
- * Aim tracker (`aim`). Logs to an Aim tracking server (`aim server`, aim://host:port) over Aim's remote-tracking protocol.
+ * Aim tracker (`aim`). Logs to an Aim 3.x tracking server (`aim server`, aim://host:port) over Aim's remote-tracking protocol, writing the same run tree as Aim's Python SDK.
  *
  * project_name (from Tracking) becomes the `run_name` option. Requires `logging_dir`. Main process only: a no-op on ranks other than 0.
  *

@@ -11,7 +11,7 @@ export interface AimOptions {
    */
   run_name?: (string | null);
   /**
-   * aim://host:port of an Aim tracking server. A plain directory fails at start() with how to serve it (`aim server --repo <dir>`).
+   * aim://host:port of an Aim 3.x tracking server (`aim server`, default port 53800). A plain directory fails at start() with how to serve it (`aim server --repo <dir>`): trackspec never writes an `.aim` repository itself.
    *
    * Required.
    */
@@ -23,24 +23,30 @@ export interface AimOptions {
    */
   experiment?: (string | null);
   /**
-   * Resume the run with this hash.
+   * Resume the existing run with this hash (it must exist on the server; its sequences continue where they stopped).
    *
    * Default: `null`.
    */
   run_hash?: (string | null);
   /**
-   * Accepted for compatibility with aim.Run; not applicable (trackspec collects no system metrics).
+   * Accepted for compatibility with aim.Run and ignored: trackspec collects no system metrics (CPU, memory, GPU) and captures no terminal logs.
    *
    * Default: `null`.
    */
   system_tracking_interval?: (number | null);
   /**
-   * Record the process environment (Node version, platform, argv) under the run's __system_params.
+   * Record the process under the run's `__system_params` attribute as Aim does: npm packages of the current project, environment variables (names containing secret, key, token or password left out), git info, executable (node) and arguments.
    *
    * Default: `false`.
    */
   log_system_params?: boolean;
+  /**
+   * How long a write is retried (connection lost, server restarting; exponential backoff with jitter, reconnecting and re-creating the run's resources) before it and everything after it go to the offline spool for `trackspec sync`.
+   *
+   * Default: `60`.
+   */
+  retry_deadline_secs?: number;
 }
 
 /** AimOptions after env resolution: options with a default are always present. */
-export type ResolvedAimOptions = AimOptions & Required<Pick<AimOptions, 'run_name' | 'experiment' | 'run_hash' | 'system_tracking_interval' | 'log_system_params'>>;
+export type ResolvedAimOptions = AimOptions & Required<Pick<AimOptions, 'run_name' | 'experiment' | 'run_hash' | 'system_tracking_interval' | 'log_system_params' | 'retry_deadline_secs'>>;

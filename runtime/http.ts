@@ -48,6 +48,8 @@ export interface RequestInit {
   query?: Record<string, QueryValue>;
   json?: unknown;
   signal?: AbortSignal;
+  /** Return a 2xx response body as bytes (a Buffer) instead of parsing it; other statuses are parsed as usual. */
+  bytes?: boolean;
 }
 
 /** A connection-level failure: no HTTP response was received. */
@@ -271,6 +273,12 @@ export class HttpClient {
         body: hasBody ? JSON.stringify(init!.json) : undefined,
         signal: controller.signal,
       });
+      if (init?.bytes && res.statusCode >= 200 && res.statusCode < 300) {
+        const raw = Buffer.from(await res.body.arrayBuffer());
+        const out: HttpResponse<T> = { status: res.statusCode, headers: res.headers, body: raw as T };
+        Object.defineProperty(out, kRedact, { value: this.redact, enumerable: false });
+        return out;
+      }
       const text = await res.body.text();
       const ctype = res.headers['content-type'];
       const isJson = typeof ctype === 'string' ? /[/+]json\b/i.test(ctype) : false;

@@ -1,5 +1,6 @@
 /** `trackspec sync [DIR]`: replay every backend's spools found in DIR. */
 import type { Env } from './env.js';
+import { syncAimSpools } from './aim/sync.js';
 import { syncCometSpools } from './comet_ml/sync.js';
 import { syncSpools as syncMlflowSpools, type SyncSummary } from './mlflow/sync.js';
 import { syncWandbRuns } from './wandb/sync.js';
@@ -7,7 +8,7 @@ import { syncWandbRuns } from './wandb/sync.js';
 export type { SyncSummary } from './mlflow/sync.js';
 
 export async function syncAll(dir: string, options: { out?: (line: string) => void; env?: Env } = {}): Promise<SyncSummary> {
-  const parts = [await syncMlflowSpools(dir, options), await syncCometSpools(dir, options), await syncWandbRuns(dir, options)];
+  const parts = [await syncMlflowSpools(dir, options), await syncCometSpools(dir, options), await syncWandbRuns(dir, options), await syncAimSpools(dir, options)];
   return {
     spools: parts.reduce((a, p) => a + p.spools, 0),
     sent: parts.reduce((a, p) => a + p.sent, 0),

@@ -120,7 +120,8 @@ function describePath(path: readonly AimPathElement[]): string {
 // ---------------------------------------------------------------------------------------------
 // Paths
 
-function encodeElement(el: AimPathElement): Uint8Array {
+/** One path element's bytes WITHOUT its trailing sentinel. */
+export function encodeElement(el: AimPathElement): Uint8Array {
   if (typeof el === 'string') {
     if (el.length === 0) throw new TypeError('Aim path elements must not be empty strings');
     return encodeUtf8(el, 'Aim path element');
@@ -360,7 +361,7 @@ function toNode(v: AimValue): unknown {
 }
 
 function isContainer(v: unknown): v is unknown[] | Record<string, unknown> | AimCustomObject {
-  return v !== null && typeof v === 'object' && !(v instanceof Uint8Array);
+  return v !== null && typeof v === 'object' && !(v instanceof Uint8Array) && !(v instanceof AimFloat) && !(v instanceof AimBlob);
 }
 
 function setMember(container: unknown[] | Record<string, unknown> | AimCustomObject, key: AimPathElement, node: unknown, path: readonly AimPathElement[]): void {
@@ -386,11 +387,13 @@ function getMember(container: unknown[] | Record<string, unknown> | AimCustomObj
  * missing parents are created as objects (as Aim's decoder inserts object markers), so pairs under
  * a non-empty prefix come back nested under that prefix. Integer keys under an object become
  * string properties. Array gaps are filled with null. Returns undefined for no pairs.
+ * `keepTyped`: AimFloat and AimBlob values stay wrapped (to tell floats and blobs apart).
  */
-export function unflattenTree(pairs: ReadonlyArray<readonly [readonly AimPathElement[], AimValue]>): unknown {
+export function unflattenTree(pairs: ReadonlyArray<readonly [readonly AimPathElement[], AimValue]>, opts?: { keepTyped?: boolean }): unknown {
   let root: unknown = undefined;
+  const keep = opts?.keepTyped === true;
   for (const [path, value] of pairs) {
-    const node = toNode(value);
+    const node = keep && (value instanceof AimFloat || value instanceof AimBlob) ? value : toNode(value);
     if (path.length === 0) {
       root = node;
       continue;

@@ -1,0 +1,142 @@
+/**
+ * Aim benchmark against the local Aim tracking-server emulator (same process):
+ * - metric points/s end to end (log() → applied to the emulator's tree), 10 metrics per step;
+ * - baseline in the same run: the client's own instruction encoding alone (points/s), and the
+ *   emulator applying the same pre-encoded messages sent over a raw WebSocket (its capacity);
+ * - write messages and bytes per 1000 points (Aim's protocol sends ~6 instructions per point);
+ * - log() median cost for 10 values.
+ */
+import { pathToFileURL } from 'node:url';
+import WebSocket from 'ws';
+import { AimTracker, setWarningHandler } from '../../generated/index.gen.js';
+import { aimTuning, newRunHash } from '../../runtime/aim/index.js';
+import { encodePacked } from '../../runtime/aim/client.js';
+import { AimRunState, MessageWriter, makeContext } from '../../runtime/aim/run.js';
+import { AimTestServer } from '../aim/server.js';
+import type { BenchRow } from './tensorboard.bench.js';
+
+export default async function bench(): Promise<BenchRow[]> {
+  const restore = setWarningHandler(() => undefined);
+  const server = await AimTestServer.start({ recordInstructions: false });
+  const saved = { ...aimTuning };
+  try {
+    const rows: BenchRow[] = [];
+    const steps = 2000;
+    const t = new AimTracker({ run_name: 'bench', logging_dir: server.uri });
+    await t.start();
+    const before = server.messages.length;
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) {
+      const v: Record<string, number> = {};
+      for (let k = 0; k < 10; k++) v[`m${k}`] = i + k / 10;
+      t.log(v, i);
+      if (i % 500 === 499) await new Promise((r) => setImmediate(r));
+    }
+    await t.flush();
+    const seconds = (performance.now() - t0) / 1000;
+    const hash = t.tracker.hash;
+    const stored = server.entries('seqs', hash).filter((e) => e.path[e.path.length - 2] === 'val').length;
+    if (stored !== steps * 10) throw new Error(`stored ${stored} of ${steps * 10}`);
+    const e2e = (steps * 10) / seconds;
+    const sent = server.messages.slice(before);
+    const bytes = sent.reduce((a, m) => a + m.bytes, 0);
+    await t.finish();
+
+    // Baseline 1: encoding alone (the same instructions, no network, no server).
+    const state = new AimRunState('0123456789abcdef01234567', { meta: crypto.randomUUID(), seqs: crypto.randomUUID(), props: crypto.randomUUID() });
+    const ctx = makeContext(undefined);
+    const e0 = performance.now();
+    let w = new MessageWriter();
+    for (let i = 0; i < steps; i++) {
+      for (let k = 0; k < 10; k++) state.track(w, `m${k}`, { kind: 'metric', value: i + k / 10 }, i, null, ctx, Date.now() / 1000);
+      if (i % 50 === 49) {
+        w.finish();
+        w = new MessageWriter();
+      }
+    }
+    const encodeRate = (steps * 10) / ((performance.now() - e0) / 1000);
+
+    // Baseline 2: the emulator applying the very messages the client sent, over a raw WebSocket.
+    const raw = await emulatorCapacity(server, steps);
+    rows.push({ name: 'aim e2e metric points/s into the emulator (10 metrics/step)', value: Math.round(e2e), unit: 'points/s' });
+    rows.push({ name: '  baseline: encoding alone (same instructions, no I/O)', value: Math.round(encodeRate), unit: 'points/s' });
+    rows.push({ name: '  baseline: emulator applying the same workload from a raw WebSocket', value: Math.round((steps * 10) / raw), unit: 'points/s' });
+    rows.push({ name: '  e2e / emulator capacity', value: +((e2e * raw) / (steps * 10)).toFixed(2), unit: 'x' });
+    rows.push({ name: 'aim write messages per 1000 points', value: +((sent.length * 1000) / (steps * 10)).toFixed(2), unit: 'messages' });
+    rows.push({ name: 'aim bytes on the wire per point', value: Math.round(bytes / (steps * 10)), unit: 'bytes' });
+
+    // log() cost: queueing only (sends run in the background; none runs inside a sample since the
+    // loop does not yield). 300 samples of 10 calls: every value is still delivered and checked.
+    const l = new AimTracker({ run_name: 'bench-log', logging_dir: server.uri });
+    await l.start();
+    const values: Record<string, number> = {};
+    for (let k = 0; k < 10; k++) values[`m${k}`] = k;
+    const samples: number[] = [];
+    for (let b = 0; b < 300; b++) {
+      const s0 = process.hrtime.bigint();
+      for (let i = 0; i < 10; i++) l.log(values, b * 10 + i);
+      samples.push(Number(process.hrtime.bigint() - s0) / 10);
+    }
+    samples.sort((a, b) => a - b);
+    rows.push({ name: 'aim log() median (10 values)', value: +samples[150]!.toFixed(1), unit: 'ns/call', goal: '<= 1000' });
+    await l.finish();
+    const logged = server.entries('seqs', l.tracker.hash).filter((e) => e.path[e.path.length - 2] === 'val').length;
+    if (logged !== 300 * 10 * 10) throw new Error(`log bench: stored ${logged} of ${300 * 10 * 10}`);
+    return rows;
+  } finally {
+    Object.assign(aimTuning, saved);
+    await server.stop();
+    setWarningHandler(restore);
+  }
+}
+
+/**
+ * Seconds for the emulator to apply the same workload (steps x 10 metrics, 50 steps per message as
+ * the client batches them) pre-encoded and sent from a raw WebSocket client: its own capacity.
+ */
+async function emulatorCapacity(server: AimTestServer, steps: number): Promise<number> {
+  const clientUri = crypto.randomUUID();
+  const hash = newRunHash();
+  const mk = async (name: string): Promise<string> => {
+    const r = await fetch(`http://127.0.0.1:${server.port}/tracking/${clientUri}/get-resource/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ resource_handler: '', resource_type: 'TreeView', args: Buffer.from(encodePacked({ name, sub: hash, read_only: false, index: false, timeout: null })).toString('base64') }),
+    });
+    return ((await r.json()) as { handler: string }).handler;
+  };
+  const meta = await mk('meta');
+  const seqs = await mk('seqs');
+  const state = new AimRunState(hash, { meta, seqs, props: meta });
+  const ctx = makeContext(undefined);
+  const msgs: Uint8Array[] = [];
+  let w = new MessageWriter();
+  for (let i = 0; i < steps; i++) {
+    for (let k = 0; k < 10; k++) state.track(w, `m${k}`, { kind: 'metric', value: i + k / 10 }, i, null, ctx, Date.now() / 1000);
+    if (i % 50 === 49 || i === steps - 1) {
+      msgs.push(w.finish()!.slice());
+      w = new MessageWriter();
+    }
+  }
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/tracking/${clientUri}/write-instruction/`);
+  await new Promise((r, j) => {
+    ws.once('open', r);
+    ws.once('error', j);
+  });
+  const t0 = performance.now();
+  for (const m of msgs) {
+    const reply = new Promise<Buffer>((r) => ws.once('message', (d: Buffer) => r(d)));
+    ws.send(m);
+    const d = await reply;
+    if (d.toString() !== 'OK') throw new Error(`raw replay: ${d.toString('latin1').slice(0, 100)}`);
+  }
+  const s = (performance.now() - t0) / 1000;
+  ws.close();
+  const stored = server.entries('seqs', hash).filter((e) => e.path[e.path.length - 2] === 'val').length;
+  if (stored !== steps * 10) throw new Error(`raw replay stored ${stored} of ${steps * 10}`);
+  return s;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  for (const r of await bench()) console.log(`${r.name}: ${r.value} ${r.unit}${r.goal ? ` (goal ${r.goal})` : ''}`);
+}
