@@ -11,6 +11,7 @@
  * - log(): numbers and booleans (1/0) are float metrics; strings are `aim.Text` objects (their
  *   own "texts" sequences). A step omitted counts per sequence as Aim does. kwargs: `epoch`
  *   (integer) and `context` (dict) as `run.track`'s; others are warned about once.
+ * - logImages(): `aim.Image` objects (PNG), kwargs as Accelerate's `{aim_image, track}`.
  * - Writes are batched (one WebSocket message holds many instructions, applied in order by the
  *   server) in the background. A failed write is retried with backoff until retry_deadline_secs,
  *   reconnecting and re-creating the run's resources each time (a restarted server lost them);
@@ -23,7 +24,8 @@ import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../driver.js';
+import type { BackendDriver, DriverContext, ImageData, TrackerDriver, Values } from '../driver.js';
+import { checkImage, encodePng } from '../image.js';
 import { Batcher } from '../batcher.js';
 import { BackendError, ConfigError, TrackspecError } from '../errors.js';
 import { registerExitHook } from '../exit-hooks.js';
@@ -31,7 +33,7 @@ import { HttpTransportError } from '../http.js';
 import { RetryDeadlineError, withRetry } from '../retry.js';
 import { defaultSpoolDir, Spool } from '../spool.js';
 import { AimClient, AimServerError } from './client.js';
-import { AimRunState, MessageWriter, makeContext, type AimContext, type RunHandlers } from './run.js';
+import { AimRunState, MessageWriter, makeContext, type AimContext, type AimImage, type RunHandlers } from './run.js';
 
 export { AimClient, AimServerError, AIM_PROTOCOL_VERSION } from './client.js';
 
@@ -66,6 +68,9 @@ export const aimTuning = { heartbeatMs: 10_000, maxDelayMs: 200, valuesPerMessag
 
 const BACKEND = 'aim';
 const DEFAULT_PORT = 53800;
+const NO_KWARGS = Object.freeze({ epoch: null, ctx: makeContext(undefined) });
+/** PIL's mode for an HWC uint8 image with 1..4 channels. */
+const PIL_MODE: Record<number, string> = { 1: 'L', 2: 'LA', 3: 'RGB', 4: 'RGBA' };
 
 /** Parse `aim://host[:port]`; a plain path is a ConfigError explaining how to serve it. */
 export function parseAimUri(loggingDir: string): { address: string; uri: string } {
@@ -99,6 +104,7 @@ export function newRunHash(): string {
 /** One queued unit of work, expanded into instructions when its batch is sent. */
 type Queued =
   | { t: 'log'; v: Record<string, number | boolean | string>; step: number | undefined; epoch: number | null; ctx: AimContext; ts: number; n: number }
+  | { t: 'images'; v: Record<string, { images: AimImage[]; list: boolean }>; step: number | undefined; epoch: number | null; ctx: AimContext; ts: number; n: number }
   | { t: 'attr'; key: string; value: unknown }
   | { t: 'end'; ts: number };
 
@@ -230,7 +236,13 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     for (const it of items) {
       if (it.t === 'attr') this.#state.setAttr(w, it.key, it.value);
       else if (it.t === 'end') this.#state.setEndTime(w, it.ts / 1000);
-      else {
+      else if (it.t === 'images') {
+        for (const name in it.v) {
+          const { images, list } = it.v[name]!;
+          const problem = this.#state.track(w, name, { kind: 'images', value: images, list }, it.step, it.epoch, it.ctx, it.ts / 1000);
+          if (problem) this.#ctx.warnOnce(`dtype:${name}`, `aim: ${problem}; value skipped`);
+        }
+      } else {
         const seconds = it.ts / 1000;
         for (const name in it.v) {
           const v = it.v[name]!;
@@ -297,8 +309,8 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     }
   }
 
-  log(values: Readonly<Values>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
-    if (this.#finished) throw new TrackspecError('AimTracker.log() after finish()');
+  /** `run.track`'s keyword arguments: epoch (integer) and context (dict). */
+  #trackKwargs(kwargs: Readonly<Values> | undefined, where: string): { epoch: number | null; ctx: AimContext } {
     let epoch: number | null = null;
     let ctx = makeContext(undefined);
     if (kwargs) {
@@ -306,9 +318,57 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
         const kv = kwargs[k];
         if (k === 'epoch' && (kv === null || Number.isSafeInteger(kv))) epoch = (kv as number | null) ?? null;
         else if (k === 'context' && (kv === null || (typeof kv === 'object' && !Array.isArray(kv)))) ctx = makeContext((kv ?? undefined) as Record<string, unknown> | undefined);
-        else this.#ctx.warnOnce(`kwarg:${k}`, `aim: log kwarg '${k}' is not supported (run.track takes epoch: integer and context: dict) and was ignored`);
+        else this.#ctx.warnOnce(`kwarg:${where}:${k}`, `aim: ${where} kwarg '${k}' is not supported (run.track takes epoch: integer and context: dict) and was ignored`);
       }
     }
+    return { epoch, ctx };
+  }
+
+  /**
+   * As Accelerate's AimTracker.log_images: each value becomes `aim.Image(img, caption=…)` tracked
+   * under its key; kwargs `{aim_image: {caption}, track: {epoch, context}}`. An array of images is
+   * tracked as one list value (`list(aim.image)`). Images are PNG-encoded here (PIL's default format).
+   */
+  logImages(values: Readonly<Record<string, ImageData | ImageData[]>>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
+    if (this.#finished) throw new TrackspecError('AimTracker.logImages() after finish()');
+    let caption = '';
+    let track: Readonly<Values> | undefined;
+    for (const k in kwargs ?? {}) {
+      const kv = kwargs![k] as Record<string, unknown> | undefined;
+      if (k === 'aim_image' && kv && typeof kv === 'object') {
+        for (const ik in kv) {
+          if (ik === 'caption' && typeof kv[ik] === 'string') caption = kv[ik];
+          else if (ik === 'format' && typeof kv[ik] === 'string' && kv[ik].toLowerCase() === 'png') continue;
+          else this.#ctx.warnOnce(`aim_image:${ik}`, `aim: aim_image option '${ik}' is not supported (trackspec stores PNG; caption is supported) and was ignored`);
+        }
+      } else if (k === 'track' && kv && typeof kv === 'object') track = kv;
+      else this.#ctx.warnOnce(`kwarg:logImages:${k}`, `aim: logImages kwarg '${k}' is not supported (expected {aim_image: {caption}, track: {epoch, context}}) and was ignored`);
+    }
+    const { epoch, ctx } = this.#trackKwargs(track, 'track');
+    const v: Record<string, { images: AimImage[]; list: boolean }> = {};
+    let n = 0;
+    for (const key in values) {
+      const raw = values[key]!;
+      const list = Array.isArray(raw);
+      const images: AimImage[] = [];
+      try {
+        for (const [i, img] of (list ? raw : [raw]).entries()) {
+          checkImage(img, list ? `${key}/${i}` : key);
+          images.push({ png: encodePng(img), width: img.width, height: img.height, mode: PIL_MODE[img.channels]!, caption });
+        }
+      } catch (e) {
+        this.#ctx.warn(`aim: image '${key}' skipped: ${(e as Error).message}`);
+        continue;
+      }
+      v[key] = { images, list };
+      n += images.length;
+    }
+    if (n > 0) this.#batcher.push({ t: 'images', v, step, epoch, ctx, ts: Date.now(), n });
+  }
+
+  log(values: Readonly<Values>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
+    if (this.#finished) throw new TrackspecError('AimTracker.log() after finish()');
+    const { epoch, ctx } = kwargs ? this.#trackKwargs(kwargs, 'log') : NO_KWARGS;
     let n = 0;
     const copy: Record<string, number | boolean | string> = {};
     for (const key in values) {

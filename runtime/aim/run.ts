@@ -241,6 +241,8 @@ export interface SequenceInfo {
   count: number;
   max: number;
   min: number;
+  /** Longest list tracked (list sequences). */
+  recordMaxLength: number;
 }
 
 export interface RunHandlers {
@@ -262,10 +264,38 @@ export function makeContext(dict: Record<string, unknown> | undefined): AimConte
   return { dict: structuredClone(dict), idx: hashAuto(dict) };
 }
 
-const SEQUENCE_TYPE: Record<string, string> = { int: 'metric', float: 'metric', float64: 'metric', number: 'metric', 'aim.text': 'texts' };
+const SEQUENCE_TYPE: Record<string, string> = {
+  int: 'metric',
+  float: 'metric',
+  float64: 'metric',
+  number: 'metric',
+  'aim.text': 'texts',
+  'list(aim.text)': 'texts',
+  'aim.image': 'images',
+  'list(aim.image)': 'images',
+};
 
-/** A value as Aim tracks it: a metric (float) or an `aim.Text`. */
-export type Trackable = { kind: 'metric'; value: number } | { kind: 'text'; value: string };
+/** An image as `aim.Image` stores it after PIL encoded it (`_from_pil_image`). */
+export interface AimImage {
+  png: Uint8Array;
+  width: number;
+  height: number;
+  /** PIL mode: L, LA, RGB or RGBA. */
+  mode: string;
+  caption: string;
+}
+
+/** A value as Aim tracks it: a metric (float), an `aim.Text`, or `aim.Image`(s) (one, or a list). */
+export type Trackable = { kind: 'metric'; value: number } | { kind: 'text'; value: string } | { kind: 'images'; value: AimImage[]; list: boolean };
+
+function imageObject(i: AimImage): AimCustomObject {
+  // storage in Aim's insertion order: data, source, mode, format, width, height, then caption
+  return new AimCustomObject('aim.image', { data: new AimBlob(i.png), source: 'PIL.Image', mode: i.mode, format: 'png', width: i.width, height: i.height, caption: i.caption });
+}
+
+function describeKind(t: Trackable): string {
+  return t.kind === 'metric' ? 'number' : t.kind === 'text' ? 'string' : t.list ? 'list of images' : 'image';
+}
 
 export class AimRunState {
   readonly hash: string;
@@ -318,6 +348,7 @@ export class AimRunState {
           count: lastStep + 1,
           max: version === 2 && typeof info['max'] === 'number' ? info['max'] : -Infinity,
           min: version === 2 && typeof info['min'] === 'number' ? info['min'] : Infinity,
+          recordMaxLength: typeof info['record_max_length'] === 'number' ? info['record_max_length'] : 0,
         });
       }
     }
@@ -330,15 +361,28 @@ export class AimRunState {
   track(w: MessageWriter, name: string, t: Trackable, step: number | undefined, epoch: number | null, ctx: AimContext, seconds: number): string | undefined {
     const key = seqKey(ctx.idx, name);
     let seq = this.sequences.get(key);
-    const dtype = t.kind === 'metric' ? 'float' : 'aim.text';
-    const value = t.kind === 'metric' ? new AimFloat(t.value) : new AimCustomObject('aim.text', { data: new AimBlob(t.value) });
-    if (seq && seq.dtype !== dtype && !(SEQUENCE_TYPE[seq.dtype] === 'metric' && dtype === 'float')) {
-      return `cannot log a ${t.kind === 'metric' ? 'number' : 'string'} to '${name}': the Aim sequence holds ${seq.dtype} values (Aim sequences are homogeneous)`;
+    const dtype = t.kind === 'metric' ? 'float' : t.kind === 'text' ? 'aim.text' : t.list ? 'list(aim.image)' : 'aim.image';
+    const value: unknown =
+      t.kind === 'metric'
+        ? new AimFloat(t.value)
+        : t.kind === 'text'
+          ? new AimCustomObject('aim.text', { data: new AimBlob(t.value) })
+          : t.list
+            ? t.value.map(imageObject)
+            : imageObject(t.value[0]!);
+    let retype: string | undefined;
+    if (seq && seq.dtype && seq.dtype !== dtype) {
+      // Aim's check_types_compatibility: int and float make 'number'; an empty list type takes the first element type
+      if (seq.dtype === 'number' && dtype === 'float') {
+        // compatible
+      } else if (seq.dtype === 'int' && dtype === 'float') retype = 'number';
+      else if (seq.dtype === 'list' && dtype.startsWith('list(')) retype = dtype;
+      else return `cannot log a ${describeKind(t)} to '${name}': the Aim sequence holds ${seq.dtype} values (Aim sequences are homogeneous)`;
     }
     const version: 1 | 2 = t.kind === 'metric' ? 2 : 1;
     const base = version === 2 ? ['seqs', 'v2', 'chunks', this.hash, ctx.idx, name] : ['seqs', 'chunks', this.hash, ctx.idx, name];
     if (!seq) {
-      seq = { version, dtype: '', count: 0, max: -Infinity, min: Infinity };
+      seq = { version, dtype: '', count: 0, max: -Infinity, min: Infinity, recordMaxLength: 0 };
       this.sequences.set(key, seq);
       if (version === 2) w.add(this.h.seqs, 'make_array', [[...base, 'step']]);
       w.add(this.h.seqs, 'make_array', [[...base, 'val']]);
@@ -352,6 +396,12 @@ export class AimRunState {
       w.add(this.h.meta, '__setitem__', [[...this.#metaRun, 'contexts', ctx.idx], ctx.dict]);
     }
     const trace = [...this.#metaRun, 'traces', ctx.idx, name];
+    if (retype) {
+      w.add(this.h.meta, '__setitem__', [['meta', 'traces_types', retype, ctx.idx, name], 1]);
+      w.add(this.h.meta, '__setitem__', [[...this.#metaRun, 'typed_traces', SEQUENCE_TYPE[dtype] ?? 'sequence', ctx.idx, name], 1]);
+      w.add(this.h.meta, '__setitem__', [[...trace, 'dtype'], retype]);
+      seq.dtype = retype;
+    }
     if (seq.count === 0) {
       w.add(this.h.meta, '__setitem__', [['meta', 'traces_types', dtype, ctx.idx, name], 1]);
       w.add(this.h.meta, '__setitem__', [[...trace, 'dtype'], dtype]);
@@ -375,6 +425,10 @@ export class AimRunState {
         w.add(this.h.meta, '__setitem__', [[...trace, 'min'], value]);
         seq.min = t.value;
       }
+    }
+    if (t.kind === 'images' && t.list) {
+      seq.recordMaxLength = Math.max(seq.recordMaxLength, t.value.length);
+      w.add(this.h.meta, '__setitem__', [[...trace, 'record_max_length'], seq.recordMaxLength]);
     }
     const at = seq.version === 2 ? hashNumber(s) : s;
     w.add(this.h.seqs, '__setitem__', [[...base, 'val', at], value]);

@@ -26,7 +26,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BackendDriver, DriverContext, ImageData, TrackerDriver, Values } from '../driver.js';
 import { BackendError } from '../errors.js';
-import { checkImage } from './image.js';
+import { checkImage } from '../image.js';
 import { SummaryWriter } from './summary-writer.js';
 import { SessionStatus } from './hparams.js';
 
@@ -64,7 +64,7 @@ export {
   SESSION_END_TAG,
 } from './hparams.js';
 export type { DecodedHParamsPluginData, HParamValue, MetricName } from './hparams.js';
-export { encodePng, decodePngRgba } from './image.js';
+export { encodePng, decodePngRgba } from '../image.js';
 export { crc32c, maskedCrc32c, maskCrc, crc32cImplementation } from './crc.js';
 
 export interface TensorBoardDriverOptions {

@@ -34,7 +34,7 @@ import {
   type HParamValue,
   type MetricName,
 } from './hparams.js';
-import { encodePng } from './image.js';
+import { encodePng } from '../image.js';
 import { ProtoWriter, utf8, varintSize } from './proto.js';
 import { RecordFile } from './record-file.js';
 

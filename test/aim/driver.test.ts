@@ -11,6 +11,7 @@ import { aimTuning } from '../../runtime/aim/index.js';
 import { hashAuto } from '../../runtime/aim/hash.js';
 import { AimCustomObject, type AimPathElement, type AimValue } from '../../runtime/aim/encoding.js';
 import { listSpools } from '../../runtime/spool.js';
+import { decodePngRgba } from '../../runtime/image.js';
 import { syncAll } from '../../runtime/sync.js';
 import { ROOT, tempDir } from '../foundation/helpers.js';
 import { AimTestServer } from './server.js';
@@ -208,6 +209,45 @@ describe('the run tree is what Aim writes', () => {
     expect(warnings.join('\n')).toMatch(/cannot log a string to 'x': the Aim sequence holds float values/);
     const traces = (server.tree('meta', t.tracker.hash) as any).meta.chunks[t.tracker.hash].traces[CTX0];
     expect(traces.x.last_step).toBe(0);
+  });
+
+  it('logImages: aim.Image objects (PNG blob, PIL mode, caption) under seqs/chunks, one or a list per key', async () => {
+    const t = new AimTracker({ logging_dir: server.uri });
+    await t.start();
+    const hash = t.tracker.hash;
+    const rgb = { data: Uint8Array.from({ length: 2 * 3 * 3 }, (_, i) => i * 10), height: 2, width: 3, channels: 3 };
+    const grey = { data: Uint8Array.of(0, 255), height: 1, width: 2, channels: 1 };
+    t.logImages({ sample: rgb }, 5, { aim_image: { caption: 'epoch 5' }, track: { epoch: 2 } });
+    t.logImages({ batch: [grey, rgb] }, 0);
+    t.logImages({ sample: [grey] }, 6); // a list on a single-image sequence: skipped with a warning
+    await t.finish();
+    const chunk = (server.tree('meta', hash) as any).meta.chunks[hash];
+    expect(chunk.traces[CTX0].sample).toMatchObject({ dtype: 'aim.image', version: 1, first_step: 5, last_step: 5 });
+    expect(chunk.traces[CTX0].batch).toMatchObject({ dtype: 'list(aim.image)', version: 1, record_max_length: 2 });
+    expect(chunk.typed_traces.images[CTX0]).toEqual({ sample: 1, batch: 1 });
+    expect(warnings.join('\n')).toMatch(/cannot log a list of images to 'sample': the Aim sequence holds aim\.image values/);
+    const base = `seqs/chunks/${hash}/${CTX0}/sample/`;
+    const sample = entriesOf('seqs', hash).filter((e) => e.path.startsWith(`${base}val/5`));
+    expect(sample.map((e) => [e.path.slice(base.length), e.isBlob])).toEqual([
+      ['val/5', false],
+      ['val/5/caption', false],
+      ['val/5/data', true],
+      ['val/5/format', false],
+      ['val/5/height', false],
+      ['val/5/mode', false],
+      ['val/5/source', false],
+      ['val/5/width', false],
+    ]);
+    const field = (k: string) => sample.find((e) => e.path.endsWith(`/${k}`))!.value;
+    expect([field('caption'), field('format'), field('mode'), field('source'), field('width'), field('height')]).toEqual(['epoch 5', 'png', 'RGB', 'PIL.Image', 3, 2]);
+    const png = field('data') as Uint8Array;
+    const decoded = decodePngRgba(png);
+    expect([decoded.width, decoded.height]).toEqual([3, 2]);
+    expect(Array.from(decoded.data.subarray(0, 8))).toEqual([0, 10, 20, 255, 30, 40, 50, 255]);
+    expect(series('seqs', hash, ['seqs', 'chunks', hash, BigInt(CTX0), 'sample'])['epoch/5']).toBe(2);
+    const batch = entriesOf('seqs', hash).filter((e) => e.path.startsWith(`seqs/chunks/${hash}/${CTX0}/batch/val/0`));
+    expect(batch.filter((e) => e.path.endsWith('/mode')).map((e) => e.value)).toEqual(['L', 'RGB']);
+    expect(batch[0]!.value).toEqual({ array: true });
   });
 
   it('log_system_params records __system_params like Aim (secrets masked)', async () => {

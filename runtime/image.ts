@@ -1,7 +1,7 @@
-/** PNG encoding/decoding of `ImageData` (HWC, uint8) with `pngjs`, loaded on first use. */
-import type { ImageData } from '../driver.js';
-import { ValidationError } from '../errors.js';
-import { lazy } from '../lazy.js';
+/** PNG encoding/decoding of `ImageData` (HWC, uint8) with `pngjs`, loaded on first use (TensorBoard and Aim images). */
+import type { ImageData } from './driver.js';
+import { ValidationError } from './errors.js';
+import { lazy } from './lazy.js';
 
 const pngjs = lazy<typeof import('pngjs')>('pngjs');
 const pngClass = () => pngjs().PNG;
