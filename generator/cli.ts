@@ -20,7 +20,8 @@ const USAGE = `usage:
   trackspec sync [DIR]
       Upload records spooled while a server was unreachable or logged offline: MLflow spools
       (default DIR: $TRACKSPEC_SPOOL_DIR, else $XDG_STATE_HOME/trackspec/spool, else
-      ~/.local/state/trackspec/spool) and Comet offline directories (e.g. .cometml-runs). Resumable.
+      ~/.local/state/trackspec/spool: MLflow and Aim), Comet offline directories (e.g.
+      .cometml-runs) and W&B offline runs. Resumable.
       Exit 0 when everything was uploaded, 1 when a spool could not be.
   trackspec demo [--logdir DIR] [--mlruns DIR | --no-mlflow] [--steps N] [--seed N]
       Train a small model on synthetic data and log it to TensorBoard (default ./runs) and to an

@@ -44,7 +44,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import {
   AimBlob,
@@ -61,7 +60,7 @@ import {
   type AimPathElement,
   type AimValue,
 } from '../../runtime/aim/encoding.js';
-import { FaultList, closeServer, listenLoopback, type RecordedRequest } from '../support/loopback-server.js';
+import { FaultList, closeServer, listenLoopback, type RecordedRequest, runStandalone } from '../support/loopback-server.js';
 export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
 export const AIM_VERSION = '3.29.1';
@@ -875,23 +874,16 @@ type Members = Record<string, Member>;
 // ---------------------------------------------------------------------------------------------
 // standalone use
 
-const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
-if (isMain) {
-  const args = process.argv.slice(2);
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const keepAlive = opt('--keep-alive-ms');
-  const server = await AimTestServer.start({
-    port: Number(opt('--port') ?? 53800),
-    version: opt('--version') ?? AIM_VERSION,
-    clientKeepAliveMs: keepAlive === undefined ? undefined : Number(keepAlive),
-  });
-  console.log(server.uri);
-  const shutdown = (): void => {
-    void server.stop().then(() => process.exit(0));
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
-}
+await runStandalone(
+  import.meta.url,
+  (opt) => {
+    const keepAlive = opt('--keep-alive-ms');
+    return AimTestServer.start({
+      port: Number(opt('--port') ?? 53800),
+      version: opt('--version') ?? AIM_VERSION,
+      clientKeepAliveMs: keepAlive === undefined ? undefined : Number(keepAlive),
+    });
+  },
+  (server) => server.uri,
+  (server) => server.stop(),
+);

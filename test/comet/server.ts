@@ -20,8 +20,7 @@
 //   set-start-end-time itself does not set it). An end time before the (posted) start time → 400.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomBytes, randomInt } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
-import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest } from '../support/loopback-server.js';
+import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest, runStandalone } from '../support/loopback-server.js';
 export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
 export const COMET_BASE_PATH = '/api/rest/v2';
@@ -514,23 +513,16 @@ export class CometTestServer {
 // ---------------------------------------------------------------------------------------------
 // standalone use
 
-const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
-if (isMain) {
-  const args = process.argv.slice(2);
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const hb = opt('--heartbeat-ms');
-  const server = await CometTestServer.start({
-    port: Number(opt('--port') ?? 8080),
-    apiKey: opt('--api-key') ?? DEFAULT_API_KEY,
-    heartbeatMs: hb === undefined ? undefined : Number(hb),
-  });
-  console.log(`COMET_URL_OVERRIDE=${server.clientlibUrl} COMET_API_KEY=${server.apiKey}`);
-  const shutdown = (): void => {
-    void server.close().then(() => process.exit(0));
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
-}
+await runStandalone(
+  import.meta.url,
+  (opt) => {
+    const hb = opt('--heartbeat-ms');
+    return CometTestServer.start({
+      port: Number(opt('--port') ?? 8080),
+      apiKey: opt('--api-key') ?? DEFAULT_API_KEY,
+      heartbeatMs: hb === undefined ? undefined : Number(hb),
+    });
+  },
+  (server) => `COMET_URL_OVERRIDE=${server.clientlibUrl} COMET_API_KEY=${server.apiKey}`,
+  (server) => server.close(),
+);

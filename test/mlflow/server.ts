@@ -5,7 +5,6 @@
 import { resolve as pathResolve } from 'node:path';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomBytes, randomInt } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import {
   MlflowError,
   UncaughtError,
@@ -37,7 +36,7 @@ import {
   type Clause,
   type OrderKey,
 } from './server-search.js';
-import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest } from '../support/loopback-server.js';
+import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest, runStandalone } from '../support/loopback-server.js';
 export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
 export interface MlflowTestServerOptions {
@@ -1139,23 +1138,14 @@ export { pyRepr, pyStr };
 // ---------------------------------------------------------------------------------------------
 // standalone use
 
-const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
-if (isMain) {
-  const args = process.argv.slice(2);
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const store = opt('--store');
-  const server = await MlflowTestServer.start({
-    port: Number(opt('--port') ?? 5000),
-    store: store === 'file' ? 'file' : 'sqlite',
-    truncateLongValues: !args.includes('--no-truncate'),
-  });
-  console.log(server.url);
-  const shutdown = (): void => {
-    void server.close().then(() => process.exit(0));
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
-}
+await runStandalone(
+  import.meta.url,
+  (opt, flag) =>
+    MlflowTestServer.start({
+      port: Number(opt('--port') ?? 5000),
+      store: opt('--store') === 'file' ? 'file' : 'sqlite',
+      truncateLongValues: !flag('--no-truncate'),
+    }),
+  (server) => server.url,
+  (server) => server.close(),
+);

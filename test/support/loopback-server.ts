@@ -2,6 +2,7 @@
 // listening on 127.0.0.1.
 import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pathToFileURL } from 'node:url';
 
 export interface RecordedRequest {
   method: string;
@@ -99,4 +100,30 @@ export function closeServer(srv: Server): Promise<void> {
     srv.close(() => resolve());
     srv.closeAllConnections();
   });
+}
+
+/**
+ * Standalone use of a test server (`node --import tsx test/<backend>/server.ts --port N ...`): when
+ * `moduleUrl` is the entry script, start the server with the command line's `--name value` options
+ * (`opt`) and bare flags (`flag`), print `banner`, and stop it on SIGINT/SIGTERM.
+ */
+export async function runStandalone<S>(
+  moduleUrl: string,
+  start: (opt: (name: string) => string | undefined, flag: (name: string) => boolean) => Promise<S>,
+  banner: (server: S) => string,
+  stop: (server: S) => Promise<void>,
+): Promise<void> {
+  if (process.argv[1] === undefined || moduleUrl !== pathToFileURL(process.argv[1]).href) return;
+  const args = process.argv.slice(2);
+  const opt = (name: string): string | undefined => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const server = await start(opt, (name) => args.includes(name));
+  console.log(banner(server));
+  const shutdown = (): void => {
+    void stop(server).then(() => process.exit(0));
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
 }

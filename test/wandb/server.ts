@@ -38,8 +38,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomBytes, randomInt } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { pathToFileURL } from 'node:url';
-import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest as BaseRecordedRequest } from '../support/loopback-server.js';
+import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest as BaseRecordedRequest, runStandalone } from '../support/loopback-server.js';
 export type { Fault } from '../support/loopback-server.js';
 
 /**
@@ -634,22 +633,14 @@ function publicRun(r: RunState): WandbRun {
 // ---------------------------------------------------------------------------------------------
 // standalone use
 
-const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
-if (isMain) {
-  const args = process.argv.slice(2);
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const server = await WandbTestServer.start({
-    port: Number(opt('--port') ?? 8080),
-    apiKey: opt('--api-key') ?? DEFAULT_API_KEY,
-    defaultEntity: opt('--entity') ?? DEFAULT_ENTITY,
-  });
-  console.log(`WANDB_BASE_URL=${server.url} WANDB_API_KEY=${server.apiKey}`);
-  const shutdown = (): void => {
-    void server.close().then(() => process.exit(0));
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
-}
+await runStandalone(
+  import.meta.url,
+  (opt) =>
+    WandbTestServer.start({
+      port: Number(opt('--port') ?? 8080),
+      apiKey: opt('--api-key') ?? DEFAULT_API_KEY,
+      defaultEntity: opt('--entity') ?? DEFAULT_ENTITY,
+    }),
+  (server) => `WANDB_BASE_URL=${server.url} WANDB_API_KEY=${server.apiKey}`,
+  (server) => server.close(),
+);
