@@ -362,6 +362,11 @@ export class AimClient {
     if (res.status !== 200) throw this.#statusError('release-resource', res);
   }
 
+  /** Release every resource this client still holds (best effort). */
+  async releaseAll(): Promise<void> {
+    for (const handler of [...this.#resources.keys()].reverse()) await this.release(handler).catch(() => undefined);
+  }
+
   /** Stop the heartbeat, close the WebSocket, disconnect. Idempotent; never throws on transport errors. */
   async close(options: { disconnect?: boolean } = {}): Promise<void> {
     if (this.#closed) return;

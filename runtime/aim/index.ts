@@ -528,6 +528,7 @@ export const driver: BackendDriver<AimDriverOptions, AimRunHandle> = {
     try {
       return await startOnline(client, options, ctx, uri);
     } catch (e) {
+      await client.releaseAll();
       await client.close().catch(() => undefined);
       if (e instanceof TrackspecError) throw e;
       throw new BackendError(BACKEND, (e as Error).message, { cause: e });

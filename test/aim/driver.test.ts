@@ -280,6 +280,9 @@ describe('the run tree is what Aim writes', () => {
     // a second writer of the same run is refused while t2 holds the lock
     const t3 = new AimTracker({ logging_dir: server.uri, run_hash: hash });
     await expect(t3.start()).rejects.toThrow(/run [0-9a-f]{24} is locked by another writer/);
+    // the refused writer released what it had taken and disconnected
+    expect(server.resources().map((r) => r.type).sort()).toEqual(['Lock', 'RunHeartbeat', 'StructuredRun', 'TreeView', 'TreeView']);
+    expect(server.clients.size).toBe(1);
     t2.log({ loss: 1 });
     t2.log({ loss: 5 });
     await t2.finish();

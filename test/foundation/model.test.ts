@@ -19,7 +19,7 @@ describe('model: backends', () => {
     ['tensorboard', 'TensorBoardTracker', true, true, 'run_name', true, false, false],
     ['wandb', 'WandBTracker', false, false, 'run_name', true, true, false],
     ['comet_ml', 'CometMLTracker', false, true, 'run_name', false, false, false],
-    ['aim', 'AimTracker', true, true, 'run_name', false, false, false],
+    ['aim', 'AimTracker', true, true, 'run_name', true, false, false],
     ['mlflow', 'MLflowTracker', false, true, 'experiment_name', false, false, true],
   ] as const)('%s → %s', (name, cls, dir, main, project, images, tables, artifacts) => {
     const b = byName[name]!;
