@@ -9,7 +9,8 @@ import { listSpools, replaySpool } from '../spool.js';
 import type { SyncSummary } from '../mlflow/sync.js';
 import { withRetry } from '../retry.js';
 import { AimClient } from './client.js';
-import { createRunResources, parseAimUri, type AimSpoolMeta } from './index.js';
+import { parseAimUri } from './index.js';
+import { createRunResources, type AimSpoolMeta } from './session.js';
 
 export async function syncAimSpools(dir: string, options: { out?: (line: string) => void } = {}): Promise<SyncSummary> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));

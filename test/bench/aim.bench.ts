@@ -9,7 +9,8 @@
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
 import { AimTracker, setWarningHandler } from '../../generated/index.gen.js';
-import { aimTuning, newRunHash } from '../../runtime/aim/index.js';
+import { aimTuning } from '../../runtime/aim/index.js';
+import { newRunHash } from '../../runtime/aim/session.js';
 import { encodePacked } from '../../runtime/aim/client.js';
 import { AimRunState, MessageWriter, makeContext } from '../../runtime/aim/run.js';
 import { AimTestServer } from '../aim/server.js';
