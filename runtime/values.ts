@@ -45,10 +45,16 @@ export function valueKind(v: unknown): ValueKind {
   }
 }
 
+/** "a"/"an" + noun. */
+function article(noun: string): string {
+  return `${/^[aeiou]/i.test(noun) ? 'an' : 'a'} ${noun}`;
+}
+
 function describe(kind: ValueKind, v: unknown): string {
-  if (kind !== 'other') return kind === 'numeric_object' ? 'an object of numbers' : `a ${kind}`;
-  if (typeof v === 'object' && v !== null) return `a ${v.constructor?.name ?? 'non-plain object'}`;
-  return `a ${typeof v}`;
+  if (kind === 'numeric_object') return 'an object of numbers';
+  if (kind !== 'other') return article(kind);
+  if (typeof v === 'object' && v !== null) return article(v.constructor?.name ?? 'non-plain object');
+  return article(typeof v);
 }
 
 export interface RuleContext {

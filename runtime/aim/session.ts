@@ -299,12 +299,9 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     if (this.#finished) throw new TrackspecError('AimTracker.log() after finish()');
     const { epoch, ctx } = kwargs ? this.#trackKwargs(kwargs, 'log') : NO_KWARGS;
     let n = 0;
-    const copy: Record<string, number | boolean | string> = {};
-    for (const key in values) {
-      copy[key] = values[key] as number | boolean | string;
-      n++;
-    }
-    if (n > 0) this.#batcher.push({ t: 'log', v: copy, step, epoch, ctx, ts: Date.now(), n });
+    for (const _ in values) n++;
+    // a shallow spread keeps the caller's object shape (fast); values are primitives (the spec's value rules)
+    if (n > 0) this.#batcher.push({ t: 'log', v: { ...values } as Record<string, number | boolean | string>, step, epoch, ctx, ts: Date.now(), n });
   }
 
   async storeInitConfiguration(values: Readonly<Values>): Promise<void> {

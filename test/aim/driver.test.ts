@@ -200,6 +200,19 @@ describe('the run tree is what Aim writes', () => {
     expect(server.runs.get(hash)!.name).toBeNull();
   });
 
+  it('values outside the value rules are skipped with one warning per key (null, arrays, objects)', async () => {
+    const t = new AimTracker({ logging_dir: server.uri });
+    await t.start();
+    t.log({ n: null, arr: [1, 2], obj: { a: 1 }, ok: 2 }, 0);
+    t.log({ n: null, ok: 3 }, 1);
+    await t.finish();
+    const traces = (server.tree('meta', t.tracker.hash) as any).meta.chunks[t.tracker.hash].traces[CTX0];
+    expect(Object.keys(traces)).toEqual(['ok']);
+    expect(warnings.filter((w) => w.includes('skipped "n"'))).toHaveLength(1);
+    expect(warnings.join('\n')).toMatch(/skipped "arr": an array is not supported/);
+    expect(warnings.join('\n')).toMatch(/skipped "obj"/);
+  });
+
   it('a value whose type does not match its sequence is skipped with a warning (Aim sequences are homogeneous)', async () => {
     const t = new AimTracker({ logging_dir: server.uri });
     await t.start();

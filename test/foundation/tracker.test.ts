@@ -121,8 +121,8 @@ describe('lifecycle and value rules (fixture backend with a real driver)', () =>
     expect(lines(path).slice(0, 2).map((l) => l.log)).toEqual([{ a: 1, d: { x: 1 } }, { a: 2 }]);
     expect(warnings).toEqual([
       'EchoTracker.log(): skipped "b": a null is not supported by this backend (warned once per key)',
-      'EchoTracker.log(): skipped "c": a array is not supported by this backend (warned once per key)',
-      'EchoTracker.log(): skipped "e": a object is not supported by this backend (warned once per key)',
+      'EchoTracker.log(): skipped "c": an array is not supported by this backend (warned once per key)',
+      'EchoTracker.log(): skipped "e": an object is not supported by this backend (warned once per key)',
     ]);
   });
 
