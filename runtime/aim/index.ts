@@ -51,7 +51,7 @@ export interface AimRunHandle {
 }
 
 /** Tuning for tests and the benchmark (not user options). */
-export const aimTuning = { heartbeatMs: 10_000, maxDelayMs: 200, valuesPerMessage: 500, timeoutMs: 30_000, baseDelayMs: 200 };
+export const aimTuning = { heartbeatMs: 10_000, maxDelayMs: 200, valuesPerMessage: 500, maxMessageBytes: 4 << 20, timeoutMs: 30_000, baseDelayMs: 200 };
 
 const DEFAULT_PORT = 53800;
 

@@ -113,8 +113,8 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
   #spool: Promise<Spool> | undefined;
   #spoolPath: string | undefined;
   #spooled = 0;
-  /** The message being delivered (spooled at exit if never acknowledged). */
-  #inflight: Uint8Array | undefined;
+  /** Messages of the batch being delivered, head first (spooled at exit if never acknowledged). */
+  readonly #unsent: Uint8Array[] = [];
   #finished = false;
   #unregisterExit: () => void;
 
@@ -149,18 +149,38 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
       maxDelayMs: aimTuning.maxDelayMs,
       maxPending: 2_000_000,
       send: async (items) => {
-        const message = this.#expand(items);
-        if (message) await this.deliver(message);
+        this.#unsent.push(...this.#expand(items));
+        try {
+          while (this.#unsent.length > 0) {
+            await this.deliver(this.#unsent[0]!);
+            this.#unsent.shift();
+          }
+        } catch (e) {
+          this.#unsent.shift(); // the server refused this one (reported by flush/finish); the rest follow the next batch
+          throw e;
+        }
       },
       onFailed: async () => undefined, // a server-side exception: reported by flush()/finish()
     });
     this.#unregisterExit = registerExitHook(() => this.#spoolAtExit());
   }
 
-  /** Expand queued work into one write message (mutates the run state, in queue order). */
-  #expand(items: readonly Queued[]): Uint8Array | undefined {
-    const w = new MessageWriter();
+  /**
+   * Expand queued work into write messages (mutates the run state, in queue order). A message is
+   * closed once it passes aimTuning.maxMessageBytes (Aim's server, uvicorn, refuses WebSocket
+   * messages over 16 MiB by default); instructions are applied in order either way.
+   */
+  #expand(items: readonly Queued[]): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let w = new MessageWriter();
+    const cut = (): void => {
+      if (w.bytes < aimTuning.maxMessageBytes) return;
+      const m = w.finish();
+      if (m) out.push(m);
+      w = new MessageWriter();
+    };
     for (const it of items) {
+      cut();
       if (it.t === 'attr') this.#state.setAttr(w, it.key, it.value);
       else if (it.t === 'end') this.#state.setEndTime(w, it.ts / 1000);
       else if (it.t === 'images') {
@@ -168,6 +188,7 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
           const { images, list } = it.v[name]!;
           const problem = this.#state.track(w, name, { kind: 'images', value: images, list }, it.step, it.epoch, it.ctx, it.ts / 1000);
           if (problem) this.#ctx.warnOnce(`dtype:${name}`, `aim: ${problem}; value skipped`);
+          cut();
         }
       } else {
         const seconds = it.ts / 1000;
@@ -176,17 +197,19 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
           const t = typeof v === 'string' ? ({ kind: 'text', value: v } as const) : ({ kind: 'metric', value: typeof v === 'boolean' ? (v ? 1 : 0) : v } as const);
           const problem = this.#state.track(w, name, t, it.step, it.epoch, it.ctx, seconds);
           if (problem) this.#ctx.warnOnce(`dtype:${name}`, `aim: ${problem}; value skipped`);
+          cut();
         }
       }
     }
-    return w.finish();
+    const last = w.finish();
+    if (last) out.push(last);
+    return out;
   }
 
   /** Send one message: retried with reconnects until the deadline, then spooled (with all that follows). */
   async deliver(message: Uint8Array): Promise<void> {
     const client = this.#client;
     if (!client) return this.#toSpool([message]);
-    this.#inflight = message;
     try {
       await withRetry(
         async (attempt) => {
@@ -201,8 +224,6 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
       this.#ctx.warn(`aim: the server at ${this.#uri} is unreachable (${(e as Error).message}); run ${this.#state.hash} continues in the spool (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
       void client.close({ disconnect: false }).catch(() => undefined);
       await this.#toSpool([message]);
-    } finally {
-      this.#inflight = undefined;
     }
   }
 
@@ -220,15 +241,12 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
   }
 
   #spoolAtExit(): void {
-    if (this.#finished && this.#batcher.pending === 0 && !this.#inflight) return;
+    if (this.#finished && this.#batcher.pending === 0 && this.#unsent.length === 0) return;
     const items = this.#batcher.takePending();
     if (!this.#finished) items.push({ t: 'end', ts: Date.now() });
     this.#finished = true; // once: the hook may run for beforeExit and again for exit
-    const messages: Uint8Array[] = [];
-    if (this.#inflight) messages.push(this.#inflight);
-    this.#inflight = undefined;
-    const m = this.#expand(items);
-    if (m) messages.push(m);
+    // the batch being delivered (its head may be in flight: re-sending it is harmless), then the queue
+    const messages = [...this.#unsent.splice(0), ...this.#expand(items)];
     if (messages.length === 0) return;
     try {
       const file = Spool.appendSyncTo(this.#spoolPath, this.#spoolDir, this.#spoolHeader(), messages.map((x): SpoolRecord => ({ m: Buffer.from(x).toString('base64') })));

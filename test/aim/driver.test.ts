@@ -443,6 +443,16 @@ describe('faults: nothing lost, nothing duplicated', () => {
     expect(lines[0]).toContain(`Aim run ${hash}`);
   });
 
+  it('a batch over maxMessageBytes is split into several messages (uvicorn refuses > 16 MiB), applied in order', async () => {
+    aimTuning.maxMessageBytes = 20_000;
+    const t = await run(() => undefined);
+    await t.finish();
+    expectComplete(t.tracker.hash);
+    const sizes = server.messages.map((m) => m.bytes);
+    expect(Math.max(...sizes)).toBeLessThan(20_000 + 10_000); // one tracked value (~5 KB) past the limit at most
+    expect(sizes.length).toBeGreaterThan(50); // ~400 points of ~4.7 KB in messages of ~20 KB
+  });
+
   it('a server error answer fails flush() with the server exception, nothing else lost', async () => {
     const t = new AimTracker({ logging_dir: server.uri });
     await t.start();
