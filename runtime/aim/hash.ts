@@ -15,6 +15,7 @@
  * Checked against vectors computed with Python's hashlib and CPython's float hash (test/aim).
  */
 import { blake2b } from '@noble/hashes/blake2.js';
+import { AimFloat } from './encoding.js';
 
 const P = (1n << 61n) - 1n;
 const HASH_BITS = 61;
@@ -114,7 +115,7 @@ export function hashNumber(v: number): bigint {
 
 const utf8 = new TextEncoder();
 
-/** Aim's `hash_auto` for JSON-like values (null, boolean, number, string, Uint8Array, arrays, plain objects). */
+/** Aim's `hash_auto` for JSON-like values (null, boolean, number, AimFloat, string, Uint8Array, arrays, plain objects). */
 export function hashAuto(v: unknown): bigint {
   if (v === null || v === undefined) return HASH_NONE;
   switch (typeof v) {
@@ -132,6 +133,7 @@ export function hashAuto(v: unknown): bigint {
       throw new TypeError(`Aim cannot hash a ${typeof v}`);
   }
   if (v instanceof Uint8Array) return digest(v, SALT_BYTES);
+  if (v instanceof AimFloat) return hashNumber(v.value);
   if (Array.isArray(v)) return hashArray(v.map(hashAuto));
   const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
   const keyed = entries.map(([k, x]) => ({ kh: hashAuto(k), h: hashArray([hashAuto(k), hashAuto(x)]) }));

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { hashAuto, numericHash } from '../../runtime/aim/hash.js';
+import { AimFloat } from '../../runtime/aim/encoding.js';
 
 // Vectors computed by test/aim/hash-vectors.py with Python's hashlib and CPython's float hash.
 const vectors = JSON.parse(readFileSync(new URL('./hash-vectors.json', import.meta.url), 'utf8')) as {
@@ -31,6 +32,8 @@ describe('Aim hash_auto', () => {
     expect(hashAuto({ b: 1, a: 2 })).toBe(hashAuto({ a: 2, b: 1 }));
     expect(hashAuto(true)).toBe(hashAuto(1));
     expect(hashAuto(2)).toBe(hashAuto(2.0));
+    expect(hashAuto(new AimFloat(0.5))).toBe(hashAuto(0.5));
+    expect(hashAuto({ x: new AimFloat(3) })).toBe(hashAuto({ x: 3 }));
   });
 
   it('rejects what Aim cannot hash', () => {
