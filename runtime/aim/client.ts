@@ -101,7 +101,11 @@ class WriteSocket {
     this.#ws = new WebSocket(url);
     this.#ws.binaryType = 'arraybuffer';
     this.#open = new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(this.#fail('no WebSocket handshake within ' + timeoutMs + ' ms', 'ETIMEDOUT')), timeoutMs);
+      const handshakeMs = Math.min(timeoutMs, 10_000);
+      const t = setTimeout(() => {
+        reject(this.#fail(`no WebSocket handshake within ${handshakeMs} ms`, 'ETIMEDOUT'));
+        this.close();
+      }, handshakeMs);
       this.#ws.onopen = () => {
         clearTimeout(t);
         resolve();

@@ -38,7 +38,7 @@ beforeEach(async () => {
   vi.stubEnv('LOCAL_RANK', undefined);
   warnings = [];
   setWarningHandler((m) => warnings.push(m));
-  Object.assign(aimTuning, { maxDelayMs: 20, baseDelayMs: 20 });
+  Object.assign(aimTuning, { maxDelayMs: 20, baseDelayMs: 20, timeoutMs: 5000 });
 });
 afterEach(async () => {
   Object.assign(aimTuning, saved);

@@ -333,6 +333,7 @@ export class AimTestServer {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 0 });
   private readonly containers = new Map<string, Container>();
   private readonly pool = new Map<string, Resource>();
+  private readonly sockets = new Set<Duplex>();
   /** the server-side object's members, per resource */
   private readonly members = new WeakMap<Resource, Members>();
   private readonly lastBeat = new Map<string, number>();
@@ -425,12 +426,19 @@ export class AimTestServer {
       });
     });
     srv.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head));
+    // every raw socket, including ones detached by an upgrade still in progress: a restart kills them all
+    srv.on('connection', (sock: Duplex) => {
+      this.sockets.add(sock);
+      sock.on('close', () => this.sockets.delete(sock));
+    });
     this._port = await listenLoopback(srv, this._port);
     this.server = srv;
   }
 
   private async down(): Promise<void> {
     for (const ws of this.wss.clients) ws.terminate();
+    for (const sock of this.sockets) sock.destroy();
+    this.sockets.clear();
     const srv = this.server;
     this.server = undefined;
     if (srv) await closeServer(srv);
