@@ -249,6 +249,14 @@ export interface RunHandlers {
   meta: string;
   seqs: string;
   props: string;
+  /** FileManager (run-status check-ins); absent for a run created in the spool. */
+  files?: string;
+}
+
+/** `CheckIn.generate_filename` (aim/sdk/reporter): `<run>-<idx:016d>-<flag>-<utc:011.2f>-<expect_next_in:05d>`, '*' for wildcards. */
+export function checkInName(run: string, idx: number | '*', flag: string, utcSeconds: number | '*', expectNextIn: number | '*'): string {
+  const pad = (v: number | string, n: number) => String(v).padStart(n, '0');
+  return `${run}-${idx === '*' ? '*' : pad(idx, 16)}-${flag}-${utcSeconds === '*' ? '*' : pad(utcSeconds.toFixed(2), 11)}-${expectNextIn === '*' ? '*' : pad(expectNextIn, 5)}`;
 }
 
 /** A context as Aim keys it. */
@@ -309,6 +317,15 @@ export class AimRunState {
     this.hash = hash;
     this.h = handlers;
     this.#metaRun = ['meta', 'chunks', hash];
+  }
+
+  /**
+   * The client-side RunStatusReporter's first check-in: flag 'starting', index after the last
+   * check-in found (`poll`), no expiry; older 'starting' check-ins are cleaned up.
+   */
+  touchStarting(w: MessageWriter, lastIdx: number, utcSeconds: number): void {
+    if (!this.h.files) return;
+    w.add(this.h.files, 'touch', [checkInName(this.hash, lastIdx + 1, 'starting', utcSeconds, 0), checkInName(this.hash, '*', 'starting', '*', '*')]);
   }
 
   /** `run[...] = {}` when the run has no attrs yet (a new run). */

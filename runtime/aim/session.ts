@@ -16,7 +16,7 @@ import { HttpTransportError } from '../http.js';
 import { RetryDeadlineError, withRetry } from '../retry.js';
 import { defaultSpoolDir, Spool } from '../spool.js';
 import { AimClient, AimServerError } from './client.js';
-import { AimRunState, MessageWriter, makeContext, type AimContext, type AimImage, type RunHandlers } from './run.js';
+import { AimRunState, MessageWriter, checkInName, makeContext, type AimContext, type AimImage, type RunHandlers } from './run.js';
 
 const BACKEND = 'aim';
 const NO_KWARGS = Object.freeze({ epoch: null, ctx: makeContext(undefined) });
@@ -97,6 +97,7 @@ export async function createRunResources(client: AimClient, hash: string, handle
   await client.getResource('TreeView', { name: 'meta', sub: hash, read_only: false, index: false, timeout: null }, { handler: handlers.meta });
   await client.getResource('StructuredRun', { hash_: hash, read_only: false, created_at: null }, { handler: handlers.props });
   await client.getResource('TreeView', { name: 'seqs', sub: hash, read_only: false, index: false, timeout: null }, { handler: handlers.seqs });
+  if (handlers.files) await client.getResource('FileManager', {}, { handler: handlers.files });
 }
 
 class AimRunDriver implements TrackerDriver<AimRunHandle> {
@@ -351,7 +352,8 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
       try {
         if (this.#extra.heartbeat) await client.read(this.#extra.heartbeat, 'stop');
         if (this.#extra.lock) await client.read(this.#extra.lock, 'release', [false]);
-        for (const h of [this.#meta.handlers.seqs, this.#meta.handlers.props, this.#meta.handlers.meta, this.#extra.heartbeat, this.#extra.lock]) {
+        const h0 = this.#meta.handlers;
+        for (const h of [h0.seqs, h0.props, h0.files, h0.meta, this.#extra.heartbeat, this.#extra.lock]) {
           if (h) await client.release(h);
         }
         await client.close();
@@ -392,9 +394,13 @@ async function startOnline(client: AimClient, options: AimDriverOptions, ctx: Dr
     }
   };
   await takeLock();
-  const handlers: RunHandlers = { meta: randomUUID(), props: randomUUID(), seqs: randomUUID() };
+  const handlers: RunHandlers = { meta: randomUUID(), props: randomUUID(), seqs: randomUUID(), files: randomUUID() };
   await client.getResource('TreeView', { name: 'meta', sub: hash, read_only: false, index: false, timeout: null }, { handler: handlers.meta });
   const state = new AimRunState(hash, handlers);
+  // RunStatusReporter: continue the run's check-in numbering (a resumed run has some)
+  await client.getResource('FileManager', {}, { handler: handlers.files });
+  const lastCheckIn = await client.read(handlers.files!, 'poll', [checkInName(hash, '*', '*', '*', '*')]);
+  const lastIdx = typeof lastCheckIn === 'string' ? parseInt(lastCheckIn.split('-').at(-4) ?? '0', 10) || 0 : 0;
   let hasAttrs = false;
   if (options.run_hash) {
     const metaRun = ['meta', 'chunks', hash];
@@ -426,13 +432,14 @@ async function startOnline(client: AimClient, options: AimDriverOptions, ctx: Dr
   const d = new AimRunDriver(uri, client, state, meta, { lock, heartbeat }, options, ctx);
   // A restarted server lost the lock with the resources: take it again after re-creating it.
   client.setReinit(lock, takeLock);
-  await d.deliver(firstMessage(state, options, !hasAttrs)!);
+  await d.deliver(firstMessage(state, options, !hasAttrs, lastIdx)!);
   return d;
 }
 
 /** What `Run(...)` + `run.name = …` write before any value. */
-function firstMessage(state: AimRunState, options: AimDriverOptions, newAttrs: boolean): Uint8Array | undefined {
+function firstMessage(state: AimRunState, options: AimDriverOptions, newAttrs: boolean, lastCheckIn = 0): Uint8Array | undefined {
   const w = new MessageWriter();
+  state.touchStarting(w, lastCheckIn, Date.now() / 1000);
   if (newAttrs) state.initAttrs(w);
   state.setEndTime(w, null);
   if (options.experiment) state.setProp(w, 'experiment', options.experiment);

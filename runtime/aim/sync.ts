@@ -41,7 +41,7 @@ export async function syncAimSpools(dir: string, options: { out?: (line: string)
         },
         { chunk: 1, onProgress: (done, total) => (done === total || done % 100 === 0 ? out(`  ${done}/${total} messages`) : undefined) },
       );
-      for (const h of [meta.handlers.seqs, meta.handlers.props, meta.handlers.meta]) await client.release(h);
+      for (const h of [meta.handlers.seqs, meta.handlers.props, meta.handlers.files, meta.handlers.meta]) if (h) await client.release(h);
       summary.sent += r.sent;
     } catch (e) {
       summary.failed.push({ path: s.path, error: (e as Error).message });

@@ -159,22 +159,23 @@ describe('the run tree is what Aim writes', () => {
       'GET /status/',
       'GET /client/get-version/',
       'GET /client/connect/<id>/',
-      'POST /tracking/<id>/get-resource/',
-      'POST /tracking/<id>/read-instruction/',
-      'POST /tracking/<id>/get-resource/',
-      'POST /tracking/<id>/get-resource/',
-      'POST /tracking/<id>/get-resource/',
-      'POST /tracking/<id>/get-resource/',
+      'POST /tracking/<id>/get-resource/', // Lock
+      'POST /tracking/<id>/read-instruction/', // lock(False)
+      'POST /tracking/<id>/get-resource/', // TreeView meta
+      'POST /tracking/<id>/get-resource/', // FileManager
+      'POST /tracking/<id>/read-instruction/', // poll check-ins
+      'POST /tracking/<id>/get-resource/', // RunHeartbeat
+      'POST /tracking/<id>/get-resource/', // StructuredRun
+      'POST /tracking/<id>/get-resource/', // TreeView seqs
       'GET /tracking/<id>/write-instruction/',
-      'POST /tracking/<id>/read-instruction/',
-      'POST /tracking/<id>/read-instruction/',
-      'GET /tracking/<id>/release-resource/<id>/',
-      'GET /tracking/<id>/release-resource/<id>/',
-      'GET /tracking/<id>/release-resource/<id>/',
-      'GET /tracking/<id>/release-resource/<id>/',
-      'GET /tracking/<id>/release-resource/<id>/',
+      'POST /tracking/<id>/read-instruction/', // heartbeat stop()
+      'POST /tracking/<id>/read-instruction/', // lock release(False)
+      ...Array<string>(6).fill('GET /tracking/<id>/release-resource/<id>/'),
       'GET /client/disconnect/<id>/',
     ]);
+    // the client-side RunStatusReporter's 'starting' check-in
+    expect([...server.checkIns]).toHaveLength(1);
+    expect([...server.checkIns][0]).toMatch(new RegExp(`^${hash}-0000000000000001-starting-\\d{10}\\.\\d{2}-00000$`));
     expect(paths.some((p) => p.includes('/client/heartbeat/'))).toBe(true);
   });
 
@@ -294,7 +295,7 @@ describe('the run tree is what Aim writes', () => {
     const t3 = new AimTracker({ logging_dir: server.uri, run_hash: hash });
     await expect(t3.start()).rejects.toThrow(/run [0-9a-f]{24} is locked by another writer/);
     // the refused writer released what it had taken and disconnected
-    expect(server.resources().map((r) => r.type).sort()).toEqual(['Lock', 'RunHeartbeat', 'StructuredRun', 'TreeView', 'TreeView']);
+    expect(server.resources().map((r) => r.type).sort()).toEqual(['FileManager', 'Lock', 'RunHeartbeat', 'StructuredRun', 'TreeView', 'TreeView']);
     expect(server.clients.size).toBe(1);
     t2.log({ loss: 1 });
     t2.log({ loss: 5 });
@@ -304,6 +305,8 @@ describe('the run tree is what Aim writes', () => {
     expect(chunk.traces[CTX0].loss).toMatchObject({ first: 3, first_step: 0, last: 5, last_step: 3, min: 1, max: 5 });
     const loss = series('seqs', hash, ['seqs', 'v2', 'chunks', hash, BigInt(CTX0), 'loss']);
     expect([0, 1, 2, 3].map((s) => loss[`val/${H(s)}`])).toEqual([3, 2, 1, 5]);
+    // check-in numbering continues; the older 'starting' check-in was cleaned up
+    expect([...server.checkIns].filter((c) => c.startsWith(hash)).map((c) => c.split('-')[1])).toEqual(['0000000000000002']);
 
     const bad = new AimTracker({ logging_dir: server.uri, run_hash: 'ffffffffffffffffffffffff' });
     const err = await bad.start().catch((e: unknown) => e);
