@@ -6,8 +6,9 @@
  *
  * - Start: probe, version check, connect, heartbeat (client.ts); then, as `Run.__init__`: [resume:
  *   check the run exists] → run `Lock` resource + lock → `TreeView` meta → [resume: load the
- *   sequences, refuse pre-3.11 metrics] → `RunHeartbeat` → attrs `{}` (new run) and `end_time`
- *   None → `StructuredRun` (+ experiment) → `TreeView` seqs → `__system_params` → name.
+ *   sequences, refuse pre-3.11 metrics] → `FileManager` + 'starting' check-in → `RunHeartbeat` →
+ *   attrs `{}` (new run) and `end_time` None → `StructuredRun` (+ experiment) → `TreeView` seqs →
+ *   `__system_params` → name. (Writes go in one message; the resources are created first.)
  * - log(): numbers and booleans (1/0) are float metrics; strings are `aim.Text` objects (their
  *   own "texts" sequences). A step omitted counts per sequence as Aim does. kwargs: `epoch`
  *   (integer) and `context` (dict) as `run.track`'s; others are warned about once.
@@ -18,6 +19,7 @@
  *   re-sending is safe because every instruction sets absolute paths to fixed values. Past the
  *   deadline the message and everything after it go to a durable spool; `trackspec sync` replays
  *   it. A process that dies spools what was not yet acknowledged, plus the run's end time.
+ *   Messages are cut at aimTuning.maxMessageBytes (uvicorn refuses WebSocket messages > 16 MiB).
  * - finish(): end_time, run heartbeat stop, lock release, resources released, disconnect.
  */
 import * as path from 'node:path';
