@@ -150,6 +150,8 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
       maxDelayMs: aimTuning.maxDelayMs,
       maxPending: 2_000_000,
       send: async (items) => {
+        // encode on a later turn of the event loop, never inside the log() call that filled the batch
+        await new Promise<void>((r) => setImmediate(r));
         this.#unsent.push(...this.#expand(items));
         try {
           while (this.#unsent.length > 0) {

@@ -74,6 +74,8 @@ export interface AimTestServerOptions {
   clientKeepAliveMs?: number;
   /** Keep each WS message's decoded instructions in `messages` (default true; the benchmark turns it off to save memory). */
   recordInstructions?: boolean;
+  /** Benchmark only: answer every write message `OK` without decoding or applying it. */
+  sink?: boolean;
 }
 
 export interface AimRunRecord {
@@ -328,6 +330,7 @@ export class AimTestServer {
   readonly version: string | null;
   readonly clientKeepAliveMs: number;
   readonly recordInstructions: boolean;
+  readonly sink: boolean;
   private _port: number;
   private server: Server | undefined;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 0 });
@@ -346,6 +349,7 @@ export class AimTestServer {
     this.version = opts.version === undefined ? AIM_VERSION : opts.version;
     this.clientKeepAliveMs = opts.clientKeepAliveMs ?? 300_000;
     this.recordInstructions = opts.recordInstructions ?? true;
+    this.sink = opts.sink ?? false;
   }
 
   static async start(opts: AimTestServerOptions = {}): Promise<AimTestServer> {
@@ -668,6 +672,7 @@ export class AimTestServer {
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
     const msg: AimWsMessage = { clientUri, instructions: [], bytes: buf.length };
     this.messages.push(msg);
+    if (this.sink) return void ws.send(Buffer.from('OK'));
     const fault = this.wsFaults[0];
     if (fault) {
       msg.fault = fault.kind;
