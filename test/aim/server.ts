@@ -76,6 +76,8 @@ export interface AimTestServerOptions {
   recordInstructions?: boolean;
   /** Benchmark only: answer every write message `OK` without decoding or applying it. */
   sink?: boolean;
+  /** Delay each write message's answer by this much (a network round trip), default 0. */
+  replyDelayMs?: number;
 }
 
 export interface AimRunRecord {
@@ -331,6 +333,7 @@ export class AimTestServer {
   readonly clientKeepAliveMs: number;
   readonly recordInstructions: boolean;
   readonly sink: boolean;
+  replyDelayMs: number;
   private _port: number;
   private server: Server | undefined;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 0 });
@@ -350,6 +353,7 @@ export class AimTestServer {
     this.clientKeepAliveMs = opts.clientKeepAliveMs ?? 300_000;
     this.recordInstructions = opts.recordInstructions ?? true;
     this.sink = opts.sink ?? false;
+    this.replyDelayMs = opts.replyDelayMs ?? 0;
   }
 
   static async start(opts: AimTestServerOptions = {}): Promise<AimTestServer> {
@@ -704,7 +708,8 @@ export class AimTestServer {
         this.invoke(r, String(method), this.resolveArgs(args, clientUri), true);
       }
       if (fault?.kind === 'drop-after') return void ws.terminate();
-      ws.send(Buffer.from('OK'));
+      if (this.replyDelayMs > 0) setTimeout(() => ws.send(Buffer.from('OK')), this.replyDelayMs);
+      else ws.send(Buffer.from('OK'));
     } catch (e) {
       fail(e);
     }

@@ -1,8 +1,10 @@
 /**
  * Aim benchmark against the local Aim tracking-server emulator (same process):
  * - metric points/s end to end (log() → applied to the emulator's tree), 10 metrics per step;
- * - baseline in the same run: the client's own instruction encoding alone (points/s), and the
- *   emulator applying the same pre-encoded messages sent over a raw WebSocket (its capacity);
+ * - baselines in the same run: the client's own instruction encoding alone (points/s), and a fresh
+ *   emulator applying the same workload pre-encoded, sent over a raw WebSocket (its capacity);
+ * - with a 1 ms round trip per message: trackspec's batches vs one message per run.track() call
+ *   (what Aim's SDK sends);
  * - write messages and bytes per 1000 points (Aim's protocol sends ~6 instructions per point);
  * - log() median cost for 10 values.
  */
@@ -82,11 +84,19 @@ export default async function bench(): Promise<BenchRow[]> {
     const encodeRate = (steps * 10) / ((performance.now() - e0) / 1000);
 
     // Baseline 2: the emulator applying the very messages the client sent, over a raw WebSocket.
-    const raw = await emulatorCapacity(server, steps);
+    const raw = await emulatorCapacity(steps);
+    // With a 1 ms round trip per message (a server on the network): trackspec's batches vs Aim's
+    // one message per run.track() call, the same workload and server.
+    const rttSteps = 200;
+    const rttBatched = await emulatorCapacity(rttSteps, false, 1);
+    const rttSdk = await emulatorCapacity(rttSteps, true, 1);
     rows.push({ name: 'aim e2e metric points/s into the emulator (10 metrics/step)', value: Math.round(e2e), unit: 'points/s' });
     rows.push({ name: '  baseline: encoding alone (same instructions, no I/O)', value: Math.round(encodeRate), unit: 'points/s' });
     rows.push({ name: '  baseline: emulator applying the same workload from a raw WebSocket', value: Math.round((steps * 10) / raw), unit: 'points/s' });
     rows.push({ name: '  e2e / emulator capacity', value: +((e2e * raw) / (steps * 10)).toFixed(2), unit: 'x' });
+    rows.push({ name: 'aim points/s with a 1 ms round trip: trackspec batches (500 values/message)', value: Math.round((rttSteps * 10) / rttBatched), unit: 'points/s' });
+    rows.push({ name: "  baseline: one message per run.track() call, as Aim's SDK sends", value: Math.round((rttSteps * 10) / rttSdk), unit: 'points/s' });
+    rows.push({ name: '  ratio', value: +(rttSdk / rttBatched).toFixed(2), unit: 'x' });
     rows.push({ name: 'aim write messages per 1000 points', value: +((sent.length * 1000) / (steps * 10)).toFixed(2), unit: 'messages' });
     rows.push({ name: 'aim bytes on the wire per point', value: Math.round(bytes / (steps * 10)), unit: 'bytes' });
 
@@ -102,7 +112,16 @@ export default async function bench(): Promise<BenchRow[]> {
  * Seconds for the emulator to apply the same workload (steps x 10 metrics, 50 steps per message as
  * the client batches them) pre-encoded and sent from a raw WebSocket client: its own capacity.
  */
-async function emulatorCapacity(server: AimTestServer, steps: number): Promise<number> {
+async function emulatorCapacity(steps: number, perTrackCall = false, replyDelayMs = 0): Promise<number> {
+  const server = await AimTestServer.start({ recordInstructions: false, replyDelayMs });
+  try {
+    return await capacityOn(server, steps, perTrackCall);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function capacityOn(server: AimTestServer, steps: number, perTrackCall: boolean): Promise<number> {
   const clientUri = crypto.randomUUID();
   const hash = newRunHash();
   const mk = async (name: string): Promise<string> => {
@@ -120,8 +139,15 @@ async function emulatorCapacity(server: AimTestServer, steps: number): Promise<n
   const msgs: Uint8Array[] = [];
   let w = new MessageWriter();
   for (let i = 0; i < steps; i++) {
-    for (let k = 0; k < 10; k++) state.track(w, `m${k}`, { kind: 'metric', value: i + k / 10 }, i, null, ctx, Date.now() / 1000);
-    if (i % 50 === 49 || i === steps - 1) {
+    for (let k = 0; k < 10; k++) {
+      state.track(w, `m${k}`, { kind: 'metric', value: i + k / 10 }, i, null, ctx, Date.now() / 1000);
+      if (perTrackCall) {
+        // Aim's SDK: one message per run.track() call (atomic_track flushes each)
+        msgs.push(w.finish()!.slice());
+        w = new MessageWriter();
+      }
+    }
+    if (!perTrackCall && (i % 50 === 49 || i === steps - 1)) {
       msgs.push(w.finish()!.slice());
       w = new MessageWriter();
     }
