@@ -336,8 +336,23 @@ export class AimClient {
     throw new AimServerError('write instructions', exc);
   }
 
+  /** The write-instruction WebSocket URL of this client. */
+  get wsUrl(): string {
+    return `${this.#secure ? 'wss' : 'ws'}://${this.address}/tracking/${this.uri}/write-instruction/`;
+  }
+
+  /** The HTTP calls that close this client's run at exit (best effort, made by a child process). */
+  closingCalls(reads: { handler: string; method: string; args: unknown[] }[], release: string[]): { method: 'GET' | 'POST'; url: string; body?: unknown }[] {
+    const base = `${this.httpUrl}/tracking/${this.uri}`;
+    return [
+      ...reads.map((r) => ({ method: 'POST' as const, url: `${base}/read-instruction/`, body: { resource_handler: r.handler, method_name: r.method, args: b64(encodePacked(r.args)) } })),
+      ...release.map((h) => ({ method: 'GET' as const, url: `${base}/release-resource/${h}/` })),
+      { method: 'GET' as const, url: `${this.httpUrl}/client/disconnect/${this.uri}/` },
+    ];
+  }
+
   #openSocket(): WriteSocket {
-    return new WriteSocket(`${this.#secure ? 'wss' : 'ws'}://${this.address}/tracking/${this.uri}/write-instruction/`, this.#timeoutMs);
+    return new WriteSocket(this.wsUrl, this.#timeoutMs);
   }
 
   /**

@@ -18,7 +18,8 @@
  *   reconnecting and re-creating the run's resources each time (a restarted server lost them);
  *   re-sending is safe because every instruction sets absolute paths to fixed values. Past the
  *   deadline the message and everything after it go to a durable spool; `trackspec sync` replays
- *   it. A process that dies spools what was not yet acknowledged, plus the run's end time.
+ *   it. A process exiting without finish() sends what was not acknowledged plus the end time
+ *   synchronously (a child process, exit-post.ts) and closes the run; failing that, spools them.
  *   Messages are cut at aimTuning.maxMessageBytes (uvicorn refuses WebSocket messages > 16 MiB).
  * - finish(): end_time, run heartbeat stop, lock release, resources released, disconnect.
  */

@@ -12,6 +12,7 @@ import { checkImage, encodePng } from '../image.js';
 import { Batcher } from '../batcher.js';
 import { BackendError, ConfigError, TrackspecError } from '../errors.js';
 import { registerExitHook } from '../exit-hooks.js';
+import { sendWsSync } from '../exit-post.js';
 import { HttpTransportError } from '../http.js';
 import { RetryDeadlineError, withRetry } from '../retry.js';
 import { defaultSpoolDir, Spool } from '../spool.js';
@@ -165,7 +166,7 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
       },
       onFailed: async () => undefined, // a server-side exception: reported by flush()/finish()
     });
-    this.#unregisterExit = registerExitHook(() => this.#spoolAtExit());
+    this.#unregisterExit = registerExitHook(() => this.#atExit());
   }
 
   /**
@@ -243,7 +244,12 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     this.#spooled += messages.length;
   }
 
-  #spoolAtExit(): void {
+  /**
+   * Process exit without finish(): send what was not acknowledged plus the run's end time
+   * synchronously (a child process), then close the run as finish() would; if the server does not
+   * take them, keep them in the spool for `trackspec sync`.
+   */
+  #atExit(): void {
     if (this.#finished && this.#batcher.pending === 0 && this.#unsent.length === 0) return;
     const items = this.#batcher.takePending();
     if (!this.#finished) items.push({ t: 'end', ts: Date.now() });
@@ -251,6 +257,16 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     // the batch being delivered (its head may be in flight: re-sending it is harmless), then the queue
     const messages = [...this.#unsent.splice(0), ...this.#expand(items)];
     if (messages.length === 0) return;
+    const client = this.#client;
+    if (client) {
+      const h = this.#meta.handlers;
+      const reads = [
+        ...(this.#extra.heartbeat ? [{ handler: this.#extra.heartbeat, method: 'stop', args: [] }] : []),
+        ...(this.#extra.lock ? [{ handler: this.#extra.lock, method: 'release', args: [false] }] : []),
+      ];
+      const release = [h.seqs, h.props, h.files, h.meta, this.#extra.heartbeat, this.#extra.lock].filter((x): x is string => x !== undefined);
+      if (sendWsSync(client.wsUrl, messages, { after: client.closingCalls(reads, release) })) return;
+    }
     try {
       const file = Spool.appendSyncTo(this.#spoolPath, this.#spoolDir, this.#spoolHeader(), messages.map((x): SpoolRecord => ({ m: Buffer.from(x).toString('base64') })));
       process.stderr.write(`trackspec: Aim run ${this.#state.hash}: ${messages.length} write message(s) not yet acknowledged by ${this.#uri} were saved to ${file}; upload with \`trackspec sync ${this.#spoolDir}\`\n`);

@@ -507,7 +507,7 @@ describe('server unreachable', () => {
 });
 
 describe('process death', () => {
-  it('SIGTERM: what was not acknowledged goes to the spool with the end time; sync completes the run', async () => {
+  async function child(serverUp: boolean): Promise<{ hash: string; stderr: string }> {
     const dir = tempDir();
     const script = join(dir, 'child.mts');
     writeFileSync(
@@ -515,23 +515,45 @@ describe('process death', () => {
       `import { AimTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
 import { aimTuning } from ${JSON.stringify(join(ROOT, 'runtime', 'aim', 'index.ts'))};
 aimTuning.maxDelayMs = 60_000;
-const t = new AimTracker({ logging_dir: ${JSON.stringify(server.uri)} });
+const t = new AimTracker({ run_name: 'dying', logging_dir: ${JSON.stringify(server.uri)} });
 await t.start();
 process.stdout.write(t.tracker.hash + '\\n');
 for (let i = 0; i < 50; i++) t.log({ loss: i }, i);
-setTimeout(() => process.kill(process.pid, 'SIGTERM'), 10); setInterval(() => {}, 1000);
+setTimeout(() => process.kill(process.pid, 'SIGTERM'), 300); setInterval(() => {}, 1000);
 `,
     );
     const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env, TRACKSPEC_SPOOL_DIR: spoolDir }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (!serverUp) server.injectWsFault({ kind: 'drop-before', times: Infinity });
+    });
     proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const [, signal] = (await once(proc, 'close')) as [number | null, string | null];
     expect(signal).toBe('SIGTERM');
     const hash = stdout.trim().split('\n')[0]!;
     expect(hash, stderr).toMatch(/^[0-9a-f]{24}$/);
+    return { hash, stderr };
+  }
+
+  it('SIGTERM: the pending values and the end time are sent at exit; the run is closed as finish() would', async () => {
+    const { hash, stderr } = await child(true);
+    expect(stderr).not.toMatch(/saved to/);
+    const chunk = (server.tree('meta', hash) as any).meta.chunks[hash];
+    expect(chunk.traces[CTX0].loss).toMatchObject({ last_step: 49 });
+    expect(chunk.end_time).toBeGreaterThan(0);
+    expect(server.runs.get(hash)).toMatchObject({ name: 'dying', heartbeat: 'stopped' });
+    expect(server.locks.has(hash)).toBe(false);
+    expect(server.resources()).toEqual([]);
+    expect(server.clients.size).toBe(0);
+    expect(await listSpools(spoolDir, 'aim')).toEqual([]);
+  }, 30_000);
+
+  it('SIGTERM with the server not answering: the writes and the end time go to the spool; sync completes the run', async () => {
+    const { hash, stderr } = await child(false);
     expect(stderr).toMatch(/not yet acknowledged .* were saved to/);
+    server.clearWsFaults();
     const summary = await syncAll(spoolDir, { out: () => undefined });
     expect(summary.failed).toEqual([]);
     const chunk = (server.tree('meta', hash) as any).meta.chunks[hash];

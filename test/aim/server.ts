@@ -376,6 +376,11 @@ export class AimTestServer {
   injectWsFault(f: { kind: WsFaultKind; times?: number }): void {
     this.wsFaults.push({ kind: f.kind, left: f.times ?? 1 });
   }
+  /** Drop every pending WS fault. */
+  clearWsFaults(): void {
+    this.wsFaults = [];
+  }
+
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
