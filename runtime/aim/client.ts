@@ -26,7 +26,7 @@ import { randomUUID } from 'node:crypto';
 import { BackendError } from '../errors.js';
 import { HttpClient, HttpTransportError, type HttpResponse } from '../http.js';
 import { lazy } from '../lazy.js';
-import { encodeTree, pack, unflattenTree, unpack, decodePath, decodeValue } from './encoding.js';
+import { packTree, unpackTree } from './encoding.js';
 
 export const AIM_PROTOCOL_VERSION = '3.29.1';
 const BACKEND = 'aim';
@@ -48,17 +48,9 @@ export class AimServerError extends BackendError {
   }
 }
 
-/** Decode a packed, encoded tree (Aim's `decode_tree(unpack_args(...))`). */
-export function decodePacked(bytes: Uint8Array): unknown {
-  return unflattenTree(unpack(bytes).map((e) => [decodePath(e.key), decodeValue(e.value)] as const));
-}
-
-/** Pack and encode a value as Aim's client does (`pack_args(encode_tree(value))`). */
-export function encodePacked(value: unknown): Uint8Array {
-  return pack(encodeTree([], value, { objectMarkers: 'empty' }));
-}
-
-function b64(bytes: Uint8Array): string {
+/** Kwargs/args as Aim's client sends them: `base64(pack_args(encode_tree(value)))` (dicts marked only when empty). */
+function b64Args(value: unknown): string {
+  const bytes = packTree([], value, { objectMarkers: 'empty' });
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 }
 
@@ -291,7 +283,7 @@ export class AimClient {
   /** Create a resource (or re-create one under `handler`). Returns its handler. */
   async getResource(type: string, kwargs: Record<string, unknown>, options: { handler?: string; onReinit?: () => Promise<void> } = {}): Promise<string> {
     const res = await this.#http.request<{ handler?: unknown }>('POST', `/tracking/${this.uri}/get-resource/`, {
-      json: { resource_handler: options.handler ?? '', resource_type: type, args: b64(encodePacked(kwargs)) },
+      json: { resource_handler: options.handler ?? '', resource_type: type, args: b64Args(kwargs) },
     });
     if (res.status !== 200) throw this.#statusError(`get-resource ${type}`, res);
     const handler = res.body?.handler;
@@ -303,11 +295,11 @@ export class AimClient {
   /** Run a read instruction (waits for its answer). */
   async read(handler: string, method: string, args: readonly unknown[] = []): Promise<unknown> {
     const res = await this.#http.request<Buffer>('POST', `/tracking/${this.uri}/read-instruction/`, {
-      json: { resource_handler: handler, method_name: method, args: b64(encodePacked(args)) },
+      json: { resource_handler: handler, method_name: method, args: b64Args(args) },
       bytes: true,
     });
     if (res.status !== 200) throw this.#statusError(`${method}()`, res);
-    return res.body.length === 0 ? null : decodePacked(res.body);
+    return res.body.length === 0 ? null : unpackTree(res.body);
   }
 
   /** Send one packed write-instruction message; resolves on the server's `OK`. */
@@ -329,7 +321,7 @@ export class AimClient {
     ws.close();
     let exc: Record<string, unknown> = {};
     try {
-      exc = (decodePacked(answer) ?? {}) as Record<string, unknown>;
+      exc = (unpackTree(answer) ?? {}) as Record<string, unknown>;
     } catch {
       exc = { class_name: 'undecodable answer', message: Buffer.from(answer).toString('latin1').slice(0, 200) };
     }
@@ -345,7 +337,7 @@ export class AimClient {
   closingCalls(reads: { handler: string; method: string; args: unknown[] }[], release: string[]): { method: 'GET' | 'POST'; url: string; body?: unknown }[] {
     const base = `${this.httpUrl}/tracking/${this.uri}`;
     return [
-      ...reads.map((r) => ({ method: 'POST' as const, url: `${base}/read-instruction/`, body: { resource_handler: r.handler, method_name: r.method, args: b64(encodePacked(r.args)) } })),
+      ...reads.map((r) => ({ method: 'POST' as const, url: `${base}/read-instruction/`, body: { resource_handler: r.handler, method_name: r.method, args: b64Args(r.args) } })),
       ...release.map((h) => ({ method: 'GET' as const, url: `${base}/release-resource/${h}/` })),
       { method: 'GET' as const, url: `${this.httpUrl}/client/disconnect/${this.uri}/` },
     ];

@@ -13,6 +13,8 @@
  * Packing: for each entry, uint32 LE key length, key, 1 byte is_blob, uint32 LE value length, value.
  */
 
+import { isPlainObject } from '../values.js';
+
 /** A path element: a non-empty string, or an int64 (a safe-integer number, or a bigint for the full range). */
 export type AimPathElement = string | number | bigint;
 
@@ -272,11 +274,6 @@ export interface FlattenOptions {
    * objects always get their marker). Both decode to the same tree.
    */
   objectMarkers?: 'always' | 'empty';
-}
-
-function isPlainObject(v: object): v is Record<string, unknown> {
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
 }
 
 /**

@@ -151,9 +151,3 @@ function concatDigest(hashes: readonly bigint[], s: Uint8Array): bigint {
   hashes.forEach((h, i) => dv.setBigInt64(8 * i, h, true));
   return digest(buf, s);
 }
-
-/**
- * Aim's int64 as a JS number path element. Aim keys are signed 64-bit; JS numbers are exact only to
- * 2^53, so hashes are carried as bigint and encoded from bigint (see `encoding.ts`).
- */
-export type AimHash = bigint;

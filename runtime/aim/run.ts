@@ -31,6 +31,7 @@ import {
   type AimPathElement,
 } from './encoding.js';
 import { hashAuto, hashNumber } from './hash.js';
+import { isPlainObject } from '../values.js';
 
 export type Instruction = readonly [handler: string, method: string, args: readonly unknown[]];
 
@@ -55,11 +56,6 @@ function element(el: AimPathElement): Uint8Array {
     elementCache.set(el, out);
   }
   return out;
-}
-
-function isPlainObject(v: object): v is Record<string, unknown> {
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
 }
 
 const utf8 = new TextEncoder();

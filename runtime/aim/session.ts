@@ -17,7 +17,7 @@ import { HttpTransportError } from '../http.js';
 import { RetryDeadlineError, withRetry } from '../retry.js';
 import { defaultSpoolDir, Spool } from '../spool.js';
 import { AimClient, AimServerError } from './client.js';
-import { AimRunState, MessageWriter, checkInName, makeContext, type AimContext, type AimImage, type RunHandlers } from './run.js';
+import { AimRunState, MessageWriter, checkInName, makeContext, type AimContext, type AimImage, type RunHandlers, type Trackable } from './run.js';
 
 const BACKEND = 'aim';
 const NO_KWARGS = Object.freeze({ epoch: null, ctx: makeContext(undefined) });
@@ -93,12 +93,32 @@ function systemParams(): Record<string, unknown> {
   return { packages, env_variables: env, git_info: git, executable: process.execPath, arguments: [...process.argv] };
 }
 
-/** The resources a run needs on the server; `handlers` are chosen here so a sync can re-create them. */
+/** A run's resources by role, as Aim's SDK requests them: [resource type, kwargs]. */
+function runResource(role: keyof RunHandlers, hash: string): [string, Record<string, unknown>] {
+  if (role === 'props') return ['StructuredRun', { hash_: hash, read_only: false, created_at: null }];
+  if (role === 'files') return ['FileManager', {}];
+  return ['TreeView', { name: role, sub: hash, read_only: false, index: false, timeout: null }];
+}
+
+/** Create (or re-create) one of the run's resources under its handler. */
+async function getRunResource(client: AimClient, role: keyof RunHandlers, hash: string, handlers: RunHandlers): Promise<void> {
+  const [type, kwargs] = runResource(role, hash);
+  await client.getResource(type, kwargs, { handler: handlers[role]! });
+}
+
+/** Handlers chosen here (the server accepts them), so a sync can re-create the same resources. */
+function newHandlers(withFiles: boolean): RunHandlers {
+  return { meta: randomUUID(), props: randomUUID(), seqs: randomUUID(), ...(withFiles ? { files: randomUUID() } : {}) };
+}
+
+/** The run's resources, for `trackspec sync`. */
 export async function createRunResources(client: AimClient, hash: string, handlers: RunHandlers): Promise<void> {
-  await client.getResource('TreeView', { name: 'meta', sub: hash, read_only: false, index: false, timeout: null }, { handler: handlers.meta });
-  await client.getResource('StructuredRun', { hash_: hash, read_only: false, created_at: null }, { handler: handlers.props });
-  await client.getResource('TreeView', { name: 'seqs', sub: hash, read_only: false, index: false, timeout: null }, { handler: handlers.seqs });
-  if (handlers.files) await client.getResource('FileManager', {}, { handler: handlers.files });
+  for (const role of ['meta', 'props', 'seqs', 'files'] as const) if (handlers[role]) await getRunResource(client, role, hash, handlers);
+}
+
+/** The run's handlers in the order they are released at the end. */
+export function runHandlerList(h: RunHandlers): string[] {
+  return [h.seqs, h.props, h.files, h.meta].filter((x): x is string => x !== undefined);
 }
 
 class AimRunDriver implements TrackerDriver<AimRunHandle> {
@@ -183,25 +203,21 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
       if (m) out.push(m);
       w = new MessageWriter();
     };
+    const track = (name: string, t: Trackable, it: { step: number | undefined; epoch: number | null; ctx: AimContext; ts: number }): void => {
+      const problem = this.#state.track(w, name, t, it.step, it.epoch, it.ctx, it.ts / 1000);
+      if (problem) this.#ctx.warnOnce(`dtype:${name}`, `aim: ${problem}; value skipped`);
+      cut();
+    };
     for (const it of items) {
       cut();
       if (it.t === 'attr') this.#state.setAttr(w, it.key, it.value);
       else if (it.t === 'end') this.#state.setEndTime(w, it.ts / 1000);
       else if (it.t === 'images') {
-        for (const name in it.v) {
-          const { images, list } = it.v[name]!;
-          const problem = this.#state.track(w, name, { kind: 'images', value: images, list }, it.step, it.epoch, it.ctx, it.ts / 1000);
-          if (problem) this.#ctx.warnOnce(`dtype:${name}`, `aim: ${problem}; value skipped`);
-          cut();
-        }
+        for (const name in it.v) track(name, { kind: 'images', value: it.v[name]!.images, list: it.v[name]!.list }, it);
       } else {
-        const seconds = it.ts / 1000;
         for (const name in it.v) {
           const v = it.v[name]!;
-          const t = typeof v === 'string' ? ({ kind: 'text', value: v } as const) : ({ kind: 'metric', value: typeof v === 'boolean' ? (v ? 1 : 0) : v } as const);
-          const problem = this.#state.track(w, name, t, it.step, it.epoch, it.ctx, seconds);
-          if (problem) this.#ctx.warnOnce(`dtype:${name}`, `aim: ${problem}; value skipped`);
-          cut();
+          track(name, typeof v === 'string' ? { kind: 'text', value: v } : { kind: 'metric', value: typeof v === 'boolean' ? (v ? 1 : 0) : v }, it);
         }
       }
     }
@@ -244,6 +260,15 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     this.#spooled += messages.length;
   }
 
+  /** What closes the run after its last write (as `run.close()`): heartbeat stop, lock release, then every resource released. */
+  #closing(): { reads: { handler: string; method: string; args: unknown[] }[]; release: string[] } {
+    const { heartbeat, lock } = this.#extra;
+    return {
+      reads: [...(heartbeat ? [{ handler: heartbeat, method: 'stop', args: [] }] : []), ...(lock ? [{ handler: lock, method: 'release', args: [false] }] : [])],
+      release: [...runHandlerList(this.#meta.handlers), ...[heartbeat, lock].filter((x): x is string => x !== undefined)],
+    };
+  }
+
   /**
    * Process exit without finish(): send what was not acknowledged plus the run's end time
    * synchronously (a child process), then close the run as finish() would; if the server does not
@@ -259,12 +284,7 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     if (messages.length === 0) return;
     const client = this.#client;
     if (client) {
-      const h = this.#meta.handlers;
-      const reads = [
-        ...(this.#extra.heartbeat ? [{ handler: this.#extra.heartbeat, method: 'stop', args: [] }] : []),
-        ...(this.#extra.lock ? [{ handler: this.#extra.lock, method: 'release', args: [false] }] : []),
-      ];
-      const release = [h.seqs, h.props, h.files, h.meta, this.#extra.heartbeat, this.#extra.lock].filter((x): x is string => x !== undefined);
+      const { reads, release } = this.#closing();
       if (sendWsSync(client.wsUrl, messages, { after: client.closingCalls(reads, release) })) return;
     }
     try {
@@ -368,12 +388,9 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     const client = this.#client;
     if (client) {
       try {
-        if (this.#extra.heartbeat) await client.read(this.#extra.heartbeat, 'stop');
-        if (this.#extra.lock) await client.read(this.#extra.lock, 'release', [false]);
-        const h0 = this.#meta.handlers;
-        for (const h of [h0.seqs, h0.props, h0.files, h0.meta, this.#extra.heartbeat, this.#extra.lock]) {
-          if (h) await client.release(h);
-        }
+        const { reads, release } = this.#closing();
+        for (const r of reads) await client.read(r.handler, r.method, r.args);
+        for (const h of release) await client.release(h);
         await client.close();
       } catch (e) {
         failure ??= e instanceof TrackspecError ? e : new BackendError(BACKEND, `closing the run: ${(e as Error).message}`, { cause: e });
@@ -412,11 +429,11 @@ async function startOnline(client: AimClient, options: AimDriverOptions, ctx: Dr
     }
   };
   await takeLock();
-  const handlers: RunHandlers = { meta: randomUUID(), props: randomUUID(), seqs: randomUUID(), files: randomUUID() };
-  await client.getResource('TreeView', { name: 'meta', sub: hash, read_only: false, index: false, timeout: null }, { handler: handlers.meta });
+  const handlers = newHandlers(true);
+  await getRunResource(client, 'meta', hash, handlers);
   const state = new AimRunState(hash, handlers);
   // RunStatusReporter: continue the run's check-in numbering (a resumed run has some)
-  await client.getResource('FileManager', {}, { handler: handlers.files });
+  await getRunResource(client, 'files', hash, handlers);
   const lastCheckIn = await client.read(handlers.files!, 'poll', [checkInName(hash, '*', '*', '*', '*')]);
   const lastIdx = typeof lastCheckIn === 'string' ? parseInt(lastCheckIn.split('-').at(-4) ?? '0', 10) || 0 : 0;
   let hasAttrs = false;
@@ -444,8 +461,8 @@ async function startOnline(client: AimClient, options: AimDriverOptions, ctx: Dr
     }
   }
   const heartbeat = await client.getResource('RunHeartbeat', { run_hash: hash });
-  await client.getResource('StructuredRun', { hash_: hash, read_only: false, created_at: null }, { handler: handlers.props });
-  await client.getResource('TreeView', { name: 'seqs', sub: hash, read_only: false, index: false, timeout: null }, { handler: handlers.seqs });
+  await getRunResource(client, 'props', hash, handlers);
+  await getRunResource(client, 'seqs', hash, handlers);
   const meta: AimSpoolMeta = { hash, handlers, name: options.run_name, experiment: options.experiment };
   const d = new AimRunDriver(uri, client, state, meta, { lock, heartbeat }, options, ctx);
   // A restarted server lost the lock with the resources: take it again after re-creating it.
@@ -486,7 +503,7 @@ export async function startAim(options: AimDriverOptions, ctx: DriverContext): P
       }
       // Never lose a run: create it in the spool; `trackspec sync` creates it on the server.
       const hash = newRunHash();
-      const handlers: RunHandlers = { meta: randomUUID(), props: randomUUID(), seqs: randomUUID() };
+      const handlers = newHandlers(false);
       const state = new AimRunState(hash, handlers);
       const meta: AimSpoolMeta = { hash, handlers, name: options.run_name, experiment: options.experiment };
       const d = new AimRunDriver(uri, undefined, state, meta, {}, options, ctx);

@@ -10,7 +10,7 @@ import type { SyncSummary } from '../mlflow/sync.js';
 import { withRetry } from '../retry.js';
 import { AimClient } from './client.js';
 import { parseAimUri } from './index.js';
-import { createRunResources, type AimSpoolMeta } from './session.js';
+import { createRunResources, runHandlerList, type AimSpoolMeta } from './session.js';
 
 export async function syncAimSpools(dir: string, options: { out?: (line: string) => void } = {}): Promise<SyncSummary> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
@@ -41,7 +41,7 @@ export async function syncAimSpools(dir: string, options: { out?: (line: string)
         },
         { chunk: 1, onProgress: (done, total) => (done === total || done % 100 === 0 ? out(`  ${done}/${total} messages`) : undefined) },
       );
-      for (const h of [meta.handlers.seqs, meta.handlers.props, meta.handlers.files, meta.handlers.meta]) if (h) await client.release(h);
+      for (const h of runHandlerList(meta.handlers)) await client.release(h);
       summary.sent += r.sent;
     } catch (e) {
       summary.failed.push({ path: s.path, error: (e as Error).message });

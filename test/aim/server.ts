@@ -54,12 +54,13 @@ import {
   decodeValue,
   encodePath,
   encodeTree,
-  pack,
+  packTree,
   unflattenTree,
   unpack,
   type AimPathElement,
   type AimValue,
 } from '../../runtime/aim/encoding.js';
+import { isPlainObject } from '../../runtime/values.js';
 import { FaultList, closeServer, listenLoopback, type RecordedRequest, runStandalone } from '../support/loopback-server.js';
 export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
@@ -167,8 +168,6 @@ function pyJson(v: unknown): string {
 
 const latin1 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 const bytesOf = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
-const isPlain = (v: unknown): v is Record<string, unknown> =>
-  v !== null && typeof v === 'object' && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
 
 /** Aim's decode_tree: the value of packed entries, floats as AimFloat and blobs as AimBlob (undefined if none). */
 function decodeTree(raw: readonly RawEntry[]): unknown {
@@ -182,7 +181,7 @@ function decodeTree(raw: readonly RawEntry[]): unknown {
   );
 }
 
-const packTreeValue = (v: unknown): Uint8Array => pack(encodeTree([], v === undefined ? null : v, { objectMarkers: 'empty' }));
+const packTreeValue = (v: unknown): Uint8Array => packTree([], v === undefined ? null : v, { objectMarkers: 'empty' });
 const num = (v: unknown): unknown => (v instanceof AimFloat ? v.value : v);
 /** Python `None` after a side effect */
 const none = (..._effects: unknown[]): null => null;
@@ -596,7 +595,7 @@ export class AimTestServer {
   }
 
   private getResource(clientUri: string, body: unknown): { handler: string } {
-    const b = (isPlain(body) ? body : {}) as Record<string, unknown>;
+    const b = (isPlainObject(body) ? body : {}) as Record<string, unknown>;
     const handler = typeof b.resource_handler === 'string' && b.resource_handler ? b.resource_handler : randomUUID();
     try {
       const type = b.resource_type;
@@ -607,7 +606,7 @@ export class AimTestServer {
       let kwargs: Record<string, unknown> = {};
       if (args.length > 0) {
         const tree = decodeTree(unpack(Buffer.from(args, 'base64')));
-        if (!isPlain(tree)) throw new PyError('builtins', 'AttributeError', [`'${Array.isArray(tree) ? 'list' : 'object'}' object has no attribute 'items'`]);
+        if (!isPlainObject(tree)) throw new PyError('builtins', 'AttributeError', [`'${Array.isArray(tree) ? 'list' : 'object'}' object has no attribute 'items'`]);
         for (const [k, v] of Object.entries(tree)) kwargs[k] = v instanceof AimCustomObject && v.name === 'aim.resource' ? this.owned(v.storage.handler, clientUri) : v;
       }
       const missing = spec.params.filter((p) => !(p in kwargs));
@@ -665,7 +664,7 @@ export class AimTestServer {
   }
 
   private readInstruction(clientUri: string, body: unknown): Uint8Array {
-    if (!isPlain(body)) throw new PyError('json.decoder', 'JSONDecodeError', ['Expecting value']);
+    if (!isPlainObject(body)) throw new PyError('json.decoder', 'JSONDecodeError', ['Expecting value']);
     const r = this.owned(body.resource_handler, clientUri);
     if (typeof body.args !== 'string') throw typeError('argument should be a bytes-like object or ASCII string, not None');
     const tree = decodeTree(unpack(Buffer.from(body.args, 'base64')));
@@ -784,7 +783,7 @@ export class AimTestServer {
         call: (p = []) => {
           const tree = collect(p);
           if (Array.isArray(tree)) return tree.map((v, i) => [i, v]);
-          return Object.entries(tree instanceof AimCustomObject ? tree.storage : isPlain(tree) ? tree : {});
+          return Object.entries(tree instanceof AimCustomObject ? tree.storage : isPlainObject(tree) ? tree : {});
         },
       },
       make_array: { call: (p = []) => none(c.set(prefix(p).key, { value: Uint8Array.of(6), isBlob: false })) },

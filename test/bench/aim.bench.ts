@@ -13,7 +13,7 @@ import WebSocket from 'ws';
 import { AimTracker, setWarningHandler } from '../../generated/index.gen.js';
 import { aimTuning } from '../../runtime/aim/index.js';
 import { newRunHash } from '../../runtime/aim/session.js';
-import { encodePacked } from '../../runtime/aim/client.js';
+import { packTree } from '../../runtime/aim/encoding.js';
 import { AimRunState, MessageWriter, makeContext } from '../../runtime/aim/run.js';
 import { AimTestServer } from '../aim/server.js';
 import type { BenchRow } from './tensorboard.bench.js';
@@ -128,7 +128,7 @@ async function capacityOn(server: AimTestServer, steps: number, perTrackCall: bo
     const r = await fetch(`http://127.0.0.1:${server.port}/tracking/${clientUri}/get-resource/`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ resource_handler: '', resource_type: 'TreeView', args: Buffer.from(encodePacked({ name, sub: hash, read_only: false, index: false, timeout: null })).toString('base64') }),
+      body: JSON.stringify({ resource_handler: '', resource_type: 'TreeView', args: Buffer.from(packTree([], { name, sub: hash, read_only: false, index: false, timeout: null }, { objectMarkers: 'empty' })).toString('base64') }),
     });
     return ((await r.json()) as { handler: string }).handler;
   };
