@@ -18,9 +18,9 @@
 // - success body of write calls: `{"msg": "OK", "code": 200}`.
 // - writes after the end time was posted are accepted and set `writesAfterEnd` (set-status heartbeats included;
 //   set-start-end-time itself does not set it). An end time before the (posted) start time → 400.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes, randomInt } from 'node:crypto';
-import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest, runStandalone } from '../support/loopback-server.js';
+import { LoopbackTestServer, type Fault, type RecordedRequest, runStandalone } from '../support/loopback-server.js';
 export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
 export const COMET_BASE_PATH = '/api/rest/v2';
@@ -170,22 +170,20 @@ function scalar(b: Body, k: string, allowBoolean: boolean): string | number | bo
 
 // ---------------------------------------------------------------------------------------------
 
-export class CometTestServer {
+export class CometTestServer extends LoopbackTestServer {
   readonly requests: RecordedRequest[] = [];
   readonly apiKey: string;
   readonly heartbeatMs: number;
   readonly limits: Readonly<CometRateLimits>;
   readonly windowMs: number;
   private readonly defaultWorkspace: string;
-  private server: Server | undefined;
-  private port: number;
-  private readonly faults = new FaultList();
   private exps = new Map<string, CometExperiment>();
   /** `${apiKey}\0${category}` → receive times of counted requests (ascending) */
   private rate = new Map<string, number[]>();
   private readonly routes: Map<string, Route>;
 
   private constructor(options: CometTestServerOptions) {
+    super();
     this.apiKey = options.apiKey ?? DEFAULT_API_KEY;
     this.heartbeatMs = options.heartbeatMs ?? 2000;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -227,40 +225,9 @@ export class CometTestServer {
     return `${this.url}${COMET_BASE_PATH}`;
   }
 
-  inject(fault: Fault): void {
-    this.faults.inject(fault);
-  }
-
-  clearFaults(): void {
-    this.faults.clear();
-  }
-
   /** Forget every rate-limit window. */
   resetRateLimits(): void {
     this.rate = new Map();
-  }
-
-  async stop(): Promise<void> {
-    const srv = this.server;
-    if (!srv) return;
-    this.server = undefined;
-    await closeServer(srv);
-  }
-
-  /** Stop and listen again on the same port; `wipe` drops all experiments and rate-limit state. */
-  async restart(options: { wipe?: boolean; downForMs?: number } = {}): Promise<void> {
-    await this.stop();
-    if (options.downForMs) await new Promise((r) => setTimeout(r, options.downForMs));
-    if (options.wipe) {
-      this.exps = new Map();
-      this.resetRateLimits();
-    }
-    await this.listen();
-  }
-
-  async close(): Promise<void> {
-    this.clearFaults();
-    await this.stop();
   }
 
   /** Deep copies of every experiment, in creation order. */
@@ -277,17 +244,15 @@ export class CometTestServer {
   // -------------------------------------------------------------------------------------------
   // transport
 
-  private async listen(): Promise<void> {
-    const srv = createServer((req, res) => {
-      this.handle(req, res).catch(() => {
-        if (!res.headersSent) {
-          res.writeHead(500, { 'Content-Type': 'application/json' });
-          res.end(JSON.stringify({ msg: 'Internal server error', code: 500 }));
-        }
-      });
-    });
-    this.port = await listenLoopback(srv, this.port);
-    this.server = srv;
+  /** `restart({ wipe: true })`: drop all experiments and rate-limit state. */
+  protected wipe(): void {
+    this.exps = new Map();
+    this.resetRateLimits();
+  }
+
+  protected internalError(res: ServerResponse): void {
+    res.writeHead(500, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ msg: 'Internal server error', code: 500 }));
   }
 
   private presentedKey(req: IncomingMessage): string | undefined {
@@ -318,7 +283,7 @@ export class CometTestServer {
     return 0;
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const bodyText = Buffer.concat(chunks).toString('utf8');

@@ -3,7 +3,7 @@
 //
 // Standalone: node --import tsx test/mlflow/server.ts [--port 5000] [--store sqlite|file] [--no-truncate]
 import { resolve as pathResolve } from 'node:path';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes, randomInt } from 'node:crypto';
 import {
   MlflowError,
@@ -36,7 +36,7 @@ import {
   type Clause,
   type OrderKey,
 } from './server-search.js';
-import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest, runStandalone } from '../support/loopback-server.js';
+import { LoopbackTestServer, type Fault, type RecordedRequest, runStandalone } from '../support/loopback-server.js';
 export type { Fault, RecordedRequest } from '../support/loopback-server.js';
 
 export interface MlflowTestServerOptions {
@@ -219,13 +219,10 @@ interface Incoming {
 
 type Handler = (req: Incoming) => unknown;
 
-export class MlflowTestServer {
+export class MlflowTestServer extends LoopbackTestServer {
   readonly requests: RecordedRequest[] = [];
-  private server: Server | undefined;
-  private port = 0;
   private readonly store: 'sqlite' | 'file';
   private readonly truncate: boolean;
-  private readonly faults = new FaultList();
   private auth: { bearer?: string; basic?: { username: string; password: string } } | undefined;
   private exps = new Map<string, Experiment>();
   private runs = new Map<string, RunRecord>();
@@ -233,6 +230,7 @@ export class MlflowTestServer {
   private readonly routes: Map<string, { methods: string[]; handler: Handler }>;
 
   private constructor(options: MlflowTestServerOptions) {
+    super();
     this.store = options.store ?? 'sqlite';
     this.truncate = options.truncateLongValues ?? true;
     this.port = options.port ?? 0;
@@ -277,35 +275,8 @@ export class MlflowTestServer {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  inject(fault: Fault): void {
-    this.faults.inject(fault);
-  }
-
-  clearFaults(): void {
-    this.faults.clear();
-  }
-
   requireAuth(auth: { bearer?: string; basic?: { username: string; password: string } } | undefined): void {
     this.auth = auth;
-  }
-
-  async stop(): Promise<void> {
-    const srv = this.server;
-    if (!srv) return;
-    this.server = undefined;
-    await closeServer(srv);
-  }
-
-  async restart(options: { wipe?: boolean; downForMs?: number } = {}): Promise<void> {
-    await this.stop();
-    if (options.downForMs) await new Promise((r) => setTimeout(r, options.downForMs));
-    if (options.wipe) this.wipe();
-    await this.listen();
-  }
-
-  async close(): Promise<void> {
-    this.clearFaults();
-    await this.stop();
   }
 
   experiments(): Array<{ experiment_id: string; name: string; lifecycle_stage: string; artifact_location: string; tags: Record<string, string> }> {
@@ -334,7 +305,12 @@ export class MlflowTestServer {
   // -------------------------------------------------------------------------------------------
   // transport
 
-  private wipe(): void {
+  protected internalError(res: ServerResponse): void {
+    res.writeHead(500, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(HTML_500);
+  }
+
+  protected wipe(): void {
     this.exps = new Map();
     this.runs = new Map();
     this.nextExperimentId = 1;
@@ -350,19 +326,6 @@ export class MlflowTestServer {
     });
   }
 
-  private async listen(): Promise<void> {
-    const srv = createServer((req, res) => {
-      this.handle(req, res).catch(() => {
-        if (!res.headersSent) {
-          res.writeHead(500, { 'Content-Type': 'text/html; charset=utf-8' });
-          res.end(HTML_500);
-        }
-      });
-    });
-    this.port = await listenLoopback(srv, this.port);
-    this.server = srv;
-  }
-
   private authorized(header: string | undefined): boolean {
     const a = this.auth;
     if (!a || (!a.bearer && !a.basic)) return true;
@@ -372,7 +335,7 @@ export class MlflowTestServer {
     return false;
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const bodyText = Buffer.concat(chunks).toString('utf8');

@@ -1,6 +1,6 @@
 // What the local test servers (MLflow, Comet, W&B) share: recorded requests, fault injection and
 // listening on 127.0.0.1.
-import type { IncomingMessage, Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 
@@ -126,4 +126,59 @@ export async function runStandalone<S>(
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+}
+
+/**
+ * What the HTTP test servers (MLflow, Comet, W&B) share: one loopback listener, injected faults,
+ * stop / restart (optionally wiping the stored state) / close. Subclasses handle requests.
+ */
+export abstract class LoopbackTestServer {
+  protected readonly faults = new FaultList();
+  protected port = 0;
+  #server: Server | undefined;
+
+  /** Handle one request (fault injection included). */
+  protected abstract handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** Answer a request whose handler threw, in the backend's own 500 form. */
+  protected abstract internalError(res: ServerResponse): void;
+  /** Forget everything stored (`restart({ wipe: true })`). */
+  protected abstract wipe(): void;
+
+  protected async listen(): Promise<void> {
+    const srv = createServer((req, res) => {
+      this.handle(req, res).catch(() => {
+        if (!res.headersSent) this.internalError(res);
+      });
+    });
+    this.port = await listenLoopback(srv, this.port);
+    this.#server = srv;
+  }
+
+  inject(fault: Fault): void {
+    this.faults.inject(fault);
+  }
+
+  clearFaults(): void {
+    this.faults.clear();
+  }
+
+  async stop(): Promise<void> {
+    const srv = this.#server;
+    if (!srv) return;
+    this.#server = undefined;
+    await closeServer(srv);
+  }
+
+  /** Stop and listen again on the same port; `wipe` forgets the stored state; `downForMs` refuses connections meanwhile. */
+  async restart(options: { wipe?: boolean; downForMs?: number } = {}): Promise<void> {
+    await this.stop();
+    if (options.downForMs) await new Promise((r) => setTimeout(r, options.downForMs));
+    if (options.wipe) this.wipe();
+    await this.listen();
+  }
+
+  async close(): Promise<void> {
+    this.clearFaults();
+    await this.stop();
+  }
 }

@@ -35,10 +35,10 @@
 //   `{value}` objects is stored as is. Seeded rows are `{_step: i, _runtime: i, _timestamp, loss}`, the summary is
 //   the last row, the run is not complete, `upserts` is 0.
 // - RunResumeStatus: `historyTail` is always '[]'.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes, randomInt } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { FaultList, closeServer, listenLoopback, type Fault, type RecordedRequest as BaseRecordedRequest, runStandalone } from '../support/loopback-server.js';
+import { LoopbackTestServer, type Fault, type RecordedRequest as BaseRecordedRequest, runStandalone } from '../support/loopback-server.js';
 export type { Fault } from '../support/loopback-server.js';
 
 /**
@@ -159,20 +159,18 @@ export function graphqlOperation(body: unknown): string | undefined {
 
 // ---------------------------------------------------------------------------------------------
 
-export class WandbTestServer {
+export class WandbTestServer extends LoopbackTestServer {
   readonly requests: RecordedRequest[] = [];
   /** Every problem of every run, as "<entity>/<project>/<run>: <message>", in detection order. */
   readonly problems: string[] = [];
   readonly apiKey: string;
   readonly defaultEntity: string;
-  private server: Server | undefined;
-  private port: number;
-  private readonly faults = new FaultList();
   private store = new Map<string, RunState>();
   /** problems detected for runs that do not exist yet */
   private pending = new Map<string, string[]>();
 
   private constructor(options: WandbTestServerOptions) {
+    super();
     const key = options.apiKey ?? DEFAULT_API_KEY;
     if (!key) throw new Error('apiKey must not be empty');
     this.apiKey = key;
@@ -194,37 +192,6 @@ export class WandbTestServer {
   /** The `Authorization` header value a client must send. */
   get authorization(): string {
     return `Basic ${b64(`api:${this.apiKey}`)}`;
-  }
-
-  inject(fault: Fault): void {
-    this.faults.inject(fault);
-  }
-
-  clearFaults(): void {
-    this.faults.clear();
-  }
-
-  async stop(): Promise<void> {
-    const srv = this.server;
-    if (!srv) return;
-    this.server = undefined;
-    await closeServer(srv);
-  }
-
-  /** Stop and listen again on the same port; `wipe` drops all runs (and pending problems). */
-  async restart(options: { wipe?: boolean; downForMs?: number } = {}): Promise<void> {
-    await this.stop();
-    if (options.downForMs) await new Promise((r) => setTimeout(r, options.downForMs));
-    if (options.wipe) {
-      this.store = new Map();
-      this.pending = new Map();
-    }
-    await this.listen();
-  }
-
-  async close(): Promise<void> {
-    this.clearFaults();
-    await this.stop();
   }
 
   /** Deep copy of one run, or undefined. */
@@ -254,17 +221,15 @@ export class WandbTestServer {
   // -------------------------------------------------------------------------------------------
   // transport
 
-  private async listen(): Promise<void> {
-    const srv = createServer((req, res) => {
-      this.handle(req, res).catch(() => {
-        if (!res.headersSent) {
-          res.writeHead(500, { 'Content-Type': 'application/json' });
-          res.end(JSON.stringify({ error: 'Internal server error' }));
-        }
-      });
-    });
-    this.port = await listenLoopback(srv, this.port);
-    this.server = srv;
+  /** `restart({ wipe: true })`: drop all runs (and pending problems). */
+  protected wipe(): void {
+    this.store = new Map();
+    this.pending = new Map();
+  }
+
+  protected internalError(res: ServerResponse): void {
+    res.writeHead(500, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ error: 'Internal server error' }));
   }
 
   private authorized(req: IncomingMessage): boolean {
@@ -275,7 +240,7 @@ export class WandbTestServer {
     return decoded === `api:${this.apiKey}`;
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     let raw = Buffer.concat(chunks);
