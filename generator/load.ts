@@ -5,9 +5,9 @@
 import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
-import { parseLocated, type Located } from '../runtime/config-file.js';
-import { walkFiles } from '../runtime/fs-util.js';
-import { humanizeErrors } from '../runtime/humanize.js';
+import { parseLocated, type Located } from '../runtime/core/config-file.js';
+import { walkFiles } from '../runtime/io/fs-util.js';
+import { humanizeErrors } from '../runtime/core/humanize.js';
 import { packageRoot } from './paths.js';
 
 export interface SpecDoc {

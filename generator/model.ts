@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, relative, resolve, sep } from 'node:path';
 import { Ajv } from 'ajv';
-import type { EnvParse } from '../runtime/env.js';
-import type { ValueAction, ValueKind } from '../runtime/values.js';
+import type { EnvParse } from '../runtime/core/env.js';
+import type { ValueAction, ValueKind } from '../runtime/core/values.js';
 import { SpecError, type LoadedSpec, type SpecDoc, type SpecIssue } from './load.js';
 import { packageRoot } from './paths.js';
 

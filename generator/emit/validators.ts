@@ -1,12 +1,16 @@
 /**
- * Precompiled ajv validators (standalone code). ajv's ESM output still calls require() for its
- * runtime helpers, which fails in real Node ESM; those calls are rewritten to imports here.
+ * Precompiled ajv validators (standalone code). ajv's output calls require() for a few runtime
+ * helpers of ajv's own; those calls are rewritten to the runtime's copies (runtime/core/validation.ts),
+ * so the SDK runs without ajv installed. A helper the runtime does not provide stops the generator.
  */
 import type { ModelIR } from '../model.js';
 import { TS_HEADER } from '../paths.js';
 
 export type AjvCtor = typeof import('ajv').Ajv;
 export type StandaloneFn = (ajv: InstanceType<AjvCtor>, refs: Record<string, string>) => string;
+
+/** ajv's runtime helper modules and the runtime's functions that stand in for them. */
+const RUNTIME_HELPERS: Record<string, string> = { 'ajv/dist/runtime/ucs2length': 'ucs2length', 'ajv/dist/runtime/equal': 'deepEqual' };
 
 /** Annotations validation never reads; ajv would inline them into the output. */
 const ANNOTATIONS = new Set(['description', 'title', 'default', '$comment']);
@@ -39,22 +43,17 @@ export function emitValidators(
   exportsMap.validateTrackingConfig = 'trackspec:tracking-config';
   const sorted = Object.fromEntries(Object.entries(exportsMap).sort(([a], [b]) => (a < b ? -1 : 1)));
   let code = standaloneCode(ajv, sorted);
-  const imports: string[] = [];
-  const ids = new Map<string, string>();
-  code = code.replace(/require\("([^"]+)"\)(\.default|\.[A-Za-z_$][\w$]*)?/g, (_m, spec: string, member: string | undefined) => {
-    const file = spec.endsWith('.js') ? spec : `${spec}.js`;
-    let id = ids.get(file);
-    if (!id) {
-      id = `runtime_${ids.size}`;
-      ids.set(file, id);
-      imports.push(`import ${id} from ${JSON.stringify(file)};`);
-    }
-    // The default import of a CommonJS module is its module.exports object.
-    return member === undefined || member === '.default' ? `(${id}.default ?? ${id})` : `${id}${member}`;
+  const used = new Set<string>();
+  code = code.replace(/require\("([^"]+)"\)(\.default)?/g, (_m, spec: string) => {
+    const helper = RUNTIME_HELPERS[spec.replace(/\.js$/, '')];
+    if (!helper) throw new Error(`the validators need ajv's runtime helper ${spec}, which trackspec's runtime does not provide (runtime/core/validation.ts)`);
+    used.add(helper);
+    return helper;
   });
+  const imports = used.size ? [`import { ${[...used].sort().join(', ')} } from ${JSON.stringify(model.runtimeImport)};`] : [];
   code = code.replace(/^"use strict";\s*/, '');
   const js = `${TS_HEADER}\n${imports.join('\n')}${imports.length ? '\n' : ''}${code.trim()}\n`;
-  const dtsLines = [TS_HEADER, "import type { ValidateFunction } from 'ajv';"];
+  const dtsLines = [TS_HEADER, `import type { ValidateFunction } from ${JSON.stringify(model.runtimeImport)};`];
   for (const b of model.backends) dtsLines.push(`import type { ${b.optionsType} } from './${b.optionsFile.replace(/\.ts$/, '.js')}';`);
   dtsLines.push("import type { TrackingConfig } from './config.gen.js';", '');
   for (const name of Object.keys(sorted)) {

@@ -11,11 +11,11 @@
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
 import { AimTracker, setWarningHandler } from '../../generated/index.gen.js';
-import { aimTuning } from '../../runtime/aim/index.js';
-import { newRunHash } from '../../runtime/aim/session.js';
-import { packTree } from '../../runtime/aim/encoding.js';
-import { AimRunState, MessageWriter, makeContext } from '../../runtime/aim/run.js';
-import { AimTestServer } from '../aim/server.js';
+import { aimTuning } from '../../runtime/backends/aim/index.js';
+import { newRunHash } from '../../runtime/backends/aim/session.js';
+import { packTree } from '../../runtime/backends/aim/encoding.js';
+import { AimRunState, MessageWriter, makeContext } from '../../runtime/backends/aim/run.js';
+import { AimTestServer } from '../backends/aim/server.js';
 import type { BenchRow } from './tensorboard.bench.js';
 
 export default async function bench(): Promise<BenchRow[]> {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CometMLTracker, setWarningHandler } from '../../generated/index.gen.js';
-import { CometTestServer } from '../comet/server.js';
+import { CometTestServer } from '../backends/comet_ml/server.js';
 import type { BenchRow } from './tensorboard.bench.js';
 
 export default async function bench(): Promise<BenchRow[]> {

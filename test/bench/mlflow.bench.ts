@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MLflowTracker, setWarningHandler } from '../../generated/index.gen.js';
-import { HttpClient } from '../../runtime/http.js';
-import { MlflowTestServer } from '../mlflow/server.js';
+import { HttpClient } from '../../runtime/io/http.js';
+import { MlflowTestServer } from '../backends/mlflow/server.js';
 import type { BenchRow } from './tensorboard.bench.js';
 
 const KEYS = Array.from({ length: 10 }, (_, i) => `metric_${i}`);

@@ -15,8 +15,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { DriverContext } from '../../runtime/driver.js';
-import { SummaryWriter, driver } from '../../runtime/tensorboard/index.js';
+import type { DriverContext } from '../../runtime/core/driver.js';
+import { SummaryWriter, driver } from '../../runtime/backends/tensorboard/index.js';
 import { TensorBoardTracker } from '../../generated/index.gen.js';
 
 export interface BenchRow {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { WandBTracker, setWarningHandler } from '../../generated/index.gen.js';
-import { WandbTestServer } from '../wandb/server.js';
+import { WandbTestServer } from '../backends/wandb/server.js';
 import type { BenchRow } from './tensorboard.bench.js';
 
 function values(i: number): Record<string, number> {

@@ -1,0 +1,58 @@
+/** Aim options, the run handle type, tuning and `aim://` URIs: what the driver, the session and sync share. */
+import * as path from 'node:path';
+import { ConfigError } from '../../core/errors.js';
+
+export interface AimDriverOptions {
+  run_name: string | null;
+  logging_dir: string;
+  experiment: string | null;
+  run_hash: string | null;
+  system_tracking_interval: number | null;
+  log_system_params: boolean;
+  retry_deadline_secs: number;
+}
+
+/** `tracker.tracker` for AimTracker. */
+export interface AimRunHandle {
+  /** The run hash (24 hex characters for a new run). */
+  readonly hash: string;
+  /** `aim://host:port`. */
+  readonly uri: string;
+  readonly name: string | null;
+  readonly experiment: string | null;
+  /** The server's Aim version ('' when it was never reached). */
+  readonly serverVersion: string;
+  /** True while writes go to the server (false once they go to the spool). */
+  readonly online: boolean;
+  /** Spool file, once the server was unreachable. */
+  readonly spoolPath: string | undefined;
+}
+
+/** Tuning for tests and the benchmark (not user options). */
+export const aimTuning = { heartbeatMs: 10_000, maxDelayMs: 200, valuesPerMessage: 500, maxMessageBytes: 4 << 20, timeoutMs: 30_000, baseDelayMs: 200 };
+
+const DEFAULT_PORT = 53800;
+
+/** Parse `aim://host[:port]`; a plain path is a ConfigError explaining how to serve it. */
+export function parseAimUri(loggingDir: string): { address: string; uri: string } {
+  if (!/^aim:\/\//i.test(loggingDir)) {
+    const dir = path.resolve(loggingDir);
+    throw new ConfigError(
+      `AimTracker: logging_dir '${loggingDir}' is a directory, but trackspec cannot write an Aim repository (RocksDB + SQLite) from Node. ` +
+        `Serve the repository with Aim's tracking server, e.g. \`aim server --repo ${dir}\` (aim 3.x, default port ${DEFAULT_PORT}), ` +
+        `then pass logging_dir: 'aim://<host>:${DEFAULT_PORT}' (e.g. 'aim://127.0.0.1:${DEFAULT_PORT}' on this machine).`,
+      { option: 'logging_dir' },
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(`http://${loggingDir.slice('aim://'.length)}`);
+  } catch {
+    throw new ConfigError(`AimTracker: logging_dir '${loggingDir}' is not a valid aim://host:port URI`, { option: 'logging_dir' });
+  }
+  if (!url.hostname || (url.pathname !== '/' && url.pathname !== '') || url.search || url.username) {
+    throw new ConfigError(`AimTracker: logging_dir '${loggingDir}' must be aim://host:port (no path, query or credentials)`, { option: 'logging_dir' });
+  }
+  const address = `${url.hostname}:${url.port || DEFAULT_PORT}`;
+  return { address, uri: `aim://${address}` };
+}

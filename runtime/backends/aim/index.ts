@@ -1,0 +1,35 @@
+/**
+ * Aim backend: a client of Aim 3.x's remote tracking server (`aim server`, `logging_dir:
+ * 'aim://host:port'`) that replays the calls Aim's Python SDK makes for Accelerate's AimTracker:
+ * `Run(repo=…, experiment=…, run_hash=…, log_system_params=…)`, `run.name = run_name`,
+ * `run['hparams'] = config`, `run.track(v, name=k, step=step, **kwargs)` per value, `run.close()`.
+ *
+ * - Start: probe, version check, connect, heartbeat (client.ts); then, as `Run.__init__`: [resume:
+ *   check the run exists] → run `Lock` resource + lock → `TreeView` meta → [resume: load the
+ *   sequences, refuse pre-3.11 metrics] → `FileManager` + 'starting' check-in → `RunHeartbeat` →
+ *   attrs `{}` (new run) and `end_time` None → `StructuredRun` (+ experiment) → `TreeView` seqs →
+ *   `__system_params` → name. (Writes go in one message; the resources are created first.)
+ * - log(): numbers and booleans (1/0) are float metrics; strings are `aim.Text` objects (their
+ *   own "texts" sequences). A step omitted counts per sequence as Aim does. kwargs: `epoch`
+ *   (integer) and `context` (dict) as `run.track`'s; others are warned about once.
+ * - logImages(): `aim.Image` objects (PNG), kwargs as Accelerate's `{aim_image, track}`.
+ * - Writes are batched (one WebSocket message holds many instructions, applied in order by the
+ *   server) in the background. A failed write is retried with backoff until retry_deadline_secs,
+ *   reconnecting and re-creating the run's resources each time (a restarted server lost them);
+ *   re-sending is safe because every instruction sets absolute paths to fixed values. Past the
+ *   deadline the message and everything after it go to a durable spool; `trackspec sync` replays
+ *   it. A process exiting without finish() sends what was not acknowledged plus the end time
+ *   synchronously (a child process, exit-post.ts) and closes the run; failing that, spools them.
+ *   Messages are cut at aimTuning.maxMessageBytes (uvicorn refuses WebSocket messages > 16 MiB).
+ * - finish(): end_time, run heartbeat stop, lock release, resources released, disconnect.
+ */
+import type { BackendDriver } from '../../core/driver.js';
+import type { AimDriverOptions, AimRunHandle } from './config.js';
+
+export { aimTuning, parseAimUri } from './config.js';
+export type { AimDriverOptions, AimRunHandle } from './config.js';
+
+export const driver: BackendDriver<AimDriverOptions, AimRunHandle> = {
+  available: true,
+  start: async (options, ctx) => (await import('./session.js')).startAim(options, ctx),
+};

@@ -1,0 +1,59 @@
+/**
+ * `trackspec sync DIR` for Comet spools (written offline or while the server was unreachable).
+ * Records are replayed one per acknowledged chunk, so a crash re-sends at most the one record in
+ * flight (Comet's write API cannot be asked what it already has). An experiment that was never
+ * created online is created first; its key is kept next to the spool (`<spool>.key`) so a resumed
+ * sync continues the same experiment.
+ */
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readEnv, type Env } from '../../core/env.js';
+import { listSpools, replaySpool, type SyncSummary } from '../../io/spool.js';
+import { connect, createExperiment, sendRecord, type CometRecord } from './index.js';
+import { readCometConfigFiles } from './config.js';
+
+export async function syncCometSpools(dir: string, options: { out?: (line: string) => void; env?: Env } = {}): Promise<SyncSummary> {
+  const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const spools = (await listSpools(dir, 'comet_ml')).filter((s) => s.pending > 0);
+  const summary: SyncSummary = { spools: spools.length, sent: 0, duplicates: 0, failed: [] };
+  if (spools.length === 0) return summary;
+  const apiKey = readEnv(options.env ?? process.env, 'COMET_API_KEY') ?? readCometConfigFiles().api_key;
+  for (const s of spools) {
+    out(`${s.path}: ${s.pending} record(s) for ${s.header.target}`);
+    if (!apiKey) {
+      summary.failed.push({ path: s.path, error: 'no Comet API key (set COMET_API_KEY or api_key in .comet.config)' });
+      out('  failed: no Comet API key (set COMET_API_KEY or api_key under [comet] in .comet.config)');
+      continue;
+    }
+    const conn = connect(s.header.target, apiKey, { retryDeadlineMs: 30_000 });
+    try {
+      const meta = (s.header.meta ?? {}) as { experimentKey?: string | null; workspace?: string | null; project?: string | null; name?: string | null };
+      const keyFile = `${s.path}.key`;
+      let key = meta.experimentKey ?? undefined;
+      if (!key) {
+        try {
+          key = readFileSync(keyFile, 'utf8').trim() || undefined;
+        } catch {
+          key = await createExperiment(conn, meta.workspace ?? null, meta.project ?? null, meta.name ?? null);
+          writeFileSync(`${keyFile}.tmp`, key);
+          renameSync(`${keyFile}.tmp`, keyFile);
+          out(`  created experiment ${key}`);
+        }
+      }
+      const experimentKey: string = key!;
+      const r = await replaySpool(
+        s.path,
+        async (records) => {
+          for (const rec of records as CometRecord[]) await sendRecord(conn, experimentKey, rec);
+        },
+        { chunk: 1, onProgress: (done, total) => (done === total || done % 500 === 0 ? out(`  ${done}/${total} records`) : undefined) },
+      );
+      summary.sent += r.sent;
+    } catch (e) {
+      summary.failed.push({ path: s.path, error: (e as Error).message });
+      out(`  failed: ${(e as Error).message} (run sync again later; it resumes where it stopped)`);
+    } finally {
+      await conn.http.close();
+    }
+  }
+  return summary;
+}

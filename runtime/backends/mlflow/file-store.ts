@@ -1,0 +1,355 @@
+/**
+ * MLflow's file store (`mlruns/`), written directly in the layout MLflow 2.x reads
+ * (`mlflow ui --backend-store-uri ./mlruns`):
+ *   <root>/<exp_id>/meta.yaml, tags/<key>
+ *   <root>/<exp_id>/<run_id>/meta.yaml, metrics/<key> ("<ts> <value> <step>" lines), params/<key>, tags/<key>
+ * Keys containing '/' become subdirectories. meta.yaml files are replaced atomically (write + rename);
+ * every file is guarded by an in-process lock so concurrent trackers never interleave writes.
+ */
+import { renameSync, writeFileSync } from 'node:fs';
+import { appendFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { BackendError } from '../../core/errors.js';
+import { walkFiles } from '../../io/fs-util.js';
+import { lazy } from '../../io/lazy.js';
+
+const crypto = lazy<typeof import('node:crypto')>('node:crypto');
+import { pyFloatRepr } from './keys.js';
+import { PARAM_IMMUTABLE, type ExperimentInfo, type MlflowKV, type MlflowMetric, type MlflowStore, type RunData, type RunInfo, type RunStatus } from './store.js';
+
+const STATUS_CODE: Record<RunStatus, number> = { RUNNING: 1, SCHEDULED: 2, FINISHED: 3, FAILED: 4, KILLED: 5 };
+const STATUS_NAME = Object.fromEntries(Object.entries(STATUS_CODE).map(([k, v]) => [v, k])) as Record<number, RunStatus>;
+
+type Yaml = typeof import('yaml');
+let yamlModule: Promise<Yaml> | undefined;
+const yaml = () => (yamlModule ??= import('yaml'));
+
+/** Per-path promise chains shared by every FileStore in the process. */
+const locks = new Map<string, Promise<unknown>>();
+function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const prev = locks.get(path) ?? Promise.resolve();
+  const next = prev.then(fn, fn);
+  const settled = next.catch(() => undefined);
+  locks.set(path, settled);
+  void settled.then(() => {
+    if (locks.get(path) === settled) locks.delete(path);
+  });
+  return next;
+}
+
+async function atomicWrite(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.${crypto().randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, text);
+  await rename(tmp, path);
+}
+
+function fail(message: string, e: unknown): BackendError {
+  return e instanceof BackendError ? e : new BackendError('mlflow', `${message}: ${(e as Error).message}`, { cause: e, code: (e as NodeJS.ErrnoException).code });
+}
+
+/** Resolve a path or file: URI to the store root directory. */
+export function fileStoreRoot(uri: string): string {
+  if (uri.startsWith('file:')) return resolve(new URL(uri).pathname);
+  return resolve(uri);
+}
+
+export class FileStore implements MlflowStore {
+  readonly root: string;
+  readonly target: string;
+
+  constructor(uri: string) {
+    this.root = fileStoreRoot(uri);
+    this.target = this.root;
+  }
+
+  async #dump(value: Record<string, unknown>): Promise<string> {
+    return (await yaml()).stringify(value, { lineWidth: 0 });
+  }
+
+  async #readYaml(path: string): Promise<Record<string, unknown> | undefined> {
+    try {
+      return (await yaml()).parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** MLflow creates the Default experiment (id 0) in a new store. */
+  async #ensureRoot(): Promise<void> {
+    await withLock(join(this.root, '0', 'meta.yaml'), async () => {
+      const meta = join(this.root, '0', 'meta.yaml');
+      if (await this.#readYaml(meta)) return;
+      const now = Date.now();
+      await atomicWrite(
+        meta,
+        await this.#dump({
+          artifact_location: pathToFileURL(join(this.root, '0')).href,
+          creation_time: now,
+          experiment_id: '0',
+          last_update_time: now,
+          lifecycle_stage: 'active',
+          name: 'Default',
+        }),
+      );
+    });
+  }
+
+  async #experiments(): Promise<(ExperimentInfo & { lifecycle: string })[]> {
+    let entries: string[] = [];
+    try {
+      entries = await readdir(this.root);
+    } catch {
+      return [];
+    }
+    const out: (ExperimentInfo & { lifecycle: string })[] = [];
+    for (const e of entries) {
+      if (e.startsWith('.') || e === 'models') continue;
+      const meta = await this.#readYaml(join(this.root, e, 'meta.yaml'));
+      if (!meta || typeof meta.name !== 'string') continue;
+      out.push({ experimentId: String(meta.experiment_id), name: meta.name, artifactLocation: String(meta.artifact_location ?? ''), lifecycle: String(meta.lifecycle_stage) });
+    }
+    return out;
+  }
+
+  async getExperimentByName(name: string): Promise<ExperimentInfo | undefined> {
+    try {
+      await this.#ensureRoot();
+      const found = (await this.#experiments()).find((x) => x.name === name && x.lifecycle === 'active');
+      return found && { experimentId: found.experimentId, name: found.name, artifactLocation: found.artifactLocation };
+    } catch (e) {
+      throw fail(`cannot read the file store ${this.root}`, e);
+    }
+  }
+
+  createExperiment(name: string, artifactLocation: string | null, tags: MlflowKV[]): Promise<string> {
+    // One lock for all creations in this store: two trackers creating the same name get one experiment.
+    return withLock(join(this.root, '.create-experiment'), async () => {
+      try {
+        const existing = await this.getExperimentByName(name);
+        if (existing) return existing.experimentId;
+        const id = String(crypto().randomInt(100_000_000, 999_999_999)) + String(crypto().randomInt(100_000_000, 999_999_999));
+        const dir = join(this.root, id);
+        for (const t of tags) await atomicWrite(join(dir, 'tags', t.key), t.value);
+        const now = Date.now();
+        await atomicWrite(
+          join(dir, 'meta.yaml'),
+          await this.#dump({
+            artifact_location: artifactLocation ?? pathToFileURL(dir).href,
+            creation_time: now,
+            experiment_id: id,
+            last_update_time: now,
+            lifecycle_stage: 'active',
+            name,
+          }),
+        );
+        return id;
+      } catch (e) {
+        throw fail(`cannot create experiment ${JSON.stringify(name)} in ${this.root}`, e);
+      }
+    });
+  }
+
+  #runDir(experimentId: string, runId: string): string {
+    return join(this.root, experimentId, runId);
+  }
+
+  async #findRun(runId: string): Promise<{ dir: string; meta: Record<string, unknown> } | undefined> {
+    let entries: string[] = [];
+    try {
+      entries = await readdir(this.root);
+    } catch {
+      return undefined;
+    }
+    for (const e of entries) {
+      const meta = await this.#readYaml(join(this.root, e, runId, 'meta.yaml'));
+      if (meta) return { dir: join(this.root, e, runId), meta };
+    }
+    return undefined;
+  }
+
+  async createRun(request: { experimentId: string; startTime: number; runName: string | null; tags: MlflowKV[] }): Promise<RunInfo> {
+    const runId = crypto().randomBytes(16).toString('hex');
+    const dir = this.#runDir(request.experimentId, runId);
+    const runName = request.runName ?? `run-${runId.slice(0, 8)}`;
+    try {
+      await mkdir(join(dir, 'metrics'), { recursive: true });
+      await mkdir(join(dir, 'params'), { recursive: true });
+      await mkdir(join(dir, 'artifacts'), { recursive: true });
+      const tags = [...request.tags];
+      if (!tags.some((t) => t.key === 'mlflow.runName')) tags.push({ key: 'mlflow.runName', value: runName });
+      for (const t of tags) await atomicWrite(join(dir, 'tags', t.key), t.value);
+      const info: RunInfo = {
+        runId,
+        experimentId: request.experimentId,
+        runName,
+        status: 'RUNNING',
+        artifactUri: pathToFileURL(join(dir, 'artifacts')).href,
+        startTime: request.startTime,
+      };
+      await this.#writeRunMeta(dir, info, null);
+      return info;
+    } catch (e) {
+      throw fail(`cannot create a run in ${dir}`, e);
+    }
+  }
+
+  async #writeRunMeta(dir: string, info: RunInfo, endTime: number | null): Promise<void> {
+    await atomicWrite(
+      join(dir, 'meta.yaml'),
+      await this.#dump({
+        artifact_uri: info.artifactUri,
+        end_time: endTime,
+        entry_point_name: '',
+        experiment_id: info.experimentId,
+        lifecycle_stage: 'active',
+        run_id: info.runId,
+        run_name: info.runName,
+        run_uuid: info.runId,
+        source_name: '',
+        source_type: 4,
+        source_version: '',
+        start_time: info.startTime,
+        status: STATUS_CODE[info.status],
+        tags: [],
+        user_id: userInfo().username,
+      }),
+    );
+  }
+
+  async #readKV(dir: string): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const p of await walkFiles(dir, (n) => !n.endsWith('.tmp'))) out[p.slice(dir.length + 1).split('\\').join('/')] = await readFile(p, 'utf8');
+    return out;
+  }
+
+  #info(meta: Record<string, unknown>): RunInfo {
+    return {
+      runId: String(meta.run_id),
+      experimentId: String(meta.experiment_id),
+      runName: String(meta.run_name ?? ''),
+      status: STATUS_NAME[Number(meta.status)] ?? 'RUNNING',
+      artifactUri: String(meta.artifact_uri ?? ''),
+      startTime: Number(meta.start_time ?? 0),
+    };
+  }
+
+  async getRun(runId: string): Promise<RunData | undefined> {
+    const found = await this.#findRun(runId);
+    if (!found) return undefined;
+    return { info: this.#info(found.meta), params: await this.#readKV(join(found.dir, 'params')), tags: await this.#readKV(join(found.dir, 'tags')) };
+  }
+
+  async updateRun(runId: string, status: RunStatus, endTime?: number): Promise<void> {
+    const found = await this.#findRun(runId);
+    if (!found) throw new BackendError('mlflow', `Run '${runId}' not found in ${this.root}`, { code: 'RESOURCE_DOES_NOT_EXIST', status: 404 });
+    await withLock(join(found.dir, 'meta.yaml'), async () => {
+      const meta = (await this.#readYaml(join(found.dir, 'meta.yaml'))) ?? found.meta;
+      const info = { ...this.#info(meta), status };
+      await this.#writeRunMeta(found.dir, info, endTime ?? ((meta.end_time as number | null) ?? null));
+    });
+  }
+
+  /** Synchronous status update for process-exit paths. */
+  updateRunSync(runDir: string, info: RunInfo, status: RunStatus, endTime: number): void {
+    // Dynamic yaml is not available synchronously; meta.yaml is simple enough to print by hand here.
+    const q = (s: string) => `'${s.replace(/'/g, "''")}'`;
+    const text = [
+      `artifact_uri: ${q(info.artifactUri)}`,
+      `end_time: ${endTime}`,
+      `entry_point_name: ''`,
+      `experiment_id: ${q(info.experimentId)}`,
+      'lifecycle_stage: active',
+      `run_id: ${info.runId}`,
+      `run_name: ${q(info.runName)}`,
+      `run_uuid: ${info.runId}`,
+      `source_name: ''`,
+      'source_type: 4',
+      `source_version: ''`,
+      `start_time: ${info.startTime}`,
+      `status: ${STATUS_CODE[status]}`,
+      'tags: []',
+      `user_id: ${q(userInfo().username)}`,
+      '',
+    ].join('\n');
+    const tmp = join(runDir, `meta.yaml.${process.pid}.exit.tmp`);
+    writeFileSync(tmp, text);
+    renameSync(tmp, join(runDir, 'meta.yaml'));
+  }
+
+  runDir(info: RunInfo): string {
+    return this.#runDir(info.experimentId, info.runId);
+  }
+
+  async logBatch(runId: string, batch: { metrics?: MlflowMetric[]; params?: MlflowKV[]; tags?: MlflowKV[] }): Promise<void> {
+    const found = await this.#cachedRunDir(runId);
+    try {
+      if (batch.params?.length) {
+        for (const p of batch.params) {
+          const path = join(found, 'params', p.key);
+          await withLock(path, async () => {
+            const old = await readFile(path, 'utf8').catch(() => undefined);
+            if (old !== undefined && old !== p.value) {
+              throw new BackendError(
+                'mlflow',
+                `${PARAM_IMMUTABLE}: ${JSON.stringify(p.key)} is ${JSON.stringify(old)}, not ${JSON.stringify(p.value)}`,
+                { code: 'INVALID_PARAMETER_VALUE', status: 400 },
+              );
+            }
+            if (old === undefined) await atomicWrite(path, p.value);
+          });
+        }
+      }
+      if (batch.tags?.length) for (const t of batch.tags) await withLock(join(found, 'tags', t.key), () => atomicWrite(join(found, 'tags', t.key), t.value));
+      if (batch.metrics?.length) {
+        const byKey = new Map<string, string[]>();
+        for (const m of batch.metrics) {
+          let lines = byKey.get(m.key);
+          if (!lines) byKey.set(m.key, (lines = []));
+          lines.push(`${m.timestamp} ${pyFloatRepr(m.value)} ${m.step}\n`);
+        }
+        await Promise.all(
+          [...byKey].map(([key, lines]) => {
+            const path = join(found, 'metrics', key);
+            return withLock(path, async () => {
+              await mkdir(dirname(path), { recursive: true });
+              await appendFile(path, lines.join(''));
+            });
+          }),
+        );
+      }
+    } catch (e) {
+      throw fail(`cannot write to run ${runId} in ${this.root}`, e);
+    }
+  }
+
+  readonly #runDirs = new Map<string, string>();
+  async #cachedRunDir(runId: string): Promise<string> {
+    let dir = this.#runDirs.get(runId);
+    if (!dir) {
+      const found = await this.#findRun(runId);
+      if (!found) throw new BackendError('mlflow', `Run '${runId}' not found in ${this.root}`, { code: 'RESOURCE_DOES_NOT_EXIST', status: 404 });
+      dir = found.dir;
+      this.#runDirs.set(runId, dir);
+    }
+    return dir;
+  }
+
+  async metricHistory(runId: string, key: string): Promise<MlflowMetric[]> {
+    const dir = await this.#cachedRunDir(runId);
+    const text = await readFile(join(dir, 'metrics', key), 'utf8').catch(() => '');
+    return text
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => {
+        const [ts, v, step] = l.trim().split(' ');
+        const value = v === 'nan' ? NaN : v === 'inf' ? Infinity : v === '-inf' ? -Infinity : Number(v);
+        return { key, timestamp: Number(ts), value, step: Number(step ?? 0) };
+      });
+  }
+
+  async close(): Promise<void> {}
+}
+

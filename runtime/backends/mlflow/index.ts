@@ -1,0 +1,536 @@
+/**
+ * MLflow backend: a tracking server over REST, or the local file store that `mlflow ui` reads.
+ *
+ * - Where: `tracking_uri` (else MLFLOW_TRACKING_URI, else ./mlruns). http(s):// → REST; a path or
+ *   file: URI → file store; any other scheme → ConfigError.
+ * - Auth (REST): MLFLOW_TRACKING_TOKEN (Bearer), else MLFLOW_TRACKING_USERNAME/PASSWORD (Basic), else
+ *   user:password in the URL (Basic). MLFLOW_TRACKING_INSECURE_TLS skips TLS verification.
+ *   Credentials never appear in errors, warnings or spool files.
+ * - Nesting rule: with nested_run, the parent is the most recently started, unfinished MLflowTracker
+ *   run of this process; when there is none and run_id is set (e.g. from MLFLOW_RUN_ID), run_id names
+ *   the parent and a new child run is created under it. Without nested_run, run_id resumes that run.
+ * - log(): metrics go to a background batcher (≤ 1000 per log-batch request) and never wait on the
+ *   network; batches that still fail when the retry deadline passes go to a durable spool
+ *   (`trackspec sync` replays it without duplicates).
+ * - Process death: on an uncaught exception the run is marked FAILED, on SIGINT/SIGTERM KILLED
+ *   (pending metrics are sent first, synchronously, or spooled).
+ */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
+import { join, resolve as resolvePath } from 'node:path';
+import { Batcher } from '../../io/batcher.js';
+import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
+import { parseEnv, readEnv, type Env } from '../../core/env.js';
+import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
+import { registerExitHook } from '../../io/exit-hooks.js';
+import { HttpTransportError } from '../../io/http.js';
+import { postSync } from '../../io/exit-post.js';
+import { RetryDeadlineError } from '../../io/retry.js';
+import { defaultSpoolDir, listSpools, Spool } from '../../io/spool.js';
+import { FileStore } from './file-store.js';
+import {
+  keyProblem,
+  MAX_METRICS_PER_BATCH,
+  MAX_PARAM_VALUE_LENGTH,
+  MAX_PARAMS_PER_BATCH,
+  MAX_TAG_VALUE_LENGTH,
+  MAX_TAGS_PER_BATCH,
+  paramString,
+  pyFloatRepr,
+  wireMetricValue,
+} from './keys.js';
+import type { RestStore } from './rest-store.js';
+import type { MlflowKV, MlflowMetric, MlflowStore, RunInfo, RunStatus } from './store.js';
+import { PARAM_IMMUTABLE } from './store.js';
+
+export { FileStore } from './file-store.js';
+export type { MlflowStore, MlflowMetric, MlflowKV, RunInfo, RunStatus } from './store.js';
+export { keyProblem, pyFloatRepr, paramString } from './keys.js';
+
+export interface MLflowDriverOptions {
+  experiment_name: string | null;
+  logging_dir: string | null;
+  run_id: string | null;
+  tags: Record<string, string | number | boolean | undefined> | string | null;
+  nested_run: boolean;
+  run_name: string | null;
+  description: string | null;
+  tracking_uri: string | null;
+  retry_deadline_secs: number;
+  flush_interval_secs: number;
+  spool_dir: string | null;
+}
+
+/** Spooled record shapes (JSON lines in the spool). */
+export type SpoolRecord =
+  | { t: 'metric'; run: string; key: string; value: number | string; ts: number; step: number }
+  | { t: 'param'; run: string; key: string; value: string }
+  | { t: 'tag'; run: string; key: string; value: string }
+  | { t: 'status'; run: string; status: RunStatus; end: number };
+
+/** The handle `MLflowTracker.tracker` returns. */
+export interface MLflowRun {
+  readonly runId: string;
+  readonly experimentId: string;
+  readonly runName: string;
+  /** Tracking server URL (without credentials) or file-store directory. */
+  readonly trackingUri: string;
+  readonly artifactUri: string;
+  /** Path of this run's spool file, once anything had to be spooled. */
+  readonly spoolPath: string | undefined;
+  /** Requests sent per endpoint (REST only). */
+  readonly requestCounts: ReadonlyMap<string, number>;
+  /** Set a run tag (mutable, unlike params). */
+  setTag(key: string, value: string): Promise<void>;
+}
+
+const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):/;
+
+/** One log() call as queued: a shallow copy of its values (one allocation, not one per metric). */
+interface MetricCall {
+  v: Record<string, unknown>;
+  ts: number;
+  step: number;
+  n: number;
+}
+
+/** Expand queued calls into MLflow metrics. */
+function expand(calls: readonly MetricCall[]): MlflowMetric[] {
+  const out: MlflowMetric[] = [];
+  for (const c of calls) {
+    for (const key in c.v) {
+      const v = c.v[key];
+      out.push({ key, value: typeof v === 'boolean' ? (v ? 1 : 0) : (v as number), timestamp: c.ts, step: c.step });
+    }
+  }
+  return out;
+}
+
+interface StoreChoice {
+  store: MlflowStore;
+  rest?: { url: string; headers: Record<string, string>; insecure: boolean };
+}
+
+/**
+ * Pick and open the store for a tracking URI. Exported for `trackspec sync`. The REST client (and
+ * its HTTP library) is loaded only when a server is used, so importing the SDK stays cheap.
+ */
+export async function openStore(trackingUri: string | null, retryDeadlineSecs: number, env: Env = process.env): Promise<StoreChoice> {
+  const uri = trackingUri ?? './mlruns';
+  const scheme = SCHEME.exec(uri)?.[1]?.toLowerCase();
+  if (scheme === undefined || scheme.length === 1 /* C:\ */ || scheme === 'file') return { store: new FileStore(uri) };
+  if (scheme !== 'http' && scheme !== 'https') {
+    throw new ConfigError(
+      `MLflowTracker: tracking URI scheme '${scheme}:' is not supported; use http(s)://host:port for a tracking server, or a path / file: URI for a local store (set tracking_uri or MLFLOW_TRACKING_URI)`,
+      { option: 'tracking_uri' },
+    );
+  }
+  const headers: Record<string, string> = {};
+  const token = readEnv(env, 'MLFLOW_TRACKING_TOKEN');
+  const user = readEnv(env, 'MLFLOW_TRACKING_USERNAME');
+  const password = readEnv(env, 'MLFLOW_TRACKING_PASSWORD');
+  let parsed: URL;
+  try {
+    parsed = new URL(uri);
+  } catch {
+    throw new ConfigError(`MLflowTracker: tracking URI is not a valid URL (set tracking_uri or MLFLOW_TRACKING_URI)`, { option: 'tracking_uri' });
+  }
+  if (token) headers.authorization = `Bearer ${token}`;
+  else if (user !== undefined || password !== undefined) {
+    headers.authorization = `Basic ${Buffer.from(`${user ?? ''}:${password ?? ''}`).toString('base64')}`;
+  } else if (parsed.username || parsed.password) {
+    headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`).toString('base64')}`;
+  }
+  const insecureRaw = readEnv(env, 'MLFLOW_TRACKING_INSECURE_TLS');
+  const insecure = insecureRaw === undefined ? false : (parseEnv('MLFLOW_TRACKING_INSECURE_TLS', insecureRaw, 'boolean') as boolean);
+  const { RestStore, displayUrl } = await import('./rest-store.js');
+  const url = displayUrl(uri);
+  const store = new RestStore({ url, headers, insecureTls: insecure, retry: { deadlineMs: retryDeadlineSecs * 1000 } });
+  return { store, rest: { url, headers, insecure } };
+}
+
+/** Runs started by MLflowTracker in this process, most recent last (the nesting parent). */
+const activeRuns: MLflowRunDriver[] = [];
+
+let uncaught = false;
+process.on('uncaughtExceptionMonitor', () => {
+  uncaught = true;
+});
+
+function isUnreachable(e: unknown): boolean {
+  return e instanceof HttpTransportError || e instanceof RetryDeadlineError;
+}
+
+/**
+ * A relative logging_dir means a directory of the caller: made absolute here, because a tracking
+ * server would otherwise resolve it against its own working directory.
+ */
+function artifactLocation(dir: string | null): string | null {
+  if (dir === null) return null;
+  const scheme = SCHEME.exec(dir)?.[1];
+  if (scheme !== undefined && scheme.length > 1) return dir; // a URI (s3://, file:, ...); not a Windows drive
+  return resolvePath(dir);
+}
+
+function stringTags(tags: MLflowDriverOptions['tags']): MlflowKV[] {
+  if (tags === null || typeof tags === 'string') return [];
+  return Object.entries(tags)
+    .filter(([, v]) => v !== undefined)
+    .map(([key, value]) => ({ key, value: String(value) }));
+}
+
+function checkKeys(where: string, keys: Iterable<string>): void {
+  const issues = [];
+  for (const key of keys) {
+    const problem = keyProblem(key);
+    if (problem) issues.push({ pointer: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, code: 'mlflow-key', message: `${JSON.stringify(key)} ${problem}` });
+  }
+  if (issues.length) throw new ValidationError(`MLflowTracker.${where}: invalid MLflow key(s): ${issues.map((i) => i.message).join('; ')}`, issues);
+}
+
+class MLflowRunDriver implements TrackerDriver<MLflowRun> {
+  readonly handle: MLflowRun;
+  readonly #store: MlflowStore;
+  readonly #rest: StoreChoice['rest'];
+  readonly #ctx: DriverContext;
+  readonly #info: RunInfo;
+  readonly #spoolDir: string;
+  readonly #batcher: Batcher<MetricCall>;
+  readonly #params = new Map<string, string>();
+  readonly #validKeys = new Set<string>();
+  readonly #inFlight = new Set<MetricCall[]>();
+  #spool: Spool | undefined;
+  #spoolPath: string | undefined;
+  #spooled = 0;
+  #overflow: MetricCall[] = [];
+  #finished = false;
+  #unregisterExit: () => void;
+
+  constructor(store: StoreChoice, info: RunInfo, params: Record<string, string>, options: MLflowDriverOptions, ctx: DriverContext) {
+    this.#store = store.store;
+    this.#rest = store.rest;
+    this.#ctx = ctx;
+    this.#info = info;
+    this.#spoolDir = options.spool_dir ?? defaultSpoolDir();
+    for (const [k, v] of Object.entries(params)) this.#params.set(k, v);
+    const self = this;
+    this.handle = {
+      runId: info.runId,
+      experimentId: info.experimentId,
+      runName: info.runName,
+      trackingUri: store.store.target,
+      artifactUri: info.artifactUri,
+      get spoolPath() {
+        return self.#spoolPath;
+      },
+      requestCounts: (store.store as Partial<RestStore>).requestCounts ?? new Map(),
+      setTag: (key, value) => this.#logEntries('setTag', [], [{ key, value: String(value) }]),
+    };
+    this.#batcher = new Batcher<MetricCall>({
+      maxBatch: MAX_METRICS_PER_BATCH,
+      weight: (c) => c.n,
+      maxDelayMs: options.flush_interval_secs * 1000,
+      maxPending: 100_000, // log() calls held in memory before the overflow goes to the spool
+      concurrency: 2,
+      send: async (batch) => {
+        this.#inFlight.add(batch);
+        try {
+          const metrics = expand(batch);
+          for (let i = 0; i < metrics.length; i += MAX_METRICS_PER_BATCH) {
+            await this.#store.logBatch(info.runId, { metrics: metrics.slice(i, i + MAX_METRICS_PER_BATCH) });
+          }
+        } finally {
+          this.#inFlight.delete(batch);
+        }
+      },
+      onFailed: async (batch, error) => {
+        if (!isUnreachable(error)) return; // rejected by the server (4xx): reported by flush(), not replayable
+        await this.#toSpool(expand(batch).map((m) => this.#metricRecord(m)), 'unreachable');
+      },
+      overflow: (items) => {
+        this.#overflow.push(...items);
+        if (this.#overflow.length === items.length) {
+          queueMicrotask(() => {
+            const moving = this.#overflow;
+            this.#overflow = [];
+            void this.#toSpool(expand(moving).map((m) => this.#metricRecord(m)), 'overflow').catch((e: unknown) => ctx.warn(`could not spool metrics: ${(e as Error).message}`));
+          });
+        }
+      },
+    });
+    this.#unregisterExit = registerExitHook((reason) => this.#onExit(reason));
+  }
+
+  #metricRecord(m: MlflowMetric): SpoolRecord {
+    return { t: 'metric', run: this.#info.runId, key: m.key, value: wireMetricValue(m.value), ts: m.timestamp, step: m.step };
+  }
+
+  #spoolOpening: Promise<Spool> | undefined;
+
+  async #toSpool(records: SpoolRecord[], why: 'unreachable' | 'overflow'): Promise<void> {
+    if (records.length === 0) return;
+    this.#spoolOpening ??= Spool.create(this.#spoolDir, {
+      backend: 'mlflow',
+      target: this.#store.target,
+      created: Date.now(),
+      meta: { run_id: this.#info.runId, experiment_id: this.#info.experimentId },
+    }).then((spool) => {
+      this.#spool = spool;
+      this.#spoolPath = spool.path;
+      return spool;
+    });
+    const spool = await this.#spoolOpening;
+    if (why === 'unreachable') {
+      this.#ctx.warnOnce('spool:unreachable', `the MLflow server at ${this.#store.target} is unreachable; records are kept in ${spool.path} (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
+    } else {
+      this.#ctx.warnOnce('spool:overflow', `metrics are logged faster than ${this.#store.target} accepts them; the excess is kept in ${spool.path} (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
+    }
+    await spool.append(records);
+    this.#spooled += records.length;
+  }
+
+  log(values: Readonly<Values>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
+    if (this.#finished) throw new TrackspecError('MLflowTracker.log() after finish()');
+    const valid = this.#validKeys;
+    let n = 0;
+    for (const key in values) {
+      if (!valid.has(key)) {
+        checkKeys('log()', [key]);
+        valid.add(key);
+      }
+      n++;
+    }
+    if (n === 0) return;
+    let timestamp = Date.now();
+    if (kwargs !== undefined) {
+      for (const k in kwargs) {
+        if (k === 'timestamp' && typeof kwargs[k] === 'number') timestamp = kwargs[k] as number;
+        else this.#ctx.warnOnce(`kwarg:${k}`, `mlflow: log kwarg '${k}' is not supported and was ignored`);
+      }
+    }
+    this.#batcher.push({ v: { ...values }, ts: timestamp, step: step ?? 0, n });
+  }
+
+  /** Send params/tags in MLflow-sized requests (awaited); spool them if the server stays unreachable. */
+  async #logEntries(what: string, params: MlflowKV[], tags: MlflowKV[]): Promise<void> {
+    checkKeys(what, [...params, ...tags].map((p) => p.key));
+    let i = 0;
+    let j = 0;
+    while (i < params.length || j < tags.length) {
+      const p = params.slice(i, i + MAX_PARAMS_PER_BATCH);
+      const t = tags.slice(j, j + MAX_TAGS_PER_BATCH);
+      i += p.length;
+      j += t.length;
+      try {
+        await this.#store.logBatch(this.#info.runId, { params: p, tags: t });
+      } catch (e) {
+        if (!isUnreachable(e)) throw e;
+        const run = this.#info.runId;
+        await this.#toSpool([
+          ...p.map((x): SpoolRecord => ({ t: 'param', run, key: x.key, value: x.value })),
+          ...t.map((x): SpoolRecord => ({ t: 'tag', run, key: x.key, value: x.value })),
+          ...params.slice(i).map((x): SpoolRecord => ({ t: 'param', run, key: x.key, value: x.value })),
+          ...tags.slice(j).map((x): SpoolRecord => ({ t: 'tag', run, key: x.key, value: x.value })),
+        ], 'unreachable');
+        throw new BackendError('mlflow', `the server at ${this.#store.target} is unreachable; ${what} was saved to ${this.#spoolPath} — upload it with \`trackspec sync ${this.#spoolDir}\``, { cause: e });
+      }
+    }
+  }
+
+  async storeInitConfiguration(values: Readonly<Values>): Promise<void> {
+    const params: MlflowKV[] = [];
+    for (const [key, v] of Object.entries(values)) {
+      const value = paramString(v);
+      if (value.length > MAX_PARAM_VALUE_LENGTH) {
+        this.#ctx.warnOnce(
+          `long:${key}`,
+          `mlflow: trackspec is attempting to log a value of "${value.slice(0, 40)}…" for key "${key}" as a parameter. MLflow's log_param() only accepts values no longer than ${MAX_PARAM_VALUE_LENGTH} characters so we dropped this attribute.`,
+        );
+        continue;
+      }
+      const old = this.#params.get(key);
+      if (old !== undefined && old !== value) {
+        throw new BackendError('mlflow', `${PARAM_IMMUTABLE}: ${JSON.stringify(key)} is ${JSON.stringify(old)}, not ${JSON.stringify(value)}. Log it under another name, or start a new run.`, {
+          code: 'INVALID_PARAMETER_VALUE',
+        });
+      }
+      if (old === undefined) params.push({ key, value });
+    }
+    await this.#logEntries('storeInitConfiguration()', params, []);
+    for (const p of params) this.#params.set(p.key, p.value);
+  }
+
+  async flush(): Promise<void> {
+    try {
+      await this.#batcher.flush();
+    } catch (e) {
+      if (isUnreachable(e)) {
+        throw new BackendError('mlflow', `the server at ${this.#store.target} is unreachable; ${this.#spooled} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  async finish(): Promise<void> {
+    if (this.#finished) return;
+    this.#finished = true;
+    const at = activeRuns.indexOf(this);
+    if (at >= 0) activeRuns.splice(at, 1);
+    let failure: unknown;
+    try {
+      await this.#batcher.close();
+    } catch (e) {
+      failure = e;
+    }
+    const endTime = Date.now();
+    try {
+      await this.#store.updateRun(this.#info.runId, 'FINISHED', endTime);
+    } catch (e) {
+      if (isUnreachable(e)) await this.#toSpool([{ t: 'status', run: this.#info.runId, status: 'FINISHED', end: endTime }], 'unreachable');
+      failure ??= e;
+    }
+    this.#unregisterExit();
+    await this.#spool?.close();
+    await this.#store.close();
+    if (failure !== undefined) {
+      if (this.#spooled > 0) {
+        throw new BackendError('mlflow', `finished with the server at ${this.#store.target} unreachable: ${this.#spooled} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``, { cause: failure });
+      }
+      throw failure;
+    }
+  }
+
+  /** Synchronous last resort when the process ends without finish(). */
+  #onExit(reason: 'beforeExit' | 'exit' | 'SIGINT' | 'SIGTERM'): void {
+    if (this.#finished) return;
+    if (reason === 'beforeExit') {
+      // The event loop drained without finish(): finish normally (as mlflow's atexit end_run does).
+      void this.finish().catch((e: unknown) => this.#ctx.warn(`finishing the run at exit failed: ${(e as Error).message}`));
+      return;
+    }
+    this.#finished = true;
+    const status: RunStatus = reason === 'exit' ? (uncaught || (process.exitCode ?? 0) !== 0 ? 'FAILED' : 'FINISHED') : 'KILLED';
+    const pending = expand([...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#overflow]);
+    const endTime = Date.now();
+    const runId = this.#info.runId;
+    if (this.#store instanceof FileStore) {
+      const dir = this.#store.runDir(this.#info);
+      const byKey = new Map<string, string>();
+      for (const m of pending) byKey.set(m.key, `${byKey.get(m.key) ?? ''}${m.timestamp} ${pyFloatRepr(m.value)} ${m.step}\n`);
+      for (const [key, lines] of byKey) {
+        const path = join(dir, 'metrics', key);
+        mkdirSync(join(path, '..'), { recursive: true });
+        appendFileSync(path, lines);
+      }
+      this.#store.updateRunSync(dir, this.#info, status, endTime);
+      return;
+    }
+    const rest = this.#rest!;
+    const batches: unknown[][] = [];
+    for (let i = 0; i < pending.length; i += MAX_METRICS_PER_BATCH) {
+      batches.push(pending.slice(i, i + MAX_METRICS_PER_BATCH).map((m) => ({ key: m.key, value: wireMetricValue(m.value), timestamp: m.timestamp, step: m.step })));
+    }
+    const api = `${rest.url}/api/2.0/mlflow`;
+    const sent = postSync(
+      [
+        ...batches.map((metrics) => ({ url: `${api}/runs/log-batch`, body: { run_id: runId, metrics } })),
+        { url: `${api}/runs/update`, body: { run_id: runId, status, end_time: endTime } },
+      ],
+      { headers: rest.headers, insecure: rest.insecure },
+    );
+    if (sent) return;
+    const records: SpoolRecord[] = [...pending.map((m) => this.#metricRecord(m)), { t: 'status', run: runId, status, end: endTime }];
+    try {
+      const path = Spool.appendSyncTo(this.#spoolPath, this.#spoolDir, {
+        backend: 'mlflow',
+        target: this.#store.target,
+        created: Date.now(),
+        meta: { run_id: runId, experiment_id: this.#info.experimentId },
+      }, records);
+      process.stderr.write(`trackspec: MLflow server unreachable at exit; ${records.length} record(s) saved to ${path} — upload with \`trackspec sync ${this.#spoolDir}\`\n`);
+    } catch (e) {
+      process.stderr.write(`trackspec: could not save the last MLflow records at exit: ${(e as Error).message}\n`);
+    }
+  }
+}
+
+async function warnAboutSpools(dir: string, ctx: DriverContext): Promise<void> {
+  try {
+    const pending = (await listSpools(dir, 'mlflow')).filter((s) => s.pending > 0);
+    if (pending.length > 0) {
+      const n = pending.reduce((a, s) => a + s.pending, 0);
+      ctx.warn(`found ${pending.length} MLflow spool file(s) with ${n} record(s) not yet uploaded in ${dir}; upload them with \`trackspec sync ${dir}\``);
+    }
+  } catch {
+    // no spool directory: nothing to offer
+  }
+}
+
+export const driver: BackendDriver<MLflowDriverOptions, MLflowRun> = {
+  available: true,
+  start: async (options, ctx) => {
+    const choice = await openStore(options.tracking_uri, options.retry_deadline_secs);
+    const { store } = choice;
+    try {
+      void warnAboutSpools(options.spool_dir ?? defaultSpoolDir(), ctx);
+      const tags = stringTags(options.tags);
+      const parent = options.nested_run ? activeRuns.at(-1) : undefined;
+      let info: RunInfo;
+      let params: Record<string, string> = {};
+      if (options.run_id && !(options.nested_run && !parent)) {
+        // Resume an existing run.
+        const existing = await store.getRun(options.run_id);
+        if (!existing) {
+          throw new BackendError('mlflow', `run_id ${options.run_id} does not exist at ${store.target} (set by the run_id option or MLFLOW_RUN_ID)`, { code: 'RESOURCE_DOES_NOT_EXIST', status: 404 });
+        }
+        await store.updateRun(options.run_id, 'RUNNING');
+        info = { ...existing.info, status: 'RUNNING' };
+        params = existing.params;
+        const extra: MlflowKV[] = [...tags];
+        if (parent) extra.push({ key: 'mlflow.parentRunId', value: parent.handle.runId });
+        if (extra.length) await store.logBatch(info.runId, { tags: extra });
+      } else {
+        let parentId = parent?.handle.runId;
+        let parentExperiment: string | undefined = parent?.handle.experimentId;
+        if (options.nested_run && !parent && options.run_id) {
+          const p = await store.getRun(options.run_id);
+          if (!p) throw new BackendError('mlflow', `nested_run: parent run ${options.run_id} (run_id / MLFLOW_RUN_ID) does not exist at ${store.target}`, { code: 'RESOURCE_DOES_NOT_EXIST', status: 404 });
+          parentId = p.info.runId;
+          parentExperiment = p.info.experimentId;
+        }
+        if (options.nested_run && !parentId) ctx.warn('mlflow: nested_run is set but there is no active parent run; starting a top-level run');
+        let experimentId: string;
+        if (options.experiment_name === null && parentExperiment !== undefined) experimentId = parentExperiment;
+        else {
+          const name = options.experiment_name ?? 'Default';
+          const found = await store.getExperimentByName(name);
+          experimentId = found ? found.experimentId : await store.createExperiment(name, artifactLocation(options.logging_dir), tags);
+        }
+        const runTags: MlflowKV[] = [
+          ...tags,
+          { key: 'mlflow.user', value: userInfo().username },
+          { key: 'mlflow.source.name', value: process.argv[1] ?? 'node' },
+          { key: 'mlflow.source.type', value: 'LOCAL' },
+          { key: 'trackspec.host', value: hostname() },
+        ];
+        if (options.run_name) runTags.push({ key: 'mlflow.runName', value: options.run_name });
+        if (options.description) runTags.push({ key: 'mlflow.note.content', value: options.description });
+        if (parentId) runTags.push({ key: 'mlflow.parentRunId', value: parentId });
+        for (const t of runTags) {
+          if (t.value.length > MAX_TAG_VALUE_LENGTH) {
+            throw new ConfigError(`MLflowTracker: tag ${JSON.stringify(t.key)} is longer than MLflow's ${MAX_TAG_VALUE_LENGTH} characters`, { option: 'tags' });
+          }
+        }
+        checkKeys('start()', runTags.map((t) => t.key));
+        info = await store.createRun({ experimentId, startTime: Date.now(), runName: options.run_name, tags: runTags });
+      }
+      const d = new MLflowRunDriver(choice, info, params, options, ctx);
+      activeRuns.push(d);
+      return d;
+    } catch (e) {
+      await store.close();
+      if (e instanceof TrackspecError) throw e;
+      throw new BackendError('mlflow', (e as Error).message, { cause: e });
+    }
+  },
+};

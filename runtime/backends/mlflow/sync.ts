@@ -1,0 +1,88 @@
+/**
+ * `trackspec sync [DIR]` for MLflow spools: replay every unsent record to where the run lives, exactly
+ * once. A chunk whose ack was not written (a crash between send and ack) is re-sent, so metrics are
+ * de-duplicated against the server's own history first (same key, timestamp, step and value);
+ * params are idempotent in MLflow (same value accepted) and tags overwrite.
+ */
+import { listSpools, replaySpool, type SpoolHeader, type SyncSummary } from '../../io/spool.js';
+import type { Env } from '../../core/env.js';
+import { openStore, type SpoolRecord } from './index.js';
+import { MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, MAX_TAGS_PER_BATCH, metricPointKey } from './keys.js';
+import type { MlflowKV, MlflowMetric, MlflowStore } from './store.js';
+
+const metricValue = (v: number | string) => (typeof v === 'number' ? v : v === 'NaN' ? NaN : Number(v));
+const pointKey = metricPointKey;
+
+async function replayOne(path: string, store: MlflowStore, out: (line: string) => void): Promise<{ sent: number; duplicates: number }> {
+  const seen = new Map<string, Set<string>>(); // run\0key → points already on the server
+  let duplicates = 0;
+  let sent = 0;
+  const history = async (run: string, key: string) => {
+    const id = `${run}\u0000${key}`;
+    let s = seen.get(id);
+    if (!s) {
+      s = new Set((await store.metricHistory(run, key)).map((m) => pointKey(m.timestamp, m.step, m.value)));
+      seen.set(id, s);
+    }
+    return s;
+  };
+  await replaySpool(
+    path,
+    async (records) => {
+      const byRun = new Map<string, { metrics: MlflowMetric[]; params: MlflowKV[]; tags: MlflowKV[]; status?: SpoolRecord & { t: 'status' } }>();
+      const slot = (run: string) => {
+        let s = byRun.get(run);
+        if (!s) byRun.set(run, (s = { metrics: [], params: [], tags: [] }));
+        return s;
+      };
+      for (const r of records as SpoolRecord[]) {
+        const s = slot(r.run);
+        if (r.t === 'metric') {
+          const value = metricValue(r.value);
+          const known = await history(r.run, r.key);
+          const k = pointKey(r.ts, r.step, value);
+          if (known.has(k)) {
+            duplicates++;
+            continue;
+          }
+          known.add(k);
+          s.metrics.push({ key: r.key, value, timestamp: r.ts, step: r.step });
+        } else if (r.t === 'param') s.params.push({ key: r.key, value: r.value });
+        else if (r.t === 'tag') s.tags.push({ key: r.key, value: r.value });
+        else s.status = r;
+      }
+      for (const [run, s] of byRun) {
+        for (let i = 0; i < s.params.length; i += MAX_PARAMS_PER_BATCH) await store.logBatch(run, { params: s.params.slice(i, i + MAX_PARAMS_PER_BATCH) });
+        for (let i = 0; i < s.tags.length; i += MAX_TAGS_PER_BATCH) await store.logBatch(run, { tags: s.tags.slice(i, i + MAX_TAGS_PER_BATCH) });
+        for (let i = 0; i < s.metrics.length; i += MAX_METRICS_PER_BATCH) await store.logBatch(run, { metrics: s.metrics.slice(i, i + MAX_METRICS_PER_BATCH) });
+        if (s.status) await store.updateRun(run, s.status.status, s.status.end);
+        sent += s.metrics.length + s.params.length + s.tags.length + (s.status ? 1 : 0);
+      }
+    },
+    { chunk: MAX_METRICS_PER_BATCH, onProgress: (done, total) => out(`  ${done}/${total} records`) },
+  );
+  return { sent, duplicates };
+}
+
+/** Replay every MLflow spool in `dir`. `out` receives progress lines. */
+export async function syncSpools(dir: string, options: { out?: (line: string) => void; env?: Env; retryDeadlineSecs?: number } = {}): Promise<SyncSummary> {
+  const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const spools = (await listSpools(dir, 'mlflow')).filter((s) => s.pending > 0);
+  const summary: SyncSummary = { spools: spools.length, sent: 0, duplicates: 0, failed: [] };
+  for (const s of spools) {
+    const header: SpoolHeader = s.header;
+    out(`${s.path}: ${s.pending} record(s) for ${header.target}${s.tornTail ? ' (a torn last record from a crash is skipped)' : ''}`);
+    const { store } = await openStore(header.target, options.retryDeadlineSecs ?? 30, options.env);
+    try {
+      const r = await replayOne(s.path, store, out);
+      summary.sent += r.sent;
+      summary.duplicates += r.duplicates;
+    } catch (e) {
+      summary.failed.push({ path: s.path, error: (e as Error).message });
+      out(`  failed: ${(e as Error).message} (run sync again later; it resumes where it stopped)`);
+    } finally {
+      await store.close();
+    }
+  }
+  return summary;
+}
