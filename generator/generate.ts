@@ -5,16 +5,17 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { walkFiles } from '../runtime/io/fs-util.js';
 import { loadSpec } from './load.js';
 import { buildModel, type ModelIR } from './model.js';
-import { HEADER_TEXT, TS_HEADER, packageRoot } from './paths.js';
+import { HEADER_TEXT, packageRoot } from './paths.js';
 import { trackingConfigSchema } from './emit/config-schema.js';
 import { emitConfigType, emitOptionTypes } from './emit/types.js';
 import { emitValidators, type AjvCtor, type StandaloneFn } from './emit/validators.js';
-import { emitClasses } from './emit/classes.js';
+import { TS_STAGE_WORKER, type TsStageInput, type TsStageOutput } from './emit/typescript-stage.js';
 import { emitDocs } from './emit/docs.js';
 
 export interface GenerateOptions {
@@ -117,6 +118,41 @@ function emitterVersions(root: string): Record<string, string> {
   return versions;
 }
 
+interface TsStage {
+  run(input: TsStageInput): Promise<TsStageOutput>;
+  stop(): void;
+}
+
+/** Start the worker of emit/typescript-stage.ts (it begins loading ts-morph at once). */
+function startTsStage(): TsStage {
+  const stageUrl = new URL(`./emit/typescript-stage${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+  // From the TypeScript sources (tsx, vitest) the worker registers tsx before loading the stage.
+  const worker = stageUrl.pathname.endsWith('.ts')
+    ? new Worker(
+        `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(stageUrl.href)}); });`,
+        { eval: true, workerData: TS_STAGE_WORKER },
+      )
+    : new Worker(stageUrl, { workerData: TS_STAGE_WORKER });
+  worker.unref();
+  const failed = new Promise<never>((_, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the ts-morph worker exited (code ${code}) before answering`)));
+  });
+  failed.catch(() => undefined);
+  return {
+    async run(input) {
+      const answer = new Promise<{ ok?: TsStageOutput; error?: string }>((res) => worker.once('message', res));
+      worker.postMessage(input);
+      const reply = await Promise.race([answer, failed]);
+      if (reply.error !== undefined) throw new Error(`ts-morph stage failed: ${reply.error}`);
+      return reply.ok!;
+    },
+    stop() {
+      void worker.terminate();
+    },
+  };
+}
+
 export async function generate(options: GenerateOptions = {}): Promise<GenerateResult> {
   const timings: Record<string, number> = {};
   let t0 = performance.now();
@@ -143,15 +179,34 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
     }
   }
 
+  // ts-morph loads in a worker thread while this thread loads the spec and runs the other emitters.
+  const tsStage = startTsStage();
+  try {
+    return await emitAndCompare({ root, specDir, outDir, check: options.check ?? false, key, lap, timings, tsStage });
+  } finally {
+    tsStage.stop();
+  }
+}
+
+async function emitAndCompare(ctx: {
+  root: string;
+  specDir: string;
+  outDir: string;
+  check: boolean;
+  key: string | undefined;
+  lap: (name: string) => void;
+  timings: Record<string, number>;
+  tsStage: TsStage;
+}): Promise<GenerateResult> {
+  const { root, specDir, outDir, key, lap, timings } = ctx;
   // The emitters are CommonJS: require() them. import() of a CommonJS module first scans its source
-  // for named exports (cjs-module-lexer), which costs ~0.15 s on ts-morph's bundled TypeScript.
+  // for named exports (cjs-module-lexer).
   const requireEmitter = createRequire(import.meta.url);
   const template = readFile(join(TEMPLATES, 'README.md.hbs'), 'utf8');
   const spec = await loadSpec(specDir);
   lap('load+validate');
   const model = buildModel(spec, outDir);
   lap('model');
-  const tsMorph = requireEmitter('ts-morph') as typeof import('ts-morph');
   const jstt = requireEmitter('json-schema-to-typescript') as typeof import('json-schema-to-typescript');
   const AjvClass = (requireEmitter('ajv') as { Ajv: AjvCtor }).Ajv;
   const standaloneModule = requireEmitter('ajv/dist/standalone') as { default: StandaloneFn };
@@ -164,42 +219,26 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   out.set('config.gen.ts', await emitConfigType(model, configSchema, jstt.compile));
   lap('emit types');
   const validators = emitValidators(model, configSchema, AjvClass, standaloneModule.default);
-  out.set('validators.gen.js', validators.js);
   out.set('validators.gen.d.ts', validators.dts);
+  // Every TypeScript output so far goes to the ts-morph stage, which adds the classes and formats all.
+  const tsDone = ctx.tsStage.run({ model, texts: [...out] });
+  out.set('validators.gen.js', validators.js);
   lap('emit validators');
-  const project = new tsMorph.Project({
-    useInMemoryFileSystem: true,
-    skipLoadingLibFiles: true,
-    manipulationSettings: {
-      indentationText: tsMorph.IndentationText.TwoSpaces,
-      quoteKind: tsMorph.QuoteKind.Single,
-      newLineKind: tsMorph.NewLineKind.LineFeed,
-      useTrailingCommas: true,
-    },
-  });
-  for (const [name, text] of emitClasses(model, tsMorph, project)) out.set(name, text);
-  lap('emit classes');
   out.set('README.md', emitDocs(model, hb, await template));
   out.set('tracking-config.schema.json', json(configSchema));
-  lap('emit docs+schema');
-
-  // One formatter pass over every TypeScript/JavaScript output, in-process.
-  // ajv's standalone output is printed canonically already (and large): it only gets the whitespace rules.
+  // ajv's standalone output is printed canonically already (and large): like the other non-TypeScript
+  // outputs it only gets the whitespace rules.
   for (const [name, text] of out) {
-    if (!name.endsWith('.ts')) {
-      out.set(name, text.replace(/\r\n/g, '\n').replace(/[ \t]+$/gm, '').replace(/\n*$/, '\n'));
-      continue;
-    }
-    const body = text.startsWith(TS_HEADER) ? text : `${TS_HEADER}\n\n${text}`;
-    const sf = project.createSourceFile(`/fmt/${name}`, body, { overwrite: true });
-    sf.formatText({ indentSize: 2, tabSize: 2, convertTabsToSpaces: true, ensureNewLineAtEndOfFile: true, semicolons: tsMorph.ts.SemicolonPreference.Insert });
-    out.set(name, sf.getFullText().replace(/\r\n/g, '\n').replace(/[ \t]+$/gm, ''));
+    if (!name.endsWith('.ts')) out.set(name, text.replace(/\r\n/g, '\n').replace(/[ \t]+$/gm, '').replace(/\n*$/, '\n'));
   }
-  lap('format');
+  lap('emit docs+schema');
+  const { files: tsFiles, typescriptVersion } = await tsDone;
+  for (const [name, text] of tsFiles) out.set(name, text);
+  lap('emit classes+format (ts-morph worker)');
 
   const require = createRequire(join(root, 'package.json'));
   const versions = emitterVersions(root);
-  versions['typescript (bundled by ts-morph)'] = tsMorph.ts.version;
+  versions['typescript (bundled by ts-morph)'] = typescriptVersion;
   const fileHashes: Record<string, string> = {};
   for (const name of [...out.keys()].sort()) fileHashes[name] = createHash('sha256').update(out.get(name)!).digest('hex');
   out.set(
@@ -237,7 +276,7 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   const extra = existing.filter((n) => !out.has(n)).sort();
   lap('compare');
 
-  if (!options.check) {
+  if (!ctx.check) {
     await mkdir(outDir, { recursive: true });
     for (const name of [...stale, ...missing]) await writeFile(join(outDir, name), out.get(name)!);
     for (const name of extra) {
