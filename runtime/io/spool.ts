@@ -38,7 +38,9 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BackendError } from '../core/errors.js';
-import { decodeFrames, encodeFrames } from './framing.js';
+import { describeRanges, encodeFrames, fileSource, scanFrameFile, type DamagedRange } from './framing.js';
+
+export type { DamagedRange } from './framing.js';
 import { lazy } from './lazy.js';
 
 const crypto = lazy<typeof import('node:crypto')>('node:crypto');
@@ -66,6 +68,8 @@ export interface SpoolInfo {
   acked: number;
   pending: number;
   tornTail: boolean;
+  /** Damaged byte ranges in the middle of the file (the records there are lost; the rest is readable). */
+  damaged: DamagedRange[];
   /** File size in bytes. */
   bytes?: number;
   /** Pid holding the lock (a live writer or replayer), when the lock is live. */
@@ -199,6 +203,15 @@ function fsyncDir(dir: string): void {
   }
 }
 
+/** An fs error's message, saying plainly when the disk is full (ENOSPC) or the quota is used up (EDQUOT). */
+export function diskMessage(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const msg = (err as Error).message;
+  if (code === 'ENOSPC') return `the disk is full (${msg}); free some space`;
+  if (code === 'EDQUOT') return `the disk quota is used up (${msg}); free some space or raise the quota`;
+  return msg;
+}
+
 function writeAllSync(fd: number, buf: Buffer): void {
   let off = 0;
   while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
@@ -229,6 +242,8 @@ export class Spool {
   readonly header: SpoolHeader;
   private fd: number;
   private nextSeq = 0;
+  /** Bytes in the file (this writer is its only appender while it holds the lock). */
+  private size: number;
   private closed = false;
   private readonly releaseLock: () => void;
   // fdatasync coalescing: one in flight; appends arriving meanwhile share the next one.
@@ -240,6 +255,7 @@ export class Spool {
     this.header = header;
     this.fd = fd;
     this.releaseLock = releaseLock;
+    this.size = fs.fstatSync(fd).size;
   }
 
   /** Create a new spool file `<dir>/<backend>/<timestamp>-<pid>-<random>.spool` (mode 0600), header first, fsync'd. */
@@ -267,7 +283,7 @@ export class Spool {
     } catch (err) {
       if (fd !== undefined) fs.closeSync(fd);
       release();
-      throw new BackendError(backend, `spool: cannot create ${file}: ${(err as Error).message}`, { cause: err });
+      throw new BackendError(backend, `spool: cannot create ${file}: ${diskMessage(err)}`, { cause: err });
     }
     return new Spool(file, clean, fd, release);
   }
@@ -302,7 +318,7 @@ export class Spool {
           }
           return existing;
         } catch (err) {
-          throw new BackendError(backend, `spool ${existing}: write failed: ${(err as Error).message}`, { cause: err });
+          throw new BackendError(backend, `spool ${existing}: write failed: ${diskMessage(err)}`, { cause: err });
         } finally {
           release?.();
         }
@@ -333,7 +349,7 @@ export class Spool {
       } catch {
         // ignore
       }
-      throw new BackendError(backend, `spool: cannot write ${file}: ${(err as Error).message}`, { cause: err });
+      throw new BackendError(backend, `spool: cannot write ${file}: ${diskMessage(err)}`, { cause: err });
     }
     return file;
   }
@@ -343,15 +359,23 @@ export class Spool {
     return this.nextSeq;
   }
 
-  private write(records: readonly unknown[]): number[] {
+  /** Append encoded frames with one write; returns the file offset they start at. */
+  private writeFrames(buf: Buffer): number {
     if (this.closed) throw new BackendError(this.header.backend, `spool ${this.path}: append after close()`);
-    if (records.length === 0) return [];
-    const buf = encodeFrames(records.map(recordPayload));
+    const at = this.size;
     try {
       appendAllSync(this.fd, buf);
     } catch (err) {
-      throw new BackendError(this.header.backend, `spool ${this.path}: write failed: ${(err as Error).message}`, { cause: err });
+      throw new BackendError(this.header.backend, `spool ${this.path}: write failed: ${diskMessage(err)}`, { cause: err });
     }
+    this.size = at + buf.length;
+    return at;
+  }
+
+  private write(records: readonly unknown[]): number[] {
+    if (this.closed) throw new BackendError(this.header.backend, `spool ${this.path}: append after close()`);
+    if (records.length === 0) return [];
+    this.writeFrames(encodeFrames(records.map(recordPayload)));
     const first = this.nextSeq;
     this.nextSeq += records.length;
     const seqs = new Array<number>(records.length);
@@ -364,6 +388,42 @@ export class Spool {
     const seqs = this.write(records);
     if (seqs.length > 0) await this.sync();
     return seqs;
+  }
+
+  /**
+   * Write-ahead: append groups of records with one write (synchronous) and start a background
+   * fdatasync; returns each group's byte range `[from, to)` in the file (for `ack`).
+   */
+  writeGroups(groups: readonly (readonly unknown[])[]): { ranges: [number, number][]; synced: Promise<void> } {
+    const payloads: Buffer[] = [];
+    const sizes: number[] = [];
+    for (const g of groups) {
+      let bytes = 0;
+      for (const r of g) {
+        const p = recordPayload(r);
+        payloads.push(p);
+        bytes += 8 + p.length;
+      }
+      sizes.push(bytes);
+    }
+    const ranges: [number, number][] = [];
+    if (payloads.length === 0) return { ranges: groups.map(() => [this.size, this.size]), synced: Promise.resolve() };
+    let at = this.writeFrames(encodeFrames(payloads));
+    for (const n of sizes) {
+      ranges.push([at, at + n]);
+      at += n;
+    }
+    this.nextSeq += payloads.length;
+    return { ranges, synced: this.sync() };
+  }
+
+  /**
+   * Mark the records in these byte ranges done (delivered): one ack frame, written synchronously
+   * (it survives a SIGKILL; it is fsync'd with the next sync). Replays skip done records.
+   */
+  ack(ranges: readonly (readonly [number, number])[]): void {
+    if (ranges.length === 0 || this.closed) return;
+    this.writeFrames(encodeFrames([payload(TYPE_ACK, JSON.stringify({ done: mergeRanges(ranges) }))]));
   }
 
   /** Synchronous variant for process-exit paths (write + fdatasync, both blocking). */
@@ -446,63 +506,122 @@ export class Spool {
 interface ScanResult {
   header: SpoolHeader | undefined;
   records: number;
+  /** Records already delivered (acked). */
   acked: number;
   /** Offset just past the last intact frame. */
   end: number;
   size: number;
   tornTail: boolean;
+  damaged: DamagedRange[];
+  /** Whether record `i` (at file offset `offset`) is done. */
+  isDone: (index: number, offset: number) => boolean;
 }
 
-const READ_CHUNK = 4 * 1024 * 1024;
+/** A spool payload starts with a type byte and JSON: used to reject false frame candidates when resynchronising. */
+function plausiblePayload(head: Buffer): boolean {
+  if (head.length < 2) return false;
+  const t = head[0];
+  if (t !== TYPE_HEADER && t !== TYPE_RECORD && t !== TYPE_ACK) return false;
+  const c = head[1]!;
+  return c === 0x7b /* { */ || c === 0x5b /* [ */ || c === 0x22 /* " */ || c === 0x2d || (c >= 0x30 && c <= 0x39) || c === 0x74 || c === 0x66 || c === 0x6e;
+}
+
+/** Merged, sorted byte ranges `[from, to)` with a membership test. */
+class RangeSet {
+  private starts: number[] = [];
+  private ends: number[] = [];
+  private raw: [number, number][] = [];
+  private built = true;
+  add(from: number, to: number): void {
+    if (to > from) {
+      this.raw.push([from, to]);
+      this.built = false;
+    }
+  }
+  private build(): void {
+    this.raw.sort((a, b) => a[0] - b[0]);
+    const s: number[] = [];
+    const e: number[] = [];
+    for (const [a, b] of this.raw) {
+      if (s.length && a <= e[e.length - 1]!) e[e.length - 1] = Math.max(e[e.length - 1]!, b);
+      else {
+        s.push(a);
+        e.push(b);
+      }
+    }
+    this.starts = s;
+    this.ends = e;
+    this.raw = s.map((a, i) => [a, e[i]!]);
+    this.built = true;
+  }
+  has(x: number): boolean {
+    if (!this.built) this.build();
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.starts[mid]! <= x) {
+        if (x < this.ends[mid]!) return true;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return false;
+  }
+}
 
 /**
- * Stream the frames of a spool file. `onRecord(payloadJsonBytes, index)` is called for each record
- * with index >= `fromRecord`; it may return a promise (awaited before reading on).
+ * Read a spool file: its header, record count, acks (both the prefix form `{acked: n}` and the
+ * byte-range form `{done: [[from, to], ...]}`), damaged ranges and torn tail. With `onRecord`, a
+ * second pass calls it (awaited) for each record that is not done, with its frame's byte range.
  */
 async function scan(
   file: string,
-  onRecord?: (json: Buffer, index: number) => void | Promise<void>,
-  fromRecord = 0,
+  onRecord?: (json: Buffer, index: number, offset: number, end: number) => void | Promise<void>,
 ): Promise<ScanResult> {
   const fh = await fsp.open(file, 'r');
   try {
     const size = (await fh.stat()).size;
+    const src = fileSource(fh, size);
     let header: SpoolHeader | undefined;
     let records = 0;
-    let acked = 0;
-    let carry = Buffer.alloc(0);
-    let base = 0; // file offset of carry[0]
-    let pos = 0;
-    let bad = false;
-    while (pos < size && !bad) {
-      const want = Math.min(READ_CHUNK, size - pos);
-      const chunk = Buffer.allocUnsafe(want);
-      const { bytesRead } = await fh.read(chunk, 0, want, pos);
-      if (bytesRead === 0) break;
-      pos += bytesRead;
-      const buf = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
-      const final = pos >= size;
-      const res = decodeFrames(buf, 0, final);
-      for (const f of res.frames) {
+    let prefix = 0;
+    const done = new RangeSet();
+    const offsets: number[] = [];
+    const res = await scanFrameFile(
+      src,
+      (f, offset) => {
         const type = f[0];
         if (type === TYPE_HEADER && header === undefined && records === 0) {
           const h = JSON.parse(f.subarray(1).toString('utf8')) as SpoolHeader & { spool?: number };
           header = { backend: h.backend, target: h.target, created: h.created };
           if (h.meta !== undefined) header.meta = h.meta;
         } else if (type === TYPE_RECORD) {
-          if (onRecord && records >= fromRecord) await onRecord(f.subarray(1), records);
+          offsets.push(offset);
           records++;
         } else if (type === TYPE_ACK) {
-          const a = JSON.parse(f.subarray(1).toString('utf8')) as { acked?: number };
-          if (typeof a.acked === 'number' && a.acked > acked) acked = a.acked;
+          const a = JSON.parse(f.subarray(1).toString('utf8')) as { acked?: number; done?: [number, number][] };
+          if (typeof a.acked === 'number' && a.acked > prefix) prefix = a.acked;
+          if (Array.isArray(a.done)) for (const r of a.done) if (Array.isArray(r) && typeof r[0] === 'number' && typeof r[1] === 'number') done.add(r[0], r[1]);
         }
-      }
-      if (res.problem) bad = true;
-      // Keep the unconsumed tail (an incomplete frame) for the next read.
-      carry = Buffer.from(buf.subarray(res.end));
-      base += res.end;
+      },
+      { plausible: plausiblePayload },
+    );
+    const isDone = (index: number, offset: number) => index < prefix || done.has(offset);
+    let acked = 0;
+    for (let i = 0; i < offsets.length; i++) if (isDone(i, offsets[i]!)) acked++;
+    if (onRecord && acked < records) {
+      let index = 0;
+      await scanFrameFile(
+        src,
+        async (f, offset, end) => {
+          if (f[0] !== TYPE_RECORD) return;
+          const i = index++;
+          if (!isDone(i, offset)) await onRecord(f.subarray(1), i, offset, end);
+        },
+        { plausible: plausiblePayload },
+      );
     }
-    return { header, records, acked: Math.min(acked, records), end: base, size, tornTail: base < size };
+    return { header, records, acked, end: res.end, size, tornTail: res.tornFrom !== undefined, damaged: res.damaged, isDone };
   } finally {
     await fh.close();
   }
@@ -547,6 +666,7 @@ export async function listSpools(dir: string, backend?: string): Promise<SpoolIn
         acked: s.acked,
         pending: s.records - s.acked,
         tornTail: s.tornTail,
+        damaged: s.damaged,
         bytes: s.size,
       };
       const holder = liveLockHolder(file);
@@ -566,37 +686,63 @@ export interface ReplayOptions {
 }
 
 /**
- * Replay unacked records in order, in chunks of `chunk`, calling send; after each successful send,
- * append an ack marker (fsync'd) so a rerun resumes after it; when all are acked the file is renamed
- * to `<file>.done` (or deleted with `removeDone`). A send rejection stops the replay and is
- * rethrown (acks so far are kept). Torn tail ignored (cut off, reported).
+ * Thrown by `replaySpool` when a spool had damaged bytes in the middle: every intact record was
+ * sent and acked (`sent`), the file is kept as `<file>.damaged` for inspection.
+ */
+export class SpoolDamagedError extends BackendError {
+  readonly sent: number;
+  readonly ranges: DamagedRange[];
+  readonly keptAs: string;
+  constructor(backend: string, file: string, keptAs: string, ranges: DamagedRange[], sent: number) {
+    super(
+      backend,
+      `spool ${file} is damaged at ${describeRanges(ranges)}: the records there are lost; ` +
+        `every intact record (${sent} sent now) was uploaded; the file is kept as ${keptAs}`,
+    );
+    this.name = 'SpoolDamagedError';
+    this.sent = sent;
+    this.ranges = ranges;
+    this.keptAs = keptAs;
+  }
+}
+
+/**
+ * Replay records that are not done, in order, in chunks of `chunk`, calling send; after each
+ * successful send, append an ack of those records' byte ranges (fsync'd) so a rerun resumes after
+ * it. A torn tail is cut off (reported). Damaged bytes in the middle are skipped (resynchronising
+ * to the next intact frame) and every intact record is sent; the file is then kept as
+ * `<file>.damaged` and a `SpoolDamagedError` names the damaged ranges. Otherwise, when all records
+ * are done, the file is renamed to `<file>.done` (or deleted with `removeDone`). A send rejection
+ * stops the replay and is rethrown (acks so far are kept, the file stays).
  */
 export async function replaySpool(
   file: string,
   send: (records: unknown[], header: SpoolHeader) => Promise<void>,
   options: ReplayOptions = {},
-): Promise<{ sent: number; skipped: number; tornTail: boolean }> {
+): Promise<{ sent: number; skipped: number; tornTail: boolean; damaged: DamagedRange[] }> {
   const chunkSize = Math.max(1, Math.floor(options.chunk ?? 1000));
-  const release = acquireLock(file, path.basename(path.dirname(file)));
+  const backend = path.basename(path.dirname(file));
+  const release = acquireLock(file, backend);
   try {
     const first = await scan(file);
     const header = first.header;
     if (!header) {
-      throw new BackendError(path.basename(path.dirname(file)), `spool ${file}: no readable header (not a trackspec spool, or torn at creation)`);
+      throw new BackendError(backend, `spool ${file}: no readable header (not a trackspec spool, or torn at creation)`);
     }
     const total = first.records - first.acked;
     const fd = fs.openSync(file, 'r+');
     try {
       if (first.tornTail) {
+        // Only bytes that run to the physical end of the file: intact frames never move.
         fs.ftruncateSync(fd, first.end);
         fs.fdatasyncSync(fd);
       }
       let done = 0;
-      let acked = first.acked;
       let batch: unknown[] = [];
+      let ranges: [number, number][] = [];
       let writePos = first.end;
-      const ack = (): void => {
-        const buf = encodeFrames([payload(TYPE_ACK, JSON.stringify({ acked }))]);
+      const ack = (acked: [number, number][]): void => {
+        const buf = encodeFrames([payload(TYPE_ACK, JSON.stringify({ done: mergeRanges(acked) }))]);
         let off = 0;
         while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off, writePos + off);
         writePos += buf.length;
@@ -605,33 +751,49 @@ export async function replaySpool(
       const flushBatch = async (): Promise<void> => {
         if (batch.length === 0) return;
         const records = batch;
+        const acked = ranges;
         batch = [];
+        ranges = [];
         await send(records, header);
-        acked += records.length;
         done += records.length;
-        ack();
+        ack(acked);
         options.onProgress?.(done, total);
       };
       if (total > 0) {
-        await scan(
-          file,
-          async (json) => {
-            // Records only: the scan stops at first.end's bytes (acks we append are not records).
-            batch.push(JSON.parse(json.toString('utf8')));
-            if (batch.length >= chunkSize) await flushBatch();
-          },
-          first.acked,
-        );
+        await scan(file, async (json, _i, offset, end) => {
+          // The second pass reads the file as it was (acks appended meanwhile are past first.end's records).
+          batch.push(JSON.parse(json.toString('utf8')));
+          ranges.push([offset, end]);
+          if (batch.length >= chunkSize) await flushBatch();
+        });
         await flushBatch();
       }
     } finally {
       fs.closeSync(fd);
     }
+    if (first.damaged.length > 0) {
+      const keptAs = `${file}.damaged`;
+      await fsp.rename(file, keptAs);
+      fsyncDir(path.dirname(file));
+      throw new SpoolDamagedError(backend, file, keptAs, first.damaged, total);
+    }
     if (options.removeDone) await fsp.rm(file, { force: true });
     else await fsp.rename(file, `${file}.done`);
     fsyncDir(path.dirname(file));
-    return { sent: total, skipped: first.acked, tornTail: first.tornTail };
+    return { sent: total, skipped: first.acked, tornTail: first.tornTail, damaged: [] };
   } finally {
     release();
   }
+}
+
+/** Sort and merge byte ranges. */
+export function mergeRanges(ranges: readonly (readonly [number, number])[]): [number, number][] {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  const out: [number, number][] = [];
+  for (const [a, b] of sorted) {
+    const last = out[out.length - 1];
+    if (last && a <= last[1]) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
 }

@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { crc32, crc32Implementation, crc32c } from '../../runtime/io/crc.js';
-import { decodeFrames, encodeFrames } from '../../runtime/io/framing.js';
-import { Spool, defaultSpoolDir, listSpools, replaySpool, type SpoolHeader } from '../../runtime/io/spool.js';
+import { bufferSource, decodeFrames, describeRanges, encodeFrames, scanFrameFile } from '../../runtime/io/framing.js';
+import { Spool, SpoolDamagedError, defaultSpoolDir, listSpools, replaySpool, type SpoolHeader } from '../../runtime/io/spool.js';
 
 const roots: string[] = [];
 function tmp(): string {
@@ -117,7 +117,7 @@ describe('Spool', () => {
       },
       { chunk: 4, onProgress: (d, t) => progress.push([d, t]) },
     );
-    expect(r).toEqual({ sent: 10, skipped: 0, tornTail: false });
+    expect(r).toEqual({ sent: 10, skipped: 0, tornTail: false, damaged: [] });
     expect(chunks.map((c) => c.length)).toEqual([4, 4, 2]);
     expect(chunks.flat()).toEqual(Array.from({ length: 10 }, (_, i) => rec(i)));
     expect(progress).toEqual([[4, 10], [8, 10], [10, 10]]);
@@ -145,11 +145,11 @@ describe('Spool', () => {
     ).rejects.toThrow('server down');
     expect(got).toHaveLength(10);
     const [info] = await listSpools(dir);
-    expect(info).toMatchObject({ records: 25, acked: 10, pending: 15, tornTail: false });
+    expect(info).toMatchObject({ records: 25, acked: 10, pending: 15, tornTail: false, damaged: [] });
     expect(fs.existsSync(`${s.path}.lock`)).toBe(false);
 
     const r = await replaySpool(s.path, async (records) => void got.push(...records), { chunk: 7, removeDone: true });
-    expect(r).toEqual({ sent: 15, skipped: 10, tornTail: false });
+    expect(r).toEqual({ sent: 15, skipped: 10, tornTail: false, damaged: [] });
     expect(got).toEqual(Array.from({ length: 25 }, (_, i) => rec(i)));
     expect(fs.existsSync(s.path)).toBe(false);
     expect(fs.existsSync(`${s.path}.done`)).toBe(false);
@@ -175,9 +175,9 @@ describe('Spool', () => {
       }, { chunk: 2 }),
     ).rejects.toThrow('down');
     const [after] = await listSpools(dir);
-    expect(after).toMatchObject({ records: 4, acked: 2, pending: 2, tornTail: false });
+    expect(after).toMatchObject({ records: 4, acked: 2, pending: 2, tornTail: false, damaged: [] });
     const r = await replaySpool(s.path, async (x) => void got.push(...x), { chunk: 2 });
-    expect(r).toEqual({ sent: 2, skipped: 2, tornTail: false });
+    expect(r).toEqual({ sent: 2, skipped: 2, tornTail: false, damaged: [] });
     expect(got).toEqual([rec(0), rec(1), rec(2), rec(3)]);
   });
 
@@ -227,7 +227,7 @@ process.stdout.write('not killed\\n');
     expect(info!.lockedBy).toBeUndefined(); // the writer is dead: its lock is stale
     const got: unknown[] = [];
     const r = await replaySpool(info!.path, async (x) => void got.push(...x), { chunk: 100 });
-    expect(r).toEqual({ sent: 57, skipped: 0, tornTail: true });
+    expect(r).toEqual({ sent: 57, skipped: 0, tornTail: true, damaged: [] });
     expect(got).toEqual([
       ...Array.from({ length: 52 }, (_, i) => ({ i })),
       ...Array.from({ length: 5 }, (_, i) => ({ i: 100 + i, pad: 'x'.repeat(100) })),
@@ -285,7 +285,7 @@ for (let i = 0; ; i++) await s.append([{ i, big }, { i: i + 0.5, big }]);
     } as unknown as typeof fs.writeSync;
     syncBuiltinESMExports();
     try {
-      await expect(s.append([rec(2), rec(3), rec(4)])).rejects.toThrow(/write failed: ENOSPC/);
+      await expect(s.append([rec(2), rec(3), rec(4)])).rejects.toThrow(/write failed: the disk is full \(ENOSPC/);
     } finally {
       cjsFs.writeSync = orig;
       syncBuiltinESMExports();
@@ -293,7 +293,7 @@ for (let i = 0; ; i++) await s.append([{ i, big }, { i: i + 0.5, big }]);
     await s.append([rec(5)]);
     await s.close();
     const [info] = await listSpools(dir);
-    expect(info).toMatchObject({ records: 3, tornTail: false });
+    expect(info).toMatchObject({ records: 3, tornTail: false, damaged: [] });
     const got: unknown[] = [];
     await replaySpool(s.path, async (x) => void got.push(...x));
     expect(got).toEqual([rec(0), rec(1), rec(5)]);
@@ -312,5 +312,107 @@ for (let i = 0; ; i++) await s.append([{ i, big }, { i: i + 0.5, big }]);
     const infos = await listSpools(dir);
     expect(infos.map((i) => i.records).sort()).toEqual([1, 3]);
     expect(fs.readdirSync(path.join(dir, 'mlflow')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('damage in the middle of a spool (issue 13.3)', () => {
+  it('scanFrameFile resynchronises past a flipped bit and reports the byte range; a bad end is a torn tail', async () => {
+    const payloads = Array.from({ length: 50 }, (_, i) => Buffer.from(`R{"i":${i}}`));
+    const buf = encodeFrames(payloads);
+    const frameLen = (i: number) => 8 + payloads[i]!.length;
+    let at20 = 0;
+    for (let i = 0; i < 20; i++) at20 += frameLen(i);
+    const bad = Buffer.from(buf);
+    bad[at20 + 10] ^= 0x10; // inside the payload of frame 20
+    const got: string[] = [];
+    const r = await scanFrameFile(bufferSource(bad), (p) => void got.push(p.toString()));
+    expect(got).toEqual(payloads.filter((_, i) => i !== 20).map(String));
+    expect(r.damaged).toEqual([{ from: at20, to: at20 + frameLen(20) }]);
+    expect(r.tornFrom).toBeUndefined();
+    expect(describeRanges(r.damaged)).toBe(`bytes ${at20}–${at20 + frameLen(20)} (${frameLen(20)} bytes)`);
+
+    // A damaged length field: same outcome.
+    const lenBad = Buffer.from(buf);
+    lenBad[at20 + 2] ^= 0x40;
+    const got2: string[] = [];
+    const r2 = await scanFrameFile(bufferSource(lenBad), (p) => void got2.push(p.toString()));
+    expect(got2).toHaveLength(49);
+    expect(r2.damaged).toEqual([{ from: at20, to: at20 + frameLen(20) }]);
+
+    // Damage in the last frame: nothing intact follows, so it is a torn tail.
+    const lastBad = Buffer.from(buf);
+    lastBad[buf.length - 2] ^= 1;
+    const r3 = await scanFrameFile(bufferSource(lastBad), () => undefined);
+    expect(r3.damaged).toEqual([]);
+    expect(r3.tornFrom).toBe(buf.length - frameLen(49));
+  });
+
+  it('sync uploads every intact record after a flipped bit, keeps the file, and names the damaged range', async () => {
+    const dir = tmp();
+    const s = await Spool.create(dir, header());
+    const N = 3000;
+    await s.append(Array.from({ length: N }, (_, i) => rec(i)));
+    await s.close();
+    const bytes = fs.readFileSync(s.path);
+    const mid = Math.floor(bytes.length / 2);
+    bytes[mid] ^= 0x04;
+    fs.writeFileSync(s.path, bytes);
+
+    const [info] = await listSpools(dir);
+    expect(info!.tornTail).toBe(false);
+    expect(info!.damaged).toHaveLength(1);
+    expect(info!.records).toBe(N - 1);
+    const { from, to } = info!.damaged[0]!;
+    expect(from).toBeLessThanOrEqual(mid);
+    expect(to).toBeGreaterThan(mid);
+
+    const got: { step: number }[] = [];
+    const err = await replaySpool(s.path, async (r) => void got.push(...(r as { step: number }[])), { chunk: 100 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpoolDamagedError);
+    expect((err as Error).message).toContain(`damaged at bytes ${from.toLocaleString('en-US')}–${to.toLocaleString('en-US')}`);
+    expect((err as SpoolDamagedError).sent).toBe(N - 1);
+    const steps = got.map((r) => r.step);
+    expect(new Set(steps).size).toBe(N - 1);
+    expect(steps.includes(N - 1)).toBe(true); // records after the damage arrived, including the last
+    // The original bytes are kept (renamed .damaged), not truncated.
+    expect(fs.existsSync(s.path)).toBe(false);
+    const kept = fs.readFileSync(`${s.path}.damaged`);
+    expect(kept.subarray(0, bytes.length).equals(bytes)).toBe(true);
+  });
+
+  it('a failed send mid-replay keeps the file in place; the rerun resumes past the damage without duplicates', async () => {
+    const dir = tmp();
+    const s = await Spool.create(dir, header());
+    await s.append(Array.from({ length: 100 }, (_, i) => rec(i)));
+    await s.close();
+    const bytes = fs.readFileSync(s.path);
+    bytes[Math.floor(bytes.length / 3)] ^= 0x01;
+    fs.writeFileSync(s.path, bytes);
+    const got: { step: number }[] = [];
+    let calls = 0;
+    await expect(
+      replaySpool(s.path, async (r) => {
+        if (++calls === 5) throw new Error('down');
+        got.push(...(r as { step: number }[]));
+      }, { chunk: 10 }),
+    ).rejects.toThrow('down');
+    expect(fs.existsSync(s.path)).toBe(true);
+    await expect(replaySpool(s.path, async (r) => void got.push(...(r as { step: number }[])), { chunk: 10 })).rejects.toThrow(SpoolDamagedError);
+    expect(got).toHaveLength(99);
+    expect(new Set(got.map((r) => r.step)).size).toBe(99);
+  });
+
+  it('writeGroups + ack by byte range: done records are skipped by replay', async () => {
+    const dir = tmp();
+    const s = await Spool.create(dir, header());
+    const { ranges } = s.writeGroups([[rec(0), rec(1)], [rec(2)], [rec(3), rec(4)]]);
+    expect(ranges).toHaveLength(3);
+    s.ack([ranges[0]!, ranges[2]!]);
+    await s.close();
+    const [info] = await listSpools(dir);
+    expect(info).toMatchObject({ records: 5, acked: 4, pending: 1 });
+    const got: unknown[] = [];
+    await replaySpool(s.path, async (r) => void got.push(...r));
+    expect(got).toEqual([rec(2)]);
   });
 });

@@ -7,7 +7,8 @@
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { readEnv, type Env } from '../../core/env.js';
-import { listSpools, replaySpool, type SyncSummary } from '../../io/spool.js';
+import { describeRanges } from '../../io/framing.js';
+import { listSpools, replaySpool, SpoolDamagedError, type SyncSummary } from '../../io/spool.js';
 import { connect, createExperiment, sendRecord, type CometRecord } from './index.js';
 import { readCometConfigFiles } from './config.js';
 
@@ -19,6 +20,7 @@ export async function syncCometSpools(dir: string, options: { out?: (line: strin
   const apiKey = readEnv(options.env ?? process.env, 'COMET_API_KEY') ?? readCometConfigFiles().api_key;
   for (const s of spools) {
     out(`${s.path}: ${s.pending} record(s) for ${s.header.target}`);
+    if (s.damaged.length > 0) out(`  damaged: ${describeRanges(s.damaged)} cannot be read; every intact record before and after is uploaded`);
     if (!apiKey) {
       summary.failed.push({ path: s.path, error: 'no Comet API key (set COMET_API_KEY or api_key in .comet.config)' });
       out('  failed: no Comet API key (set COMET_API_KEY or api_key under [comet] in .comet.config)');
@@ -50,7 +52,10 @@ export async function syncCometSpools(dir: string, options: { out?: (line: strin
       summary.sent += r.sent;
     } catch (e) {
       summary.failed.push({ path: s.path, error: (e as Error).message });
-      out(`  failed: ${(e as Error).message} (run sync again later; it resumes where it stopped)`);
+      if (e instanceof SpoolDamagedError) {
+        summary.sent += e.sent;
+        out(`  failed: ${e.message}`);
+      } else out(`  failed: ${(e as Error).message} (run sync again later; it resumes where it stopped)`);
     } finally {
       await conn.http.close();
     }

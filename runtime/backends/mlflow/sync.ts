@@ -4,7 +4,8 @@
  * de-duplicated against the server's own history first (same key, timestamp, step and value);
  * params are idempotent in MLflow (same value accepted) and tags overwrite.
  */
-import { listSpools, replaySpool, type SpoolHeader, type SyncSummary } from '../../io/spool.js';
+import { describeRanges } from '../../io/framing.js';
+import { listSpools, replaySpool, SpoolDamagedError, type SpoolHeader, type SyncSummary } from '../../io/spool.js';
 import type { Env } from '../../core/env.js';
 import { openStore, type SpoolRecord } from './index.js';
 import { MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH, MAX_TAGS_PER_BATCH, metricPointKey } from './keys.js';
@@ -13,10 +14,9 @@ import type { MlflowKV, MlflowMetric, MlflowStore } from './store.js';
 const metricValue = (v: number | string) => (typeof v === 'number' ? v : v === 'NaN' ? NaN : Number(v));
 const pointKey = metricPointKey;
 
-async function replayOne(path: string, store: MlflowStore, out: (line: string) => void): Promise<{ sent: number; duplicates: number }> {
+/** Replay one spool; `counts` is updated as records go out (also when the replay then fails). */
+async function replayOne(path: string, store: MlflowStore, out: (line: string) => void, counts: { sent: number; duplicates: number }): Promise<void> {
   const seen = new Map<string, Set<string>>(); // run\0key → points already on the server
-  let duplicates = 0;
-  let sent = 0;
   const history = async (run: string, key: string) => {
     const id = `${run}\u0000${key}`;
     let s = seen.get(id);
@@ -42,7 +42,7 @@ async function replayOne(path: string, store: MlflowStore, out: (line: string) =
           const known = await history(r.run, r.key);
           const k = pointKey(r.ts, r.step, value);
           if (known.has(k)) {
-            duplicates++;
+            counts.duplicates++;
             continue;
           }
           known.add(k);
@@ -56,12 +56,11 @@ async function replayOne(path: string, store: MlflowStore, out: (line: string) =
         for (let i = 0; i < s.tags.length; i += MAX_TAGS_PER_BATCH) await store.logBatch(run, { tags: s.tags.slice(i, i + MAX_TAGS_PER_BATCH) });
         for (let i = 0; i < s.metrics.length; i += MAX_METRICS_PER_BATCH) await store.logBatch(run, { metrics: s.metrics.slice(i, i + MAX_METRICS_PER_BATCH) });
         if (s.status) await store.updateRun(run, s.status.status, s.status.end);
-        sent += s.metrics.length + s.params.length + s.tags.length + (s.status ? 1 : 0);
+        counts.sent += s.metrics.length + s.params.length + s.tags.length + (s.status ? 1 : 0);
       }
     },
     { chunk: MAX_METRICS_PER_BATCH, onProgress: (done, total) => out(`  ${done}/${total} records`) },
   );
-  return { sent, duplicates };
 }
 
 /** Replay every MLflow spool in `dir`. `out` receives progress lines. */
@@ -72,15 +71,18 @@ export async function syncSpools(dir: string, options: { out?: (line: string) =>
   for (const s of spools) {
     const header: SpoolHeader = s.header;
     out(`${s.path}: ${s.pending} record(s) for ${header.target}${s.tornTail ? ' (a torn last record from a crash is skipped)' : ''}`);
+    if (s.damaged.length > 0) out(`  damaged: ${describeRanges(s.damaged)} cannot be read; every intact record before and after is uploaded`);
     const { store } = await openStore(header.target, options.retryDeadlineSecs ?? 30, options.env);
+    const counts = { sent: 0, duplicates: 0 };
     try {
-      const r = await replayOne(s.path, store, out);
-      summary.sent += r.sent;
-      summary.duplicates += r.duplicates;
+      await replayOne(s.path, store, out, counts);
     } catch (e) {
       summary.failed.push({ path: s.path, error: (e as Error).message });
-      out(`  failed: ${(e as Error).message} (run sync again later; it resumes where it stopped)`);
+      if (e instanceof SpoolDamagedError) out(`  failed: ${e.message}`);
+      else out(`  failed: ${(e as Error).message} (run sync again later; it resumes where it stopped)`);
     } finally {
+      summary.sent += counts.sent;
+      summary.duplicates += counts.duplicates;
       await store.close();
     }
   }
