@@ -260,13 +260,18 @@ export class Spool {
 
   /** Create a new spool file `<dir>/<backend>/<timestamp>-<pid>-<random>.spool` (mode 0600), header first, fsync'd. */
   static async create(dir: string, header: SpoolHeader): Promise<Spool> {
+    return Spool.createSync(dir, header);
+  }
+
+  /** Synchronous `create` (for the write-ahead timer and exit paths). */
+  static createSync(dir: string, header: SpoolHeader): Spool {
     const backend = header.backend;
     if (!/^[A-Za-z0-9_.-]+$/.test(backend)) throw new BackendError(backend, `spool: invalid backend name '${backend}'`);
     const sub = path.join(dir, backend);
     const clean: SpoolHeader = { backend, target: stripCredentials(header.target), created: header.created };
     if (header.meta !== undefined) clean.meta = header.meta;
     try {
-      await fsp.mkdir(sub, { recursive: true, mode: 0o700 });
+      fs.mkdirSync(sub, { recursive: true, mode: 0o700 });
     } catch (err) {
       throw new BackendError(backend, `spool: cannot create ${sub}: ${(err as Error).message}`, { cause: err });
     }

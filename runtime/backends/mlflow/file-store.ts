@@ -6,14 +6,15 @@
  * Keys containing '/' become subdirectories. meta.yaml files are replaced atomically (write + rename);
  * every file is guarded by an in-process lock so concurrent trackers never interleave writes.
  */
-import { renameSync, writeFileSync } from 'node:fs';
-import { appendFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BackendError } from '../../core/errors.js';
 import { walkFiles } from '../../io/fs-util.js';
 import { lazy } from '../../io/lazy.js';
+import { diskMessage } from '../../io/spool.js';
 
 const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 import { pyFloatRepr } from './keys.js';
@@ -39,15 +40,103 @@ function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   return next;
 }
 
+/** Write `path` whole or not at all: a temp file, renamed over it; the temp file is removed on failure. */
 async function atomicWrite(path: string, text: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.${crypto().randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, text);
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, text);
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw fileError(path, e);
+  }
+}
+
+/** An fs error naming the file (and saying when the disk is full); the original is the cause. */
+class FileWriteError extends Error {
+  readonly code: string | undefined;
+  constructor(path: string, cause: unknown) {
+    super(`${path}: ${diskMessage(cause)}`, { cause });
+    this.code = (cause as NodeJS.ErrnoException).code;
+  }
+}
+function fileError(path: string, e: unknown): Error {
+  return e instanceof BackendError || e instanceof FileWriteError ? (e as Error) : new FileWriteError(path, e);
 }
 
 function fail(message: string, e: unknown): BackendError {
   return e instanceof BackendError ? e : new BackendError('mlflow', `${message}: ${(e as Error).message}`, { cause: e, code: (e as NodeJS.ErrnoException).code });
+}
+
+/**
+ * Thrown by `logBatch` when some metric lines could not be appended (e.g. the disk is full): the
+ * files hold whole lines only (a failed append is cut back to where it started), and `unwritten`
+ * lists the metrics that are not in them, to be retried.
+ */
+export class MetricWriteError extends BackendError {
+  readonly unwritten: MlflowMetric[];
+  constructor(message: string, cause: unknown, unwritten: MlflowMetric[]) {
+    super('mlflow', message, { cause, code: (cause as NodeJS.ErrnoException).code });
+    this.name = 'MetricWriteError';
+    this.unwritten = unwritten;
+  }
+}
+
+/** Metric files this process has checked end in a newline (whole lines). */
+const cleanFiles = new Set<string>();
+
+/**
+ * If `fd`'s file does not end in a newline (a torn line from a crash or an old failed write), cut
+ * it back to just after its last newline, so the next line is not glued onto the torn one.
+ */
+function repairTornLine(fd: number, path: string): void {
+  const size = fstatSync(fd).size;
+  if (size === 0) return;
+  const one = Buffer.alloc(1);
+  readSync(fd, one, 0, 1, size - 1);
+  if (one[0] === 0x0a) return;
+  const CHUNK = 64 * 1024;
+  let end = size;
+  while (end > 0) {
+    const start = Math.max(0, end - CHUNK);
+    const buf = Buffer.alloc(end - start);
+    readSync(fd, buf, 0, buf.length, start);
+    const nl = buf.lastIndexOf(0x0a);
+    if (nl >= 0) {
+      ftruncateSync(fd, start + nl + 1);
+      return;
+    }
+    end = start;
+  }
+  ftruncateSync(fd, 0);
+  void path;
+}
+
+/** Append whole lines to a metric file: on a failed write the file is cut back to its previous size. */
+function appendLinesSync(path: string, text: string): void {
+  const fd = openSync(path, 'a+');
+  try {
+    if (!cleanFiles.has(path)) {
+      repairTornLine(fd, path);
+      cleanFiles.add(path);
+    }
+    const before = fstatSync(fd).size;
+    const buf = Buffer.from(text);
+    try {
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    } catch (e) {
+      try {
+        ftruncateSync(fd, before);
+      } catch {
+        cleanFiles.delete(path); // could not cut back: repaired before the next append
+      }
+      throw e;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Resolve a path or file: URI to the store root directory. */
@@ -275,8 +364,28 @@ export class FileStore implements MlflowStore {
       '',
     ].join('\n');
     const tmp = join(runDir, `meta.yaml.${process.pid}.exit.tmp`);
-    writeFileSync(tmp, text);
-    renameSync(tmp, join(runDir, 'meta.yaml'));
+    try {
+      writeFileSync(tmp, text);
+      renameSync(tmp, join(runDir, 'meta.yaml'));
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw fileError(join(runDir, 'meta.yaml'), e);
+    }
+  }
+
+  /** Synchronous metric append for process-exit paths (whole lines, as logBatch). */
+  appendMetricsSync(runDir: string, metrics: readonly MlflowMetric[]): void {
+    const byKey = new Map<string, string>();
+    for (const m of metrics) byKey.set(m.key, `${byKey.get(m.key) ?? ''}${m.timestamp} ${pyFloatRepr(m.value)} ${m.step}\n`);
+    for (const [key, text] of byKey) {
+      const path = join(runDir, 'metrics', key);
+      try {
+        mkdirSync(dirname(path), { recursive: true });
+        appendLinesSync(path, text);
+      } catch (e) {
+        throw fileError(path, e);
+      }
+    }
   }
 
   runDir(info: RunInfo): string {
@@ -303,25 +412,40 @@ export class FileStore implements MlflowStore {
         }
       }
       if (batch.tags?.length) for (const t of batch.tags) await withLock(join(found, 'tags', t.key), () => atomicWrite(join(found, 'tags', t.key), t.value));
-      if (batch.metrics?.length) {
-        const byKey = new Map<string, string[]>();
-        for (const m of batch.metrics) {
-          let lines = byKey.get(m.key);
-          if (!lines) byKey.set(m.key, (lines = []));
-          lines.push(`${m.timestamp} ${pyFloatRepr(m.value)} ${m.step}\n`);
-        }
-        await Promise.all(
-          [...byKey].map(([key, lines]) => {
-            const path = join(found, 'metrics', key);
-            return withLock(path, async () => {
-              await mkdir(dirname(path), { recursive: true });
-              await appendFile(path, lines.join(''));
-            });
-          }),
-        );
-      }
     } catch (e) {
       throw fail(`cannot write to run ${runId} in ${this.root}`, e);
+    }
+    if (batch.metrics?.length) await this.#appendMetrics(runId, found, batch.metrics);
+  }
+
+  /** Append metric lines, one file per key; whole lines only; failures name the file and keep the unwritten metrics. */
+  async #appendMetrics(runId: string, runDir: string, metrics: MlflowMetric[]): Promise<void> {
+    const byKey = new Map<string, MlflowMetric[]>();
+    for (const m of metrics) {
+      let list = byKey.get(m.key);
+      if (!list) byKey.set(m.key, (list = []));
+      list.push(m);
+    }
+    const unwritten: MlflowMetric[] = [];
+    let first: unknown;
+    await Promise.all(
+      [...byKey].map(([key, list]) => {
+        const path = join(runDir, 'metrics', key);
+        return withLock(path, async () => {
+          let text = '';
+          for (const m of list) text += `${m.timestamp} ${pyFloatRepr(m.value)} ${m.step}\n`;
+          try {
+            await mkdir(dirname(path), { recursive: true });
+            appendLinesSync(path, text);
+          } catch (e) {
+            for (const m of list) unwritten.push(m);
+            first ??= fileError(path, e);
+          }
+        });
+      }),
+    );
+    if (first !== undefined) {
+      throw new MetricWriteError(`cannot write to run ${runId} in ${this.root}: metric file ${(first as Error).message}`, (first as Error).cause ?? first, unwritten);
     }
   }
 

@@ -15,9 +15,8 @@
  * - Process death: on an uncaught exception the run is marked FAILED, on SIGINT/SIGTERM KILLED
  *   (pending metrics are sent first, synchronously, or spooled).
  */
-import { appendFileSync, mkdirSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
-import { join, resolve as resolvePath } from 'node:path';
+import { resolve as resolvePath } from 'node:path';
 import { Batcher } from '../../io/batcher.js';
 import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
 import { parseEnv, readEnv, type Env } from '../../core/env.js';
@@ -26,8 +25,9 @@ import { registerExitHook } from '../../io/exit-hooks.js';
 import { HttpTransportError } from '../../io/http.js';
 import { postSync } from '../../io/exit-post.js';
 import { RetryDeadlineError } from '../../io/retry.js';
-import { defaultSpoolDir, listSpools, Spool } from '../../io/spool.js';
-import { FileStore } from './file-store.js';
+import { defaultSpoolDir, listSpools } from '../../io/spool.js';
+import { WriteAhead } from '../../io/write-ahead.js';
+import { FileStore, MetricWriteError } from './file-store.js';
 import {
   keyProblem,
   MAX_METRICS_PER_BATCH,
@@ -199,9 +199,12 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
   readonly #params = new Map<string, string>();
   readonly #validKeys = new Set<string>();
   readonly #inFlight = new Set<MetricCall[]>();
-  #spool: Spool | undefined;
+  /** Write-ahead to the spool (REST): unacknowledged calls are written every flush interval. */
+  readonly #wal: WriteAhead<MetricCall>;
+  readonly #walOn: boolean;
   #spoolPath: string | undefined;
-  #spooled = 0;
+  /** File store: metrics whose append failed (disk full), retried on the next flush. */
+  #retry: MlflowMetric[] = [];
   #overflow: MetricCall[] = [];
   #finished = false;
   #unregisterExit: () => void;
@@ -226,26 +229,45 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
       requestCounts: (store.store as Partial<RestStore>).requestCounts ?? new Map(),
       setTag: (key, value) => this.#logEntries('setTag', [], [{ key, value: String(value) }]),
     };
+    this.#walOn = store.rest !== undefined;
+    this.#wal = new WriteAhead<MetricCall>({
+      dir: this.#spoolDir,
+      header: () => ({ backend: 'mlflow', target: this.#store.target, created: Date.now(), meta: { run_id: info.runId, experiment_id: info.experimentId } }),
+      intervalMs: options.flush_interval_secs * 1000,
+      records: (c) => expand([c]).map((m) => this.#metricRecord(m)),
+      onOpen: (spool) => {
+        this.#spoolPath = spool.path;
+      },
+      onError: (e) => ctx.warnOnce('spool:error', `mlflow: could not write ahead to the spool in ${this.#spoolDir}: ${(e as Error).message}`),
+    });
     this.#batcher = new Batcher<MetricCall>({
       maxBatch: MAX_METRICS_PER_BATCH,
       weight: (c) => c.n,
       maxDelayMs: options.flush_interval_secs * 1000,
-      maxPending: 100_000, // log() calls held in memory before the overflow goes to the spool
+      maxPending: 100_000, // log() calls held in memory; beyond, they go to the spool
       concurrency: 2,
       send: async (batch) => {
         this.#inFlight.add(batch);
         try {
-          const metrics = expand(batch);
-          for (let i = 0; i < metrics.length; i += MAX_METRICS_PER_BATCH) {
-            await this.#store.logBatch(info.runId, { metrics: metrics.slice(i, i + MAX_METRICS_PER_BATCH) });
-          }
+          if (this.#retry.length > 0) await this.#retryFailed();
+          await this.#sendMetrics(expand(batch));
+          if (this.#walOn) this.#wal.acked(batch);
         } finally {
           this.#inFlight.delete(batch);
         }
       },
       onFailed: async (batch, error) => {
-        if (!isUnreachable(error)) return; // rejected by the server (4xx): reported by flush(), not replayable
-        await this.#toSpool(expand(batch).map((m) => this.#metricRecord(m)), 'unreachable');
+        if (error instanceof MetricWriteError) {
+          // File store (e.g. the disk is full): keep what was not written, retry on the next flush.
+          for (const m of error.unwritten) this.#retry.push(m);
+          return;
+        }
+        if (!isUnreachable(error)) {
+          if (this.#walOn) this.#wal.acked(batch); // rejected by the server (4xx): reported by flush(), not replayable
+          return;
+        }
+        this.#warnKept('unreachable');
+        this.#wal.keep(batch);
       },
       overflow: (items) => {
         this.#overflow.push(...items);
@@ -253,7 +275,8 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
           queueMicrotask(() => {
             const moving = this.#overflow;
             this.#overflow = [];
-            void this.#toSpool(expand(moving).map((m) => this.#metricRecord(m)), 'overflow').catch((e: unknown) => ctx.warn(`could not spool metrics: ${(e as Error).message}`));
+            this.#warnKept('overflow');
+            this.#wal.keep(moving);
           });
         }
       },
@@ -261,32 +284,47 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     this.#unregisterExit = registerExitHook((reason) => this.#onExit(reason));
   }
 
+  async #sendMetrics(metrics: MlflowMetric[]): Promise<void> {
+    for (let i = 0; i < metrics.length; i += MAX_METRICS_PER_BATCH) {
+      const part = metrics.slice(i, i + MAX_METRICS_PER_BATCH);
+      try {
+        await this.#store.logBatch(this.#info.runId, { metrics: part });
+      } catch (e) {
+        if (e instanceof MetricWriteError) throw new MetricWriteError(e.message, e.cause, [...e.unwritten, ...metrics.slice(i + MAX_METRICS_PER_BATCH)]);
+        throw e;
+      }
+    }
+  }
+
+  /** File store: write the metrics of earlier failed appends again (throws MetricWriteError if it still fails). */
+  async #retryFailed(): Promise<void> {
+    const metrics = this.#retry;
+    this.#retry = [];
+    try {
+      await this.#sendMetrics(metrics);
+    } catch (e) {
+      if (e instanceof MetricWriteError) this.#retry = [...e.unwritten, ...this.#retry];
+      else this.#retry = [...metrics, ...this.#retry];
+      throw e;
+    }
+  }
+
   #metricRecord(m: MlflowMetric): SpoolRecord {
     return { t: 'metric', run: this.#info.runId, key: m.key, value: wireMetricValue(m.value), ts: m.timestamp, step: m.step };
   }
 
-  #spoolOpening: Promise<Spool> | undefined;
+  #warnKept(why: 'unreachable' | 'overflow' | 'disk'): void {
+    const where = `${this.#spoolDir} (upload later with \`trackspec sync ${this.#spoolDir}\`)`;
+    if (why === 'unreachable') this.#ctx.warnOnce('spool:unreachable', `the MLflow server at ${this.#store.target} is unreachable; records are kept in a spool under ${where}`);
+    else if (why === 'overflow') this.#ctx.warnOnce('spool:overflow', `metrics are logged faster than ${this.#store.target} accepts them; the excess is kept in a spool under ${where}`);
+    else this.#ctx.warnOnce('spool:disk', `the MLflow file store ${this.#store.target} could not be written; the records are kept in a spool under ${where}`);
+  }
 
-  async #toSpool(records: SpoolRecord[], why: 'unreachable' | 'overflow'): Promise<void> {
+  /** Records that must reach the server later (params, tags, status, metrics given up on): fsync'd to the spool. */
+  async #toSpool(records: SpoolRecord[], why: 'unreachable' | 'disk'): Promise<void> {
     if (records.length === 0) return;
-    this.#spoolOpening ??= Spool.create(this.#spoolDir, {
-      backend: 'mlflow',
-      target: this.#store.target,
-      created: Date.now(),
-      meta: { run_id: this.#info.runId, experiment_id: this.#info.experimentId },
-    }).then((spool) => {
-      this.#spool = spool;
-      this.#spoolPath = spool.path;
-      return spool;
-    });
-    const spool = await this.#spoolOpening;
-    if (why === 'unreachable') {
-      this.#ctx.warnOnce('spool:unreachable', `the MLflow server at ${this.#store.target} is unreachable; records are kept in ${spool.path} (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
-    } else {
-      this.#ctx.warnOnce('spool:overflow', `metrics are logged faster than ${this.#store.target} accepts them; the excess is kept in ${spool.path} (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
-    }
-    await spool.append(records);
-    this.#spooled += records.length;
+    this.#warnKept(why);
+    await this.#wal.appendRecords(records);
   }
 
   log(values: Readonly<Values>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
@@ -308,7 +346,9 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
         else this.#ctx.warnOnce(`kwarg:${k}`, `mlflow: log kwarg '${k}' is not supported and was ignored`);
       }
     }
-    this.#batcher.push({ v: { ...values }, ts: timestamp, step: step ?? 0, n });
+    const call: MetricCall = { v: { ...values }, ts: timestamp, step: step ?? 0, n };
+    this.#batcher.push(call);
+    if (this.#walOn) this.#wal.push(call);
   }
 
   /** Send params/tags in MLflow-sized requests (awaited); spool them if the server stays unreachable. */
@@ -362,10 +402,14 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
 
   async flush(): Promise<void> {
     try {
+      if (this.#retry.length > 0) await this.#retryFailed();
       await this.#batcher.flush();
     } catch (e) {
       if (isUnreachable(e)) {
-        throw new BackendError('mlflow', `the server at ${this.#store.target} is unreachable; ${this.#spooled} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``, { cause: e });
+        throw new BackendError('mlflow', `the server at ${this.#store.target} is unreachable; ${this.#wal.unacked} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``, { cause: e });
+      }
+      if (e instanceof MetricWriteError) {
+        throw new BackendError('mlflow', `${e.message}; ${this.#retry.length} metric(s) are kept in memory and written again on the next flush() (or spooled at finish())`, { cause: e.cause, code: e.code });
       }
       throw e;
     }
@@ -382,19 +426,34 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     } catch (e) {
       failure = e;
     }
+    if (this.#retry.length > 0) {
+      try {
+        await this.#retryFailed();
+      } catch (e) {
+        failure ??= e;
+        // Still failing: the metrics go to the spool (nothing is dropped).
+        const rest = this.#retry;
+        this.#retry = [];
+        await this.#toSpool(rest.map((m) => this.#metricRecord(m)), 'disk').catch((e2: unknown) => {
+          failure = new AggregateError([failure, e2], `${(failure as Error).message}; and spooling the ${rest.length} unwritten metric(s) failed: ${(e2 as Error).message}`);
+        });
+      }
+    }
     const endTime = Date.now();
     try {
       await this.#store.updateRun(this.#info.runId, 'FINISHED', endTime);
     } catch (e) {
       if (isUnreachable(e)) await this.#toSpool([{ t: 'status', run: this.#info.runId, status: 'FINISHED', end: endTime }], 'unreachable');
+      else if (this.#store instanceof FileStore) await this.#toSpool([{ t: 'status', run: this.#info.runId, status: 'FINISHED', end: endTime }], 'disk').catch(() => undefined);
       failure ??= e;
     }
     this.#unregisterExit();
-    await this.#spool?.close();
+    const kept = await this.#wal.close();
     await this.#store.close();
     if (failure !== undefined) {
-      if (this.#spooled > 0) {
-        throw new BackendError('mlflow', `finished with the server at ${this.#store.target} unreachable: ${this.#spooled} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``, { cause: failure });
+      if (kept !== undefined) {
+        const what = isUnreachable(failure) ? `the server at ${this.#store.target} unreachable` : (failure as Error).message;
+        throw new BackendError('mlflow', `finished with ${what}: ${this.#wal.unacked} record(s) are safe in ${kept} — upload them with \`trackspec sync ${this.#spoolDir}\``, { cause: failure });
       }
       throw failure;
     }
@@ -410,19 +469,18 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     }
     this.#finished = true;
     const status: RunStatus = reason === 'exit' ? (uncaught || (process.exitCode ?? 0) !== 0 ? 'FAILED' : 'FINISHED') : 'KILLED';
-    const pending = expand([...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#overflow]);
+    const calls = [...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#overflow];
+    const pending = expand(calls);
     const endTime = Date.now();
     const runId = this.#info.runId;
     if (this.#store instanceof FileStore) {
       const dir = this.#store.runDir(this.#info);
-      const byKey = new Map<string, string>();
-      for (const m of pending) byKey.set(m.key, `${byKey.get(m.key) ?? ''}${m.timestamp} ${pyFloatRepr(m.value)} ${m.step}\n`);
-      for (const [key, lines] of byKey) {
-        const path = join(dir, 'metrics', key);
-        mkdirSync(join(path, '..'), { recursive: true });
-        appendFileSync(path, lines);
+      try {
+        this.#store.appendMetricsSync(dir, [...this.#retry, ...pending]);
+        this.#store.updateRunSync(dir, this.#info, status, endTime);
+      } catch (e) {
+        process.stderr.write(`trackspec: could not write the last MLflow metrics at exit: ${(e as Error).message}\n`);
       }
-      this.#store.updateRunSync(dir, this.#info, status, endTime);
       return;
     }
     const rest = this.#rest!;
@@ -438,16 +496,9 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
       ],
       { headers: rest.headers, insecure: rest.insecure },
     );
-    if (sent) return;
-    const records: SpoolRecord[] = [...pending.map((m) => this.#metricRecord(m)), { t: 'status', run: runId, status, end: endTime }];
     try {
-      const path = Spool.appendSyncTo(this.#spoolPath, this.#spoolDir, {
-        backend: 'mlflow',
-        target: this.#store.target,
-        created: Date.now(),
-        meta: { run_id: runId, experiment_id: this.#info.experimentId },
-      }, records);
-      process.stderr.write(`trackspec: MLflow server unreachable at exit; ${records.length} record(s) saved to ${path} — upload with \`trackspec sync ${this.#spoolDir}\`\n`);
+      const path = this.#wal.settleAtExit(calls, sent, sent ? [] : [{ t: 'status', run: runId, status, end: endTime } satisfies SpoolRecord]);
+      if (!sent && path) process.stderr.write(`trackspec: MLflow server unreachable at exit; ${this.#wal.unacked} record(s) are saved in ${path} — upload with \`trackspec sync ${this.#spoolDir}\`\n`);
     } catch (e) {
       process.stderr.write(`trackspec: could not save the last MLflow records at exit: ${(e as Error).message}\n`);
     }

@@ -73,3 +73,62 @@ describe('a damaged byte in a spool (issue 13.3)', () => {
     expect(readFileSync(`${file}.damaged`).subarray(0, bytes.length).equals(bytes)).toBe(true);
   }, 30_000);
 });
+
+describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4)', () => {
+  it('a child SIGKILLed mid-run with the server down: sync uploads everything logged before the last interval, exactly once', async () => {
+    const dir = tempDir();
+    const script = join(dir, 'child.mts');
+    const interval = 0.4;
+    writeFileSync(
+      script,
+      `import { MLflowTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
+const t = new MLflowTracker({ tracking_uri: ${JSON.stringify(server.url)}, experiment_name: 'killed', flush_interval_secs: ${interval} });
+await t.start();
+process.stdout.write('run ' + t.tracker.runId + '\\n');
+process.stdin.once('data', () => {
+  let step = 0;
+  setInterval(() => {
+    for (let i = 0; i < 50; i++, step++) { const v = {}; for (let k = 0; k < 10; k++) v['m' + k] = step + k / 10; t.log(v, step); }
+    process.stdout.write('logged ' + (step - 1) + ' ' + Date.now() + '\\n');
+  }, 5);
+});
+`,
+    );
+    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env, TRACKSPEC_SPOOL_DIR: spoolDir }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const runId = await new Promise<string>((resolve, reject) => {
+      proc.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const m = /^run ([0-9a-f]{32})$/m.exec(stdout);
+        if (m) resolve(m[1]!);
+      });
+      proc.once('close', () => reject(new Error(`child ended early: ${stderr}`)));
+    });
+    await server.stop();
+    proc.stdin.write('go\n');
+    await new Promise((r) => setTimeout(r, 3000));
+    const killedAt = Date.now();
+    proc.kill('SIGKILL');
+    await once(proc, 'close');
+    const logged = [...stdout.matchAll(/^logged (\d+) (\d+)$/gm)].map((m) => ({ step: Number(m[1]), at: Number(m[2]) }));
+    expect(logged.length, stderr).toBeGreaterThan(50);
+    // Everything logged before the last interval (plus scheduling slack) must survive.
+    const mustHave = logged.filter((l) => l.at <= killedAt - interval * 1000 - 250).at(-1)!.step;
+    const lastLogged = logged.at(-1)!.step;
+    expect(mustHave).toBeGreaterThan(1000);
+
+    await server.restart();
+    const { code } = await runSyncCli(spoolDir);
+    expect(code).toBe(0);
+    const run = server.run(runId)!;
+    const seen = new Map<string, number>();
+    for (const m of run.metrics) seen.set(`${m.key}@${m.step}`, (seen.get(`${m.key}@${m.step}`) ?? 0) + 1);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true); // exactly once
+    for (let s = 0; s <= mustHave; s++) for (let k = 0; k < 10; k++) if (!seen.has(`m${k}@${s}`)) throw new Error(`step ${s} m${k} lost (must have ≤ ${mustHave}, logged ${lastLogged})`);
+    expect(run.metrics.reduce((a, m) => Math.max(a, Number(m.step)), 0)).toBeLessThanOrEqual(lastLogged);
+    // A second sync has nothing left to do.
+    expect((await runSyncCli(spoolDir)).out).toMatch(/nothing to upload/);
+  }, 60_000);
+});

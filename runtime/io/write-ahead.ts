@@ -1,0 +1,252 @@
+/**
+ * Write-ahead for the network backends: what `log()` queued and the server has not acknowledged is
+ * written to the durable spool in the background, so a SIGKILL loses at most the last interval and
+ * `trackspec sync` replays the rest.
+ *
+ * - `push(item)` (from `log()`): O(1), one array push. Nothing is encoded or written there.
+ * - Every `intervalMs` (an unref'd timer), the items pushed since the last tick that are not yet
+ *   acknowledged are encoded with `records(item)` and appended to the spool with one write (the
+ *   fdatasync runs in the background). The spool file is created on the first such write.
+ * - `acked(items)` (a batch the server accepted): items already written get one ack frame naming
+ *   their byte ranges (written synchronously, so it survives a SIGKILL), items not yet written are
+ *   only remembered, and never written. With a healthy server most items are acked before the
+ *   next tick, so the spool sees one small write per interval.
+ * - `keep(items)` (a batch that failed for good, or items above the in-memory cap): written now and
+ *   never acked, so `trackspec sync` uploads them.
+ * - `close()`: writes what is left; if every record in the spool was acknowledged, the spool is
+ *   deleted, else it stays (the caller reports it).
+ *
+ * A crash between a server's acceptance and the ack write re-sends those records on replay; the
+ * backend's replay makes that idempotent (MLflow de-duplicates against the server's history, W&B
+ * writes history lines at fixed offsets).
+ */
+import { unlinkSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { Spool, type SpoolHeader } from './spool.js';
+
+export interface WriteAheadOptions<T> {
+  /** Spool directory (the backend's subfolder is added). */
+  dir: string;
+  /** The spool header, built when the file is first needed. */
+  header: () => SpoolHeader;
+  /** Flush interval (the backend's flush_interval_secs). */
+  intervalMs: number;
+  /** The spool records one queued item stands for. */
+  records: (item: T) => unknown[];
+  /** Called once when the spool file exists (e.g. to report its path). */
+  onOpen?: (spool: Spool) => void;
+  /** A background write failed (e.g. the disk is full); the items stay queued for the next tick. */
+  onError?: (error: unknown) => void;
+}
+
+export class WriteAhead<T extends object> {
+  readonly #opts: WriteAheadOptions<T>;
+  /** Items pushed since the last tick (some may be acked by now). */
+  #queue: T[] = [];
+  /** Items to write at once (failed batches, spill-over), before the next tick. */
+  #urgent: T[] = [];
+  /** Acked before they were written: skipped by the next tick. */
+  #ackedEarly = new WeakSet<T>();
+  /** Written items → their byte range in the spool. */
+  #where = new WeakMap<T, [number, number]>();
+  /** Written and not acked / kept for good. */
+  #kept = new WeakSet<T>();
+  #spool: Spool | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #written = 0;
+  #ackedWritten = 0;
+  #keptCount = 0;
+  #closed = false;
+  #lastError: unknown;
+
+  constructor(options: WriteAheadOptions<T>) {
+    this.#opts = options;
+  }
+
+  /** Path of the spool file, once one was needed. */
+  get path(): string | undefined {
+    return this.#spool?.path;
+  }
+
+  /** Records written and not acknowledged (what `trackspec sync` would upload). */
+  get unacked(): number {
+    return this.#written - this.#ackedWritten;
+  }
+
+  /** Records handed over for good (failed batches, spill-over). */
+  get kept(): number {
+    return this.#keptCount;
+  }
+
+  /** Queue one item (from log()): O(1). */
+  push(item: T): void {
+    this.#queue.push(item);
+    if (this.#timer === undefined && !this.#closed) {
+      this.#timer = setInterval(() => this.tick(), this.#opts.intervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  /** The server accepted these items. */
+  acked(items: readonly T[]): void {
+    const ranges: [number, number][] = [];
+    let n = 0;
+    for (const it of items) {
+      const r = this.#where.get(it);
+      if (r === undefined) this.#ackedEarly.add(it);
+      else if (!this.#kept.has(it)) {
+        this.#where.delete(it);
+        ranges.push(r);
+        n += this.#opts.records(it).length;
+      }
+    }
+    if (ranges.length > 0 && this.#spool) {
+      try {
+        this.#spool.ack(ranges);
+        this.#ackedWritten += n;
+      } catch (e) {
+        this.#opts.onError?.(e); // not fatal: a replay de-duplicates
+      }
+    }
+  }
+
+  /** Keep these items for `trackspec sync` (never sent by this process): written at once. */
+  keep(items: readonly T[]): void {
+    for (const it of items) {
+      if (this.#kept.has(it)) continue;
+      this.#kept.add(it);
+      this.#keptCount += this.#opts.records(it).length;
+      if (!this.#where.has(it)) this.#urgent.push(it);
+    }
+    this.tick();
+  }
+
+  /** Records that are not log() items (params, a final status, ...): appended now and fsync'd, never acked. */
+  async appendRecords(records: unknown[]): Promise<void> {
+    if (records.length === 0) return;
+    const spool = this.#open();
+    const { synced } = spool.writeGroups([records]);
+    this.#written += records.length;
+    this.#keptCount += records.length;
+    await synced;
+  }
+
+  /**
+   * Write what is queued and not acked (synchronous write; fsync in the background). Returns the
+   * number of records written. Errors go to `onError` (the items stay queued).
+   */
+  tick(): number {
+    const items: T[] = [];
+    const taken = new Set<T>();
+    const take = (list: T[]) => {
+      for (const it of list) {
+        if (this.#ackedEarly.has(it) || this.#where.has(it) || taken.has(it)) continue;
+        taken.add(it);
+        items.push(it);
+      }
+    };
+    take(this.#urgent);
+    take(this.#queue);
+    if (items.length === 0) {
+      this.#urgent = [];
+      this.#queue = [];
+      return 0;
+    }
+    try {
+      const spool = this.#open();
+      const groups = items.map((it) => this.#opts.records(it));
+      const { ranges, synced } = spool.writeGroups(groups);
+      synced.catch((e: unknown) => this.#opts.onError?.(e));
+      let n = 0;
+      for (let i = 0; i < items.length; i++) {
+        this.#where.set(items[i]!, ranges[i]!);
+        n += groups[i]!.length;
+      }
+      this.#written += n;
+      this.#urgent = [];
+      this.#queue = [];
+      this.#lastError = undefined;
+      return n;
+    } catch (e) {
+      if (this.#lastError === undefined) this.#opts.onError?.(e);
+      this.#lastError = e;
+      return 0;
+    }
+  }
+
+  /** Whether this item's records are in the spool (written, not acked). */
+  written(item: T): boolean {
+    return this.#where.has(item);
+  }
+
+  #open(): Spool {
+    if (!this.#spool) {
+      this.#spool = Spool.createSync(this.#opts.dir, this.#opts.header());
+      this.#opts.onOpen?.(this.#spool);
+    }
+    return this.#spool;
+  }
+
+  /**
+   * Stop the timer; write what is left unless `discardQueue`; close the spool and delete it when
+   * everything in it was acknowledged. Returns the spool path when it is kept.
+   */
+  async close(): Promise<string | undefined> {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.tick();
+    const spool = this.#spool;
+    if (!spool) return undefined;
+    await spool.close();
+    if (this.unacked === 0 && this.#lastError === undefined) {
+      await fsp.rm(spool.path, { force: true });
+      return undefined;
+    }
+    return spool.path;
+  }
+
+  /**
+   * Synchronous end for exit paths. `items` are the ones still unsettled (queued, in flight).
+   * `delivered`: they (and `extra`) reached the server — written ones are acked; else the items
+   * not yet written and the `extra` records are appended (fsync'd). Returns the spool path when
+   * records are kept in it.
+   */
+  settleAtExit(items: readonly T[], delivered: boolean, extra: unknown[] = []): string | undefined {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    if (delivered) {
+      this.acked(items);
+    } else {
+      const records: unknown[] = [];
+      for (const it of [...this.#urgent, ...this.#queue, ...items]) {
+        if (this.#ackedEarly.has(it) || this.#where.has(it)) continue;
+        this.#where.set(it, [0, 0]);
+        for (const r of this.#opts.records(it)) records.push(r);
+      }
+      for (const r of extra) records.push(r);
+      if (records.length > 0) {
+        const spool = this.#open();
+        spool.appendSync(records);
+        this.#written += records.length;
+      }
+    }
+    const spool = this.#spool;
+    spool?.closeSync();
+    if (spool && this.unacked === 0) {
+      try {
+        unlinkSync(spool.path);
+      } catch {
+        // already gone
+      }
+      return undefined;
+    }
+    return spool?.path;
+  }
+
+  /** The open spool (exit paths append to it synchronously). */
+  get spool(): Spool | undefined {
+    return this.#spool;
+  }
+}
