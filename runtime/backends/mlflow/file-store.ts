@@ -76,21 +76,21 @@ function fail(message: string, e: unknown): BackendError {
  */
 export class MetricWriteError extends BackendError {
   readonly unwritten: MlflowMetric[];
-  constructor(message: string, cause: unknown, unwritten: MlflowMetric[]) {
-    super('mlflow', message, { cause, code: (cause as NodeJS.ErrnoException).code });
+  /** The message without the `mlflow: ` prefix. */
+  readonly detail: string;
+  constructor(detail: string, cause: unknown, unwritten: MlflowMetric[]) {
+    super('mlflow', detail, { cause, code: (cause as NodeJS.ErrnoException).code });
     this.name = 'MetricWriteError';
+    this.detail = detail;
     this.unwritten = unwritten;
   }
 }
-
-/** Metric files this process has checked end in a newline (whole lines). */
-const cleanFiles = new Set<string>();
 
 /**
  * If `fd`'s file does not end in a newline (a torn line from a crash or an old failed write), cut
  * it back to just after its last newline, so the next line is not glued onto the torn one.
  */
-function repairTornLine(fd: number, path: string): void {
+function repairTornLine(fd: number, _path: string): void {
   const size = fstatSync(fd).size;
   if (size === 0) return;
   const one = Buffer.alloc(1);
@@ -110,17 +110,13 @@ function repairTornLine(fd: number, path: string): void {
     end = start;
   }
   ftruncateSync(fd, 0);
-  void path;
 }
 
 /** Append whole lines to a metric file: on a failed write the file is cut back to its previous size. */
 function appendLinesSync(path: string, text: string): void {
   const fd = openSync(path, 'a+');
   try {
-    if (!cleanFiles.has(path)) {
-      repairTornLine(fd, path);
-      cleanFiles.add(path);
-    }
+    repairTornLine(fd, path); // one pread: another process may have crashed mid-line
     const before = fstatSync(fd).size;
     const buf = Buffer.from(text);
     try {
@@ -130,7 +126,7 @@ function appendLinesSync(path: string, text: string): void {
       try {
         ftruncateSync(fd, before);
       } catch {
-        cleanFiles.delete(path); // could not cut back: repaired before the next append
+        // could not cut back: repaired before the next append
       }
       throw e;
     }

@@ -249,7 +249,6 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
       send: async (batch) => {
         this.#inFlight.add(batch);
         try {
-          if (this.#retry.length > 0) await this.#retryFailed();
           await this.#sendMetrics(expand(batch));
           if (this.#walOn) this.#wal.acked(batch);
         } finally {
@@ -290,7 +289,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
       try {
         await this.#store.logBatch(this.#info.runId, { metrics: part });
       } catch (e) {
-        if (e instanceof MetricWriteError) throw new MetricWriteError(e.message, e.cause, [...e.unwritten, ...metrics.slice(i + MAX_METRICS_PER_BATCH)]);
+        if (e instanceof MetricWriteError) throw new MetricWriteError(e.detail, e.cause, [...e.unwritten, ...metrics.slice(i + MAX_METRICS_PER_BATCH)]);
         throw e;
       }
     }
@@ -409,7 +408,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
         throw new BackendError('mlflow', `the server at ${this.#store.target} is unreachable; ${this.#wal.unacked} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``, { cause: e });
       }
       if (e instanceof MetricWriteError) {
-        throw new BackendError('mlflow', `${e.message}; ${this.#retry.length} metric(s) are kept in memory and written again on the next flush() (or spooled at finish())`, { cause: e.cause, code: e.code });
+        throw new BackendError('mlflow', `${e.detail}; ${this.#retry.length} metric(s) are kept in memory and written again on the next flush() (or spooled at finish())`, { cause: e.cause, code: e.code });
       }
       throw e;
     }
@@ -452,7 +451,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     await this.#store.close();
     if (failure !== undefined) {
       if (kept !== undefined) {
-        const what = isUnreachable(failure) ? `the server at ${this.#store.target} unreachable` : (failure as Error).message;
+        const what = isUnreachable(failure) ? `the server at ${this.#store.target} unreachable` : failure instanceof MetricWriteError ? failure.detail : (failure as Error).message;
         throw new BackendError('mlflow', `finished with ${what}: ${this.#wal.unacked} record(s) are safe in ${kept} — upload them with \`trackspec sync ${this.#spoolDir}\``, { cause: failure });
       }
       throw failure;
