@@ -416,21 +416,30 @@ export function decodeWandbRecord(payload: Uint8Array): DecodedWandbRecord {
 }
 
 /**
- * Read a `.wandb` file: every record before the first problem, decoded. `error.kind` is one of the
- * framing kinds (`header`, `checksum`, `truncated`, `padding`, `sequence`) or `decode` (a record
- * that is not a valid `wandb_internal.Record`).
+ * Read a `.wandb` file: every intact record, decoded. Damage in the middle of the file is skipped
+ * (resynchronising by block as W&B's reader does) and listed in `damaged` with byte ranges;
+ * `error` is why reading stopped early (a bad header, a torn tail). Kinds are the framing kinds
+ * (`header`, `checksum`, `truncated`, `padding`, `sequence`) or `decode` (a record that is not a
+ * valid `wandb_internal.Record`; it is skipped).
  */
-export async function readWandbFile(path: string): Promise<{ records: DecodedWandbRecord[]; error?: { offset: number; kind: string; message: string } }> {
+export async function readWandbFile(path: string): Promise<{
+  records: DecodedWandbRecord[];
+  damaged: { offset: number; to: number; kind: string; message: string }[];
+  error?: { offset: number; kind: string; message: string };
+}> {
   const log = readTransactionLog(await readFile(path));
   const records: DecodedWandbRecord[] = [];
+  const damaged: { offset: number; to: number; kind: string; message: string }[] = [...log.damaged];
   for (let i = 0; i < log.records.length; i++) {
     try {
-      records.push(decodeWandbRecord(log.records[i]));
+      records.push(decodeWandbRecord(log.records[i]!));
     } catch (e) {
-      return { records, error: { offset: log.offsets[i], kind: 'decode', message: `record at offset ${log.offsets[i]} is not a wandb_internal.Record: ${(e as Error).message}` } };
+      const at = log.offsets[i]!;
+      damaged.push({ offset: at, to: log.offsets[i + 1] ?? at + log.records[i]!.length, kind: 'decode', message: `record at offset ${at} is not a wandb_internal.Record: ${(e as Error).message}` });
     }
   }
-  return log.error ? { records, error: log.error } : { records };
+  damaged.sort((a, b) => a.offset - b.offset);
+  return log.error ? { records, damaged, error: log.error } : { records, damaged };
 }
 
 // ---- finding runs ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { readEnv, type Env } from '../../core/env.js';
+import { describeRanges } from '../../io/framing.js';
 import type { SyncSummary } from '../../io/spool.js';
 import { fileStream, graphql, resumeStatus, upsertBucket, wandbConnect, wandbJson } from './index.js';
 import { findOfflineRuns, markSynced, readWandbFile } from './offline.js';
@@ -29,8 +30,9 @@ export async function syncWandbRuns(dir: string, options: { out?: (line: string)
     }
     const conn = wandbConnect(baseUrl, apiKey, 30_000);
     try {
-      const { records, error } = await readWandbFile(file);
+      const { records, damaged, error } = await readWandbFile(file);
       if (error) out(`  note: ${error.message} at byte ${error.offset}; the records before it are uploaded`);
+      if (damaged.length > 0) out(`  damaged: ${describeRanges(damaged.map((d) => ({ from: d.offset, to: d.to })))} cannot be read; every intact record before and after is uploaded`);
       const run = records.find((r) => r.kind === 'run')?.run;
       if (!run) throw new Error('the file has no run record');
       if (!run.entity) {
@@ -76,6 +78,11 @@ export async function syncWandbRuns(dir: string, options: { out?: (line: string)
       });
       await markSynced(file);
       summary.sent += lines.length;
+      if (damaged.length > 0) {
+        const message = `${file} is damaged at ${describeRanges(damaged.map((d) => ({ from: d.offset, to: d.to })))} (${damaged.map((d) => d.message).join('; ')}): the records there are lost; every intact record was uploaded; the file is kept`;
+        summary.failed.push({ path: file, error: message });
+        out(`  failed: ${message}`);
+      }
     } catch (e) {
       summary.failed.push({ path: file, error: (e as Error).message });
       out(`  failed: ${(e as Error).message} (run sync again later; it rewrites the same offsets)`);

@@ -172,10 +172,18 @@ export interface TransactionLogError {
 }
 
 export interface TransactionLog {
-  /** Every complete record before the first problem, in file order. */
+  /** Every complete, intact record in file order (past damage in the middle of the file, too). */
   records: Uint8Array[];
   /** File offset of the first chunk of each record (parallel to `records`). */
   offsets: number[];
+  /**
+   * Damage in the middle of the file: each range `[offset, to)` was skipped (its records are lost),
+   * and intact records follow it. Reading resynchronises as W&B's own reader (LevelDB's
+   * `Recover`): the rest of the damaged block is dropped and reading resumes at the next FULL or
+   * FIRST chunk.
+   */
+  damaged: (TransactionLogError & { to: number })[];
+  /** Why reading stopped before the physical end (a bad file header, or a torn tail after a crash). */
   error?: TransactionLogError;
 }
 
@@ -185,13 +193,16 @@ function allZero(bytes: Uint8Array, from: number, to: number): boolean {
 }
 
 /**
- * Parse a whole transaction log. Reading stops at the first problem (bad file header, checksum
- * mismatch, truncated chunk or record, non-zero block padding, chunk types out of sequence);
- * every record completed before it is returned. FULL records are views into `bytes`.
+ * Parse a whole transaction log. A problem (checksum mismatch, bad length, non-zero block padding,
+ * chunk types out of sequence) followed later by an intact record is damage in the middle of the
+ * file: it is reported in `damaged` with its byte range and reading goes on from the next block,
+ * as W&B's Go reader does. Only a problem after which nothing intact follows (a truncated chunk,
+ * a zero-filled or garbled tail) is `error`. FULL records are views into `bytes`.
  */
 export function readTransactionLog(bytes: Uint8Array): TransactionLog {
   const records: Uint8Array[] = [];
   const offsets: number[] = [];
+  const damaged: (TransactionLogError & { to: number })[] = [];
   const expected = fileHeader();
   if (bytes.length < FILE_HEADER_SIZE || !expected.every((b, i) => bytes[i] === b)) {
     const got = Buffer.from(bytes.subarray(0, FILE_HEADER_SIZE)).toString('hex');
@@ -199,73 +210,114 @@ export function readTransactionLog(bytes: Uint8Array): TransactionLog {
       bytes.length >= 6 && expected.subarray(0, 6).every((b, i) => bytes[i] === b)
         ? `unsupported .wandb version ${bytes[6]} (expected ${FILE_VERSION})`
         : `not a .wandb file: header ${got || '(empty)'} (expected ${Buffer.from(expected).toString('hex')})`;
-    return { records, offsets, error: { offset: 0, kind: 'header', message } };
+    return { records, offsets, damaged, error: { offset: 0, kind: 'header', message } };
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = FILE_HEADER_SIZE;
   /** Chunks of the record being assembled (after a FIRST), with the offset of its first chunk. */
   let parts: Uint8Array[] | undefined;
   let recordStart = 0;
-  const fail = (offset: number, kind: TransactionLogErrorKind, message: string): TransactionLog => ({ records, offsets, error: { offset, kind, message } });
+  /** A problem seen and not yet followed by an intact record. */
+  let pending: TransactionLogError | undefined;
+  const done = (): TransactionLog => (pending ? { records, offsets, damaged, error: pending } : { records, offsets, damaged });
+  /** Note a problem at `offset`; with `skipBlock`, drop the rest of the block (LevelDB's Recover). */
+  const problem = (offset: number, kind: TransactionLogErrorKind, message: string, skipBlock: boolean): void => {
+    // The damage starts where the unfinished record started, if any (its chunks are lost too).
+    const from = parts ? recordStart : offset;
+    pending ??= { offset: from, kind, message };
+    parts = undefined;
+    if (skipBlock) pos = (Math.floor(offset / BLOCK_SIZE) + 1) * BLOCK_SIZE;
+  };
+  const recordFound = (start: number): void => {
+    if (pending) {
+      damaged.push({ ...pending, to: start });
+      pending = undefined;
+    }
+  };
 
   for (;;) {
     let blockEnd = (Math.floor(pos / BLOCK_SIZE) + 1) * BLOCK_SIZE;
     if (blockEnd - pos < CHUNK_HEADER_SIZE) {
       const end = Math.min(blockEnd, bytes.length);
+      let badPad = -1;
       for (let i = pos; i < end; i++) {
-        if (bytes[i] !== 0) return fail(i, 'padding', `non-zero block padding byte at offset ${i}`);
+        if (bytes[i] !== 0) {
+          badPad = i;
+          break;
+        }
       }
+      if (badPad >= 0) problem(badPad, 'padding', `non-zero block padding byte at offset ${badPad}`, false);
       pos = blockEnd;
       blockEnd += BLOCK_SIZE;
     }
     if (pos >= bytes.length) {
-      if (parts) return fail(bytes.length, 'truncated', `file ends inside the record starting at offset ${recordStart}`);
-      return { records, offsets };
+      if (parts) problem(bytes.length, 'truncated', `file ends inside the record starting at offset ${recordStart}`, false);
+      return done();
     }
     if (bytes.length - pos < CHUNK_HEADER_SIZE) {
-      return fail(pos, 'truncated', `file ends inside the chunk header at offset ${pos}`);
+      problem(pos, 'truncated', `file ends inside the chunk header at offset ${pos}`, false);
+      return done();
     }
     const crc = view.getUint32(pos, true);
     const length = view.getUint16(pos + 4, true);
-    const type = bytes[pos + 6];
+    const type = bytes[pos + 6]!;
     const dataStart = pos + CHUNK_HEADER_SIZE;
     const dataEnd = dataStart + length;
     if (dataEnd > blockEnd) {
-      if (allZero(bytes, pos, bytes.length)) return fail(pos, 'truncated', `zero-filled tail from offset ${pos}`);
-      return fail(pos, 'checksum', `chunk at offset ${pos} claims ${length} bytes, crossing the block boundary at ${blockEnd}`);
+      if (allZero(bytes, pos, bytes.length)) {
+        problem(pos, 'truncated', `zero-filled tail from offset ${pos}`, false);
+        return done();
+      }
+      problem(pos, 'checksum', `chunk at offset ${pos} claims ${length} bytes, crossing the block boundary at ${blockEnd}`, true);
+      continue;
     }
     if (dataEnd > bytes.length) {
-      return fail(pos, 'truncated', `file ends inside the chunk at offset ${pos} (${length} payload bytes, ${bytes.length - dataStart} present)`);
+      problem(pos, 'truncated', `file ends inside the chunk at offset ${pos} (${length} payload bytes, ${bytes.length - dataStart} present)`, false);
+      return done();
     }
     const payload = bytes.subarray(dataStart, dataEnd);
     if (chunkCrc(type, payload) !== crc) {
-      if (allZero(bytes, pos, bytes.length)) return fail(pos, 'truncated', `zero-filled tail from offset ${pos}`);
-      return fail(pos, 'checksum', `checksum mismatch in the chunk at offset ${pos}`);
+      if (allZero(bytes, pos, bytes.length)) {
+        problem(pos, 'truncated', `zero-filled tail from offset ${pos}`, false);
+        return done();
+      }
+      problem(pos, 'checksum', `checksum mismatch in the chunk at offset ${pos}`, true);
+      continue;
     }
     switch (type) {
       case CHUNK_FULL:
-        if (parts) return fail(pos, 'sequence', `FULL chunk at offset ${pos} inside the record starting at offset ${recordStart}`);
+        if (parts) problem(pos, 'sequence', `FULL chunk at offset ${pos} inside the record starting at offset ${recordStart}`, false);
+        recordFound(pos);
         records.push(payload);
         offsets.push(pos);
         break;
       case CHUNK_FIRST:
-        if (parts) return fail(pos, 'sequence', `FIRST chunk at offset ${pos} inside the record starting at offset ${recordStart}`);
+        if (parts) problem(pos, 'sequence', `FIRST chunk at offset ${pos} inside the record starting at offset ${recordStart}`, false);
         parts = [payload];
         recordStart = pos;
         break;
       case CHUNK_MIDDLE:
-        if (!parts) return fail(pos, 'sequence', `MIDDLE chunk at offset ${pos} without a FIRST chunk`);
+        if (!parts) {
+          // After damage (recovering) these are the lost record's remains: skipped.
+          if (!pending) problem(pos, 'sequence', `MIDDLE chunk at offset ${pos} without a FIRST chunk`, false);
+          break;
+        }
         parts.push(payload);
         break;
       case CHUNK_LAST:
-        if (!parts) return fail(pos, 'sequence', `LAST chunk at offset ${pos} without a FIRST chunk`);
+        if (!parts) {
+          if (!pending) problem(pos, 'sequence', `LAST chunk at offset ${pos} without a FIRST chunk`, false);
+          break;
+        }
         parts.push(payload);
+        recordFound(recordStart);
         records.push(Buffer.concat(parts));
         offsets.push(recordStart);
         parts = undefined;
         break;
       default:
-        return fail(pos, 'sequence', `unknown chunk type ${type} at offset ${pos}`);
+        problem(pos, 'sequence', `unknown chunk type ${type} at offset ${pos}`, false);
+        break;
     }
     pos = dataEnd;
   }

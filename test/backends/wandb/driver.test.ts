@@ -2,7 +2,7 @@
 // heartbeats, faults (no row lost or duplicated), resume, offline .wandb files and sync.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BackendError, ConfigError, ValidationError, WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
@@ -177,6 +177,40 @@ describe('offline', () => {
     expect(run).toMatchObject({ complete: true, exitcode: 0 });
     expect(existsSync(`${file}.synced`)).toBe(true);
     expect((await syncAll(dir, { out: () => undefined })).spools).toBe(0);
+  });
+
+  it('a flipped bit mid-file: sync uploads every intact row after resynchronising by block, names the range, fails (issue 13.3)', async () => {
+    vi.stubEnv('WANDB_MODE', 'offline');
+    const t = new WandBTracker({ run_name: 'dmg', dir });
+    await t.start();
+    const N = 3000;
+    for (let i = 0; i < N; i++) t.log({ loss: i, pad: 'x'.repeat(40) }, i);
+    await t.finish();
+    const [file] = await findOfflineRuns(dir);
+    const bytes = readFileSync(file!);
+    expect(bytes.length).toBeGreaterThan(4 * 32768);
+    const at = 2 * 32768 + 1000; // inside block 2
+    bytes[at] ^= 0x10;
+    writeFileSync(file!, bytes);
+    const { records, damaged, error } = await readWandbFile(file!);
+    expect(error).toBeUndefined();
+    expect(damaged).toHaveLength(1);
+    expect(damaged[0]!.offset).toBeLessThanOrEqual(at);
+    expect(damaged[0]!.to).toBeGreaterThanOrEqual(3 * 32768);
+    const lost = N - records.filter((r) => r.kind === 'history').length;
+    expect(lost).toBeGreaterThan(0);
+    expect(lost).toBeLessThan(400); // at most about one block of rows
+    expect(records.at(-1)!.kind).toBe('footer');
+
+    const lines: string[] = [];
+    const summary = await syncAll(dir, { out: (l) => lines.push(l) });
+    expect(summary.failed).toHaveLength(1);
+    expect(summary.failed[0]!.error).toMatch(/damaged at bytes [\d,]+–[\d,]+/);
+    const run = server.run('test-entity', 'dmg', t.tracker.runId)!;
+    expect(run.history).toHaveLength(N - lost);
+    expect(run.history.at(-1)!.row.loss).toBe(N - 1);
+    expect(run).toMatchObject({ complete: true, exitcode: 0 });
+    expect(existsSync(file!)).toBe(true);
   });
 
   it('falls back to offline when the server stays unreachable; sync completes the run without gaps', async () => {

@@ -139,11 +139,13 @@ describe('transaction log framing', () => {
       expect(log.error).toBeUndefined();
       expect(log.records.map((r) => r.length)).toEqual([fill.length, 10]);
 
+      // Bad padding with an intact record after it: damage in the middle, reading goes on.
       const bad = Buffer.from(bytes);
       bad[BLOCK - 1] = 0x55;
       const broken = readTransactionLog(bad);
-      expect(broken.records).toHaveLength(1);
-      expect(broken.error).toMatchObject({ kind: 'padding', offset: BLOCK - 1 });
+      expect(broken.records).toHaveLength(2);
+      expect(broken.error).toBeUndefined();
+      expect(broken.damaged).toMatchObject([{ kind: 'padding', offset: BLOCK - 1, to: BLOCK }]);
     }
   });
 
@@ -180,13 +182,20 @@ describe('transaction log framing', () => {
     const zeroTail = Buffer.concat([bytes.subarray(0, o3), Buffer.alloc(500)]);
     expect(readTransactionLog(zeroTail)).toMatchObject({ records: [{}, {}], error: { kind: 'truncated', offset: o3 } });
 
-    // a flipped payload byte in record 2, a flipped CRC byte in the LAST chunk of record 3
+    // A flipped payload byte in record 2 (block 0) is damage in the middle: as W&B's reader
+    // (LevelDB Recover), the rest of block 0 is dropped, the MIDDLE/LAST chunks of record 3 are
+    // skipped, and record 4 is read. A flipped CRC byte in the LAST chunk of record 3 (block 2)
+    // drops the rest of that block, the physical end: a tail error, from record 3's start.
     const flipped = Buffer.from(bytes);
     flipped[o2 + 7 + 10] ^= 0x01;
-    expect(readTransactionLog(flipped)).toMatchObject({ records: [{}], error: { kind: 'checksum', offset: o2 } });
+    const f1 = readTransactionLog(flipped);
+    expect(f1.error).toBeUndefined();
+    expect(f1.damaged).toMatchObject([{ kind: 'checksum', offset: o2, to: o4 }]);
+    expect(f1.records.map((r) => Buffer.from(r).equals(Buffer.from(payloads[0]!)) || Buffer.from(r).equals(Buffer.from(payloads[3]!)))).toEqual([true, true]);
+    expect(f1.offsets).toEqual([7, o4]);
     const flipped2 = Buffer.from(bytes);
     flipped2[2 * BLOCK] ^= 0x80;
-    expect(readTransactionLog(flipped2)).toMatchObject({ records: [{}, {}], error: { kind: 'checksum', offset: 2 * BLOCK } });
+    expect(readTransactionLog(flipped2)).toMatchObject({ records: [{}, {}], damaged: [], error: { kind: 'checksum', offset: o3 } });
 
     // header problems
     expect(readTransactionLog(new Uint8Array(0)).error?.kind).toBe('header');
@@ -210,7 +219,9 @@ describe('transaction log framing', () => {
     const ok = chunk(1, Buffer.from('a'));
     expect(readTransactionLog(Buffer.concat([header, ok, chunk(3, Buffer.from('b'))]))).toMatchObject({ records: [{}], error: { kind: 'sequence', offset: 15 } });
     expect(readTransactionLog(Buffer.concat([header, ok, chunk(4, Buffer.from('b'))])).error?.kind).toBe('sequence');
-    expect(readTransactionLog(Buffer.concat([header, chunk(2, Buffer.from('x')), ok])).error).toMatchObject({ kind: 'sequence', offset: 15 });
+    // FIRST then FULL: the unfinished record is damage (7..15), the FULL record after it is read.
+    expect(readTransactionLog(Buffer.concat([header, chunk(2, Buffer.from('x')), ok]))).toMatchObject({ records: [{}], damaged: [{ kind: 'sequence', offset: 7, to: 15 }] });
+    expect(readTransactionLog(Buffer.concat([header, chunk(2, Buffer.from('x')), ok])).error).toBeUndefined();
     expect(readTransactionLog(Buffer.concat([header, chunk(2, Buffer.from('x')), chunk(2, Buffer.from('y'))])).error?.kind).toBe('sequence');
     expect(readTransactionLog(Buffer.concat([header, ok, chunk(9, Buffer.from('z'))]))).toMatchObject({ records: [{}], error: { kind: 'sequence' } });
     // FIRST + MIDDLE + LAST inside one block is legal
