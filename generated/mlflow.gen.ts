@@ -26,6 +26,7 @@ const descriptor: TrackerDescriptor = {
     { name: "tracking_uri", env: [{ var: "MLFLOW_TRACKING_URI", parse: "string", overrides: false }], default: null },
     { name: "retry_deadline_secs", env: [], default: 60 },
     { name: "flush_interval_secs", env: [], default: 1 },
+    { name: "write_ahead", env: [], default: true },
     { name: "spool_dir", env: [{ var: "TRACKSPEC_SPOOL_DIR", parse: "string", overrides: false }], default: null },
   ],
 };

@@ -71,11 +71,17 @@ export interface MLflowOptions {
    */
   retry_deadline_secs?: number;
   /**
-   * Longest time a logged metric waits in the background batch (batches also go out at 1000 metrics).
+   * Longest time a logged metric waits in the background batch (batches also go out at 1000 metrics); also how often metrics the server has not yet acknowledged are written ahead to the spool (write_ahead), so a killed process loses at most this interval.
    *
    * Default: `1`.
    */
   flush_interval_secs?: number;
+  /**
+   * Tracking server only: every flush_interval_secs, write the logged metrics the server has not yet acknowledged to the durable spool in the background (acknowledged ones are marked done, and the spool is removed at finish() when everything arrived), so a SIGKILL loses at most the last interval and `trackspec sync` uploads the rest exactly once.
+   *
+   * Default: `true`.
+   */
+  write_ahead?: boolean;
   /**
    * Directory of the durable spool for records the server did not accept in time (replay with `trackspec sync`). null → $XDG_STATE_HOME/trackspec/spool, else ~/.local/state/trackspec/spool.
    *
@@ -87,4 +93,4 @@ export interface MLflowOptions {
 }
 
 /** MLflowOptions after env resolution: options with a default are always present. */
-export type ResolvedMLflowOptions = MLflowOptions & Required<Pick<MLflowOptions, 'experiment_name' | 'logging_dir' | 'run_id' | 'tags' | 'nested_run' | 'run_name' | 'description' | 'tracking_uri' | 'retry_deadline_secs' | 'flush_interval_secs' | 'spool_dir'>>;
+export type ResolvedMLflowOptions = MLflowOptions & Required<Pick<MLflowOptions, 'experiment_name' | 'logging_dir' | 'run_id' | 'tags' | 'nested_run' | 'run_name' | 'description' | 'tracking_uri' | 'retry_deadline_secs' | 'flush_interval_secs' | 'write_ahead' | 'spool_dir'>>;

@@ -19,8 +19,8 @@ import type { BenchRow } from './tensorboard.bench.js';
 
 const KEYS = Array.from({ length: 10 }, (_, i) => `metric_${i}`);
 
-async function endToEnd(uri: string, calls: number) {
-  const t = new MLflowTracker({ tracking_uri: uri, experiment_name: 'bench' });
+async function endToEnd(uri: string, calls: number, writeAhead = true) {
+  const t = new MLflowTracker({ tracking_uri: uri, experiment_name: 'bench', write_ahead: writeAhead });
   await t.start();
   const values: Record<string, number> = {};
   const t0 = performance.now();
@@ -34,8 +34,8 @@ async function endToEnd(uri: string, calls: number) {
   return { seconds, tracker: t };
 }
 
-async function medianLogNs(uri: string): Promise<number> {
-  const t = new MLflowTracker({ tracking_uri: uri, experiment_name: 'bench-latency' });
+async function medianLogNs(uri: string, writeAhead = true): Promise<number> {
+  const t = new MLflowTracker({ tracking_uri: uri, experiment_name: 'bench-latency', write_ahead: writeAhead });
   await t.start();
   const values: Record<string, number> = {};
   for (const k of KEYS) values[k] = 0;
@@ -75,27 +75,65 @@ export default async function bench(): Promise<BenchRow[]> {
   const restore = setWarningHandler(() => undefined);
   const server = await MlflowTestServer.start();
   const dir = mkdtempSync(join(tmpdir(), 'trackspec-mlflow-bench-'));
+  const spoolBefore = process.env.TRACKSPEC_SPOOL_DIR;
+  process.env.TRACKSPEC_SPOOL_DIR = join(dir, 'spool');
   try {
     const rows: BenchRow[] = [];
     await endToEnd(server.url, 2_000); // warm-up
     const calls = 20_000; // 200k metrics
-    const before = server.requests.filter((r) => r.path.endsWith('log-batch')).length;
-    const e2e = await endToEnd(server.url, calls);
-    const batches = server.requests.filter((r) => r.path.endsWith('log-batch')).length - before;
-    const stored = server.run(e2e.tracker.tracker.runId)!.metrics.length;
-    if (stored !== calls * 10) throw new Error(`stored ${stored} of ${calls * 10} metrics`);
-    const perSec = (calls * 10) / e2e.seconds;
+    // Write-ahead off (the baseline, as before issue 13.4) and on, alternated, best of 3 each.
+    let offBest = 0;
+    let onBest = 0;
+    let e2e!: Awaited<ReturnType<typeof endToEnd>>;
+    let batches = 0;
+    for (let rep = 0; rep < 3; rep++) {
+      const off = await endToEnd(server.url, calls, false);
+      offBest = Math.max(offBest, (calls * 10) / off.seconds);
+      const before = server.requests.filter((r) => r.path.endsWith('log-batch')).length;
+      e2e = await endToEnd(server.url, calls, true);
+      batches = server.requests.filter((r) => r.path.endsWith('log-batch')).length - before;
+      const stored = server.run(e2e.tracker.tracker.runId)!.metrics.length;
+      if (stored !== calls * 10) throw new Error(`stored ${stored} of ${calls * 10} metrics`);
+      onBest = Math.max(onBest, (calls * 10) / e2e.seconds);
+    }
+    const perSec = onBest;
+    rows.push({ name: 'baseline: mlflow REST e2e metrics/s, write_ahead off', value: Math.round(offBest), unit: 'metrics/s' });
     rows.push({ name: 'mlflow REST e2e metrics/s (log 10/call → stored after finish)', value: Math.round(perSec), unit: 'metrics/s' });
+    rows.push({ name: 'ratio write_ahead on / off (e2e throughput)', value: +(onBest / offBest).toFixed(2), unit: 'x', goal: '>= 0.9' });
     rows.push({ name: 'mlflow REST requests per 1000 metrics', value: +((batches * 1000) / (calls * 10)).toFixed(3), unit: 'requests', goal: '<= 1' });
     const cap = await serverCapacity(server, e2e.tracker.tracker.runId, 200);
     rows.push({ name: 'baseline: test server log-batch capacity (ready-made 1000-metric requests)', value: Math.round(cap), unit: 'metrics/s' });
     rows.push({ name: 'ratio client e2e / server capacity', value: +(perSec / cap).toFixed(2), unit: 'x' });
+    rows.push({ name: 'baseline: mlflow log() median (10 metrics), write_ahead off', value: +(await medianLogNs(server.url, false)).toFixed(1), unit: 'ns/call' });
     rows.push({ name: 'mlflow log() median (10 metrics)', value: +(await medianLogNs(server.url)).toFixed(1), unit: 'ns/call', goal: '<= 1000' });
+    // Server down: every call is written ahead at the next interval (nothing is acknowledged).
+    const down = await MlflowTestServer.start();
+    const downUrl = down.url;
+    const dt = new MLflowTracker({ tracking_uri: downUrl, experiment_name: 'bench-down', flush_interval_secs: 0.2, retry_deadline_secs: 0.5 });
+    await dt.start();
+    await down.close();
+    {
+      const values: Record<string, number> = {};
+      for (const k of KEYS) values[k] = 0;
+      const samples: number[] = [];
+      let step = 0;
+      for (let b = 0; b < 1000; b++) {
+        const t0 = process.hrtime.bigint();
+        for (let i = 0; i < 10; i++) dt.log(values, step++);
+        samples.push(Number(process.hrtime.bigint() - t0) / 10);
+        if (b % 100 === 99) await new Promise((r) => setTimeout(r, 25));
+      }
+      samples.sort((a, b) => a - b);
+      rows.push({ name: 'mlflow log() median (10 metrics), server down, write-ahead to the spool', value: +samples[Math.floor(samples.length / 2)]!.toFixed(1), unit: 'ns/call', goal: '<= 1000' });
+      await dt.finish().catch(() => undefined);
+    }
     const fileCalls = 20_000;
     const file = await endToEnd(join(dir, 'mlruns'), fileCalls);
     rows.push({ name: 'mlflow file store e2e metrics/s', value: Math.round((fileCalls * 10) / file.seconds), unit: 'metrics/s' });
     return rows;
   } finally {
+    if (spoolBefore === undefined) delete process.env.TRACKSPEC_SPOOL_DIR;
+    else process.env.TRACKSPEC_SPOOL_DIR = spoolBefore;
     await server.close();
     setWarningHandler(restore);
     rmSync(dir, { recursive: true, force: true });

@@ -58,6 +58,7 @@ export interface MLflowDriverOptions {
   tracking_uri: string | null;
   retry_deadline_secs: number;
   flush_interval_secs: number;
+  write_ahead: boolean;
   spool_dir: string | null;
 }
 
@@ -229,7 +230,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
       requestCounts: (store.store as Partial<RestStore>).requestCounts ?? new Map(),
       setTag: (key, value) => this.#logEntries('setTag', [], [{ key, value: String(value) }]),
     };
-    this.#walOn = store.rest !== undefined;
+    this.#walOn = store.rest !== undefined && options.write_ahead;
     this.#wal = new WriteAhead<MetricCall>({
       dir: this.#spoolDir,
       header: () => ({ backend: 'mlflow', target: this.#store.target, created: Date.now(), meta: { run_id: info.runId, experiment_id: info.experimentId } }),
