@@ -8,8 +8,10 @@ export const USAGE = `usage:
       them when the spec, the generator's code and the emitter versions are byte-identical).
       Needs the generator's toolchain, which installing the SDK does not bring (the command
       names the packages to install when they are missing).
-  trackspec validate FILE... [--format text|json|github]
+  trackspec validate FILE... [--format text|json|github] [--max-bytes N]
       Check tracker config files (YAML or JSON). Exit 0 valid, 1 invalid, 2 usage or unreadable file.
+      Files over --max-bytes (default 8388608, 8 MiB), binary files and YAML alias bombs are
+      reported as problems (exit 1).
   trackspec sync [DIR]
       Upload records spooled while a server was unreachable or logged offline: MLflow spools
       (default DIR: $TRACKSPEC_SPOOL_DIR, else $XDG_STATE_HOME/trackspec/spool, else

@@ -45,16 +45,23 @@ export function jsonType(v: unknown): string {
   return typeof v;
 }
 
-function levenshtein(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+/** Edit distance of a and b, or `limit + 1` as soon as it must exceed `limit`. */
+function levenshtein(a: string, b: string, limit: number): number {
+  if (Math.abs(a.length - b.length) > limit) return limit + 1;
+  const prev = new Uint32Array(b.length + 1);
+  for (let j = 0; j <= b.length; j++) prev[j] = j;
   for (let i = 1; i <= a.length; i++) {
     let diag = prev[0]!;
     prev[0] = i;
+    let rowMin = i;
     for (let j = 1; j <= b.length; j++) {
       const tmp = prev[j]!;
-      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      const v = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a.charCodeAt(i - 1) === b.charCodeAt(j - 1) ? 0 : 1));
+      prev[j] = v;
+      if (v < rowMin) rowMin = v;
       diag = tmp;
     }
+    if (rowMin > limit) return limit + 1;
   }
   return prev[b.length]!;
 }
@@ -62,19 +69,19 @@ function levenshtein(a: string, b: string): number {
 /** The closest candidate within a small edit distance, or undefined. */
 export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
-  let bestScore = Infinity;
+  const limit = Math.max(2, Math.floor(word.length / 3));
+  let bestScore = limit + 1;
   const lw = word.toLowerCase();
+  const bare = lw.replace(/[-_]/g, '');
   for (const c of candidates) {
     const lc = c.toLowerCase();
-    let score = levenshtein(lw, lc);
-    if (lc.replace(/[-_]/g, '') === lw.replace(/[-_]/g, '')) score = 0;
+    const score = lc.replace(/[-_]/g, '') === bare ? 0 : levenshtein(lw, lc, bestScore - 1);
     if (score < bestScore) {
       bestScore = score;
       best = c;
     }
   }
-  const limit = Math.max(2, Math.floor(word.length / 3));
-  return bestScore <= limit ? best : undefined;
+  return best;
 }
 
 function schemaAt(schema: unknown, schemaPath: string): unknown {
@@ -97,20 +104,31 @@ function parentSchemaPath(schemaPath: string): string {
   return schemaPath.slice(0, schemaPath.lastIndexOf('/'));
 }
 
+/** Known keys at an additionalProperties error's schema path, computed once per path per call (thousands of unknown keys share one). */
+const knownCache = new WeakMap<HumanizeContext, Map<string, { known: string[]; list: string }>>();
+function knownKeys(ctx: HumanizeContext, schemaPath: string): { known: string[]; list: string } {
+  let cache = knownCache.get(ctx);
+  if (!cache) knownCache.set(ctx, (cache = new Map()));
+  const parentPath = parentSchemaPath(schemaPath);
+  let entry = cache.get(parentPath);
+  if (!entry) {
+    const parent = schemaAt(ctx.schema, parentPath) as { properties?: object } | undefined;
+    const known = parent?.properties ? Object.keys(parent.properties) : [];
+    entry = { known, list: known.map((k) => JSON.stringify(k)).join(', ') };
+    cache.set(parentPath, entry);
+  }
+  return entry;
+}
+
 function single(e: ErrorObject, ctx: HumanizeContext): ValidationIssue {
   const noun = ctx.noun ?? (() => 'key');
   const p = e.params as Record<string, unknown>;
   switch (e.keyword) {
     case 'additionalProperties': {
       const key = String(p.additionalProperty);
-      const parent = schemaAt(ctx.schema, parentSchemaPath(e.schemaPath)) as { properties?: object } | undefined;
-      const known = parent?.properties ? Object.keys(parent.properties) : [];
+      const { known, list } = knownKeys(ctx, e.schemaPath);
       const guess = didYouMean(key, known);
-      const hint = guess
-        ? `; did you mean ${JSON.stringify(guess)}?`
-        : known.length > 0
-          ? `; expected one of ${known.map((k) => JSON.stringify(k)).join(', ')}`
-          : '';
+      const hint = guess ? `; did you mean ${JSON.stringify(guess)}?` : known.length > 0 ? `; expected one of ${list}` : '';
       return {
         pointer: `${e.instancePath}/${escapePointer(key)}`,
         code: 'unknown-key',
@@ -206,7 +224,7 @@ export function humanizeErrors(errors: readonly ErrorObject[] | null | undefined
     }
     const best = all.sort((a, b) => b.depth - a.depth || a.errors.length - b.errors.length)[0]!;
     // Re-insert the best branch's errors; nested combinators inside it are handled by recursion.
-    out.push(...humanizeErrors(best.errors, ctx));
+    for (const issue of humanizeErrors(best.errors, ctx)) out.push(issue);
   }
   for (const e of list) out.push(single(e, ctx));
   // Deduplicate identical issues (ajv can report the same problem through several paths).
