@@ -25,9 +25,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BackendDriver, DriverContext, ImageData, TrackerDriver, Values } from '../../core/driver.js';
-import { BackendError } from '../../core/errors.js';
+import { BackendError, ConfigError } from '../../core/errors.js';
+import { resolveInside } from '../../io/safe-path.js';
 import { checkImage } from '../../io/image.js';
-import { SummaryWriter } from './summary-writer.js';
+import { SummaryWriter, filenameSuffixProblem } from './summary-writer.js';
 import { SessionStatus } from './hparams.js';
 
 export { SummaryWriter } from './summary-writer.js';
@@ -201,7 +202,18 @@ class TensorBoardDriver implements TrackerDriver<SummaryWriter> {
 export const driver: BackendDriver<TensorBoardDriverOptions, SummaryWriter> = {
   available: true,
   start: async (options, ctx) => {
-    const runDir = path.join(options.logging_dir, options.run_name);
+    // Names are checked before anything is created: run_name may nest ('exp/a') but must stay
+    // inside logging_dir; filename_suffix must keep the event file name one file name.
+    const runDir = resolveInside(
+      options.logging_dir,
+      options.run_name,
+      (problem) => new ConfigError(`TensorBoardTracker: run_name ${JSON.stringify(options.run_name)} ${problem} (logging_dir ${options.logging_dir})`, { option: 'run_name' }),
+      { root: true },
+    );
+    const suffixProblem = filenameSuffixProblem(options.filename_suffix);
+    if (suffixProblem !== undefined) {
+      throw new ConfigError(`TensorBoardTracker: filename_suffix ${JSON.stringify(options.filename_suffix)} ${suffixProblem}`, { option: 'filename_suffix' });
+    }
     try {
       await fs.promises.mkdir(runDir, { recursive: true });
     } catch (err) {

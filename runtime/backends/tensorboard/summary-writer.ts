@@ -19,7 +19,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ImageData } from '../../core/driver.js';
-import { BackendError } from '../../core/errors.js';
+import { BackendError, ConfigError, ValidationError } from '../../core/errors.js';
+import { escapePointer } from '../../core/humanize.js';
 import { registerExitHook } from '../../io/exit-hooks.js';
 import {
   EXPERIMENT_TAG,
@@ -35,6 +36,7 @@ import {
   type MetricName,
 } from './hparams.js';
 import { encodePng } from '../../io/image.js';
+import { pathNameProblem, resolveInside } from '../../io/safe-path.js';
 import { ProtoWriter, utf8, varintSize } from './proto.js';
 import { RecordFile } from './record-file.js';
 
@@ -121,6 +123,32 @@ function wrapError(message: string, cause: unknown): BackendError {
   });
 }
 
+/**
+ * Why `suffix` cannot end an event file name, or undefined. It must keep the name one file in the
+ * run directory: no '/', '\\' or NUL.
+ */
+export function filenameSuffixProblem(suffix: string): string | undefined {
+  if (/[/\\\0]/.test(suffix)) return "must not contain '/', '\\' or NUL: it ends the event file's name";
+  return undefined;
+}
+
+/**
+ * The add_scalars sub-run directory for `mainTag` and key `k`: `<mainTag with '/' → '_'>_<k>`
+ * (torch's naming; a '/' in `k` nests, as in torch). Throws ValidationError naming the key when the
+ * name would leave the run directory or be the run directory itself.
+ */
+function subRunName(mainTag: string, k: string): string {
+  const name = `${mainTag.replace(/\//g, '_')}_${k}`;
+  const problem = pathNameProblem(name);
+  if (problem !== undefined) {
+    const pointer = `/${escapePointer(mainTag)}/${escapePointer(k)}`;
+    throw new ValidationError(`tensorboard: add_scalars key ${JSON.stringify(k)} of ${JSON.stringify(mainTag)} names the sub-run directory ${JSON.stringify(name)}, which ${problem}`, [
+      { pointer, code: 'path', message: `sub-run directory ${JSON.stringify(name)} ${problem}` },
+    ]);
+  }
+  return name;
+}
+
 /** Create `dir` (recursively) and a fresh event file in it; returns the open RecordFile. */
 function openEventFile(dir: string, suffix: string, bufferBytes: number): RecordFile {
   try {
@@ -166,6 +194,10 @@ export class SummaryWriter {
    * Throws `BackendError` if the directory or file cannot be created.
    */
   constructor(logdir: string, options: SummaryWriterOptions = {}, internal?: { child: boolean }) {
+    const suffixProblem = filenameSuffixProblem(options.filenameSuffix ?? '');
+    if (suffixProblem !== undefined) {
+      throw new ConfigError(`SummaryWriter: filenameSuffix ${JSON.stringify(options.filenameSuffix)} ${suffixProblem}`, { option: 'filenameSuffix' });
+    }
     this.logdir = logdir;
     this.options = {
       flushSecs: options.flushSecs ?? 120,
@@ -310,6 +342,7 @@ export class SummaryWriter {
     this.checkOpen();
     const s = toStep(step);
     const wt = this.wallTime(walltime);
+    this.checkSubRuns(mainTag, values);
     const prefix = mainTag.replace(/\//g, '_');
     for (const k in values) {
       const v = values[k];
@@ -318,10 +351,19 @@ export class SummaryWriter {
     }
   }
 
+  /** Throws ValidationError (before anything is written) when a key names a sub-run outside the run directory. */
+  private checkSubRuns(mainTag: string, values: Readonly<Record<string, unknown>>): void {
+    const prefix = mainTag.replace(/\//g, '_');
+    for (const k in values) {
+      if (!this.children.has(`${prefix}_${k}`)) subRunName(mainTag, k);
+    }
+  }
+
   private child(name: string): SummaryWriter {
     let c = this.children.get(name);
     if (c === undefined) {
-      c = new SummaryWriter(path.join(this.logdir, name), { ...this.options, purgeStep: this.options.purgeStep }, { child: true });
+      const dir = resolveInside(this.logdir, name, (problem) => new ValidationError(`tensorboard: sub-run directory ${JSON.stringify(name)} ${problem}`, [{ pointer: '', code: 'path', message: problem }]));
+      c = new SummaryWriter(dir, { ...this.options, purgeStep: this.options.purgeStep }, { child: true });
       this.children.set(name, c);
     }
     return c;
@@ -397,6 +439,11 @@ export class SummaryWriter {
       } else if (isPlainObject(v)) {
         this.scratchObjects[objects++] = key;
       }
+    }
+    // Sub-run names are checked before anything of this call is written.
+    for (let i = 0; i < objects; i++) {
+      const key = this.scratchObjects[i]!;
+      this.checkSubRuns(key, values[key] as Record<string, unknown>);
     }
     const s = toStep(step);
     const wt = this.wallTime(walltime);
