@@ -19,7 +19,7 @@ export interface MLflowOptions {
    */
   logging_dir?: (string | null);
   /**
-   * Resume this existing run instead of starting a new one (its status goes back to RUNNING).
+   * Resume this existing run instead of starting a new one (its status goes back to RUNNING). Must match MLflow's run-id rule (a letter or digit, then up to 255 letters, digits, '_' or '-'; MLflow's own ids are 32 hex digits), checked before it is used.
    *
    * Environment: `MLFLOW_RUN_ID` (string, overrides an explicit option as upstream).
    *

@@ -11,13 +11,15 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BackendError } from '../../core/errors.js';
+import { BackendError, ValidationError } from '../../core/errors.js';
+import { escapePointer } from '../../core/humanize.js';
+import { pathNameProblem } from '../../io/safe-path.js';
 import { walkFiles } from '../../io/fs-util.js';
 import { lazy } from '../../io/lazy.js';
 import { diskMessage } from '../../io/spool.js';
 
 const crypto = lazy<typeof import('node:crypto')>('node:crypto');
-import { pyFloatRepr } from './keys.js';
+import { experimentIdProblem, keyProblem, pyFloatRepr, runIdProblem } from './keys.js';
 import { PARAM_IMMUTABLE, type ExperimentInfo, type MlflowKV, type MlflowMetric, type MlflowStore, type RunData, type RunInfo, type RunStatus } from './store.js';
 
 const STATUS_CODE: Record<RunStatus, number> = { RUNNING: 1, SCHEDULED: 2, FINISHED: 3, FAILED: 4, KILLED: 5 };
@@ -135,6 +137,41 @@ function appendLinesSync(path: string, text: string): void {
   }
 }
 
+/**
+ * Every name that becomes a path in the store is checked before anything is written: keys by
+ * MLflow's own rules (which also keep them inside their folder), then by the shared containment
+ * check; run and experiment ids by MLflow's id patterns. Throws ValidationError naming the name.
+ */
+function checkNames(where: string, names: { runId?: string; experimentId?: string; keys?: Iterable<string> }): void {
+  const issues: { pointer: string; code: string; message: string }[] = [];
+  const add = (pointer: string, code: string, message: string) => issues.push({ pointer, code, message });
+  if (names.runId !== undefined) {
+    const p = runIdProblem(names.runId);
+    if (p) add('/run_id', 'mlflow-run-id', `run id ${JSON.stringify(names.runId)} ${p}`);
+  }
+  if (names.experimentId !== undefined) {
+    const p = experimentIdProblem(names.experimentId);
+    if (p) add('/experiment_id', 'mlflow-experiment-id', `experiment id ${JSON.stringify(names.experimentId)} ${p}`);
+  }
+  for (const key of names.keys ?? []) {
+    const p = keyProblem(key) ?? pathNameProblem(key);
+    if (p) add(`/${escapePointer(key)}`, 'mlflow-key', `${JSON.stringify(key)} ${p}`);
+  }
+  if (issues.length > 0) throw new ValidationError(`mlflow: ${where}: ${issues.map((i) => i.message).join('; ')}`, issues);
+}
+
+function* keysOf(batch: { metrics?: MlflowMetric[]; params?: MlflowKV[]; tags?: MlflowKV[] }): Iterable<string> {
+  const seen = new Set<string>();
+  for (const list of [batch.metrics, batch.params, batch.tags]) {
+    for (const x of list ?? []) {
+      if (!seen.has(x.key)) {
+        seen.add(x.key);
+        yield x.key;
+      }
+    }
+  }
+}
+
 /** Resolve a path or file: URI to the store root directory. */
 export function fileStoreRoot(uri: string): string {
   if (uri.startsWith('file:')) return resolve(new URL(uri).pathname);
@@ -211,6 +248,11 @@ export class FileStore implements MlflowStore {
 
   createExperiment(name: string, artifactLocation: string | null, tags: MlflowKV[]): Promise<string> {
     // One lock for all creations in this store: two trackers creating the same name get one experiment.
+    try {
+      checkNames('createExperiment', { keys: tags.map((t) => t.key) });
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return withLock(join(this.root, '.create-experiment'), async () => {
       try {
         const existing = await this.getExperimentByName(name);
@@ -242,6 +284,7 @@ export class FileStore implements MlflowStore {
   }
 
   async #findRun(runId: string): Promise<{ dir: string; meta: Record<string, unknown> } | undefined> {
+    checkNames('run lookup', { runId });
     let entries: string[] = [];
     try {
       entries = await readdir(this.root);
@@ -256,6 +299,7 @@ export class FileStore implements MlflowStore {
   }
 
   async createRun(request: { experimentId: string; startTime: number; runName: string | null; tags: MlflowKV[] }): Promise<RunInfo> {
+    checkNames('createRun', { experimentId: request.experimentId, keys: request.tags.map((t) => t.key) });
     const runId = crypto().randomBytes(16).toString('hex');
     const dir = this.#runDir(request.experimentId, runId);
     const runName = request.runName ?? `run-${runId.slice(0, 8)}`;
@@ -389,6 +433,7 @@ export class FileStore implements MlflowStore {
   }
 
   async logBatch(runId: string, batch: { metrics?: MlflowMetric[]; params?: MlflowKV[]; tags?: MlflowKV[] }): Promise<void> {
+    checkNames('logBatch', { runId, keys: keysOf(batch) });
     const found = await this.#cachedRunDir(runId);
     try {
       if (batch.params?.length) {

@@ -189,6 +189,21 @@ function checkKeys(where: string, keys: Iterable<string>): void {
   if (issues.length) throw new ValidationError(`MLflowTracker.${where}: invalid MLflow key(s): ${issues.map((i) => i.message).join('; ')}`, issues);
 }
 
+/**
+ * The `tags` option (or MLFLOW_TAGS), checked by MLflow's tag rules before anything is created:
+ * a tag key becomes a file name in the file store, so a bad one must never reach a write.
+ */
+function checkTagOption(tags: readonly MlflowKV[]): void {
+  const issues = [];
+  for (const t of tags) {
+    const problem = keyProblem(t.key) ?? (t.value.length > MAX_TAG_VALUE_LENGTH ? `has a value of ${t.value.length} characters, over MLflow's limit of ${MAX_TAG_VALUE_LENGTH}` : undefined);
+    if (problem) issues.push({ pointer: `/tags/${t.key.replace(/~/g, '~0').replace(/\//g, '~1')}`, code: 'mlflow-key', message: `tag ${JSON.stringify(t.key)} ${problem}` });
+  }
+  if (issues.length) {
+    throw new ConfigError(`MLflowTracker: option "tags" (or MLFLOW_TAGS): ${issues.map((i) => i.message).join('; ')}`, { option: 'tags', issues });
+  }
+}
+
 class MLflowRunDriver implements TrackerDriver<MLflowRun> {
   readonly handle: MLflowRun;
   readonly #store: MlflowStore;
@@ -525,6 +540,7 @@ export const driver: BackendDriver<MLflowDriverOptions, MLflowRun> = {
     try {
       void warnAboutSpools(options.spool_dir ?? defaultSpoolDir(), ctx);
       const tags = stringTags(options.tags);
+      checkTagOption(tags);
       const parent = options.nested_run ? activeRuns.at(-1) : undefined;
       let info: RunInfo;
       let params: Record<string, string> = {};

@@ -27,6 +27,23 @@ export function keyProblem(key: string): string | undefined {
   return undefined;
 }
 
+/** MLflow's `_RUN_ID_REGEX` (`^[a-zA-Z0-9][\w\-]{0,255}$`, Python's Unicode `\w`), without Python's `$` quirk of allowing a final newline. */
+export const RUN_ID_PATTERN = /^[a-zA-Z0-9][\p{L}\p{N}_-]{0,255}$/u;
+/** MLflow's `_EXPERIMENT_ID_REGEX` (`^[a-zA-Z0-9][\w\-]{0,63}$`). */
+export const EXPERIMENT_ID_PATTERN = /^[a-zA-Z0-9][\p{L}\p{N}_-]{0,63}$/u;
+
+/** Why `id` is not a valid MLflow run id (MLflow's `_validate_run_id`), or undefined when it is. */
+export function runIdProblem(id: string): string | undefined {
+  if (RUN_ID_PATTERN.test(id)) return undefined;
+  return "is not a valid MLflow run id: a letter or digit, then up to 255 letters, digits, '_' or '-' (MLflow's ids are 32 hex digits)";
+}
+
+/** Why `id` is not a valid MLflow experiment id (MLflow's `_validate_experiment_id`), or undefined when it is. */
+export function experimentIdProblem(id: string): string | undefined {
+  if (EXPERIMENT_ID_PATTERN.test(id)) return undefined;
+  return "is not a valid MLflow experiment id: a letter or digit, then up to 63 letters, digits, '_' or '-'";
+}
+
 /** Python's posixpath.normpath, which MLflow compares keys against. */
 function normpath(path: string): string {
   if (path === '') return '.';
