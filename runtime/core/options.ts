@@ -8,6 +8,7 @@ import { ConfigError } from './errors.js';
 import { parseEnv, readEnv, EXPECTED_FORM, type Env, type EnvParse } from './env.js';
 import { humanizeErrors, pointerSegments } from './humanize.js';
 import { isPlainObject } from './values.js';
+import { printAs, redactOptions } from './redact.js';
 
 export interface EnvSource {
   readonly var: string;
@@ -119,5 +120,8 @@ export function resolveOptions<R>(
       { ...first, issues },
     );
   }
+  // Printing the options (console.log, util.inspect, JSON.stringify) never shows secrets.
+  const secrets = new Set(descriptors.filter((d) => d.secret).map((d) => d.name));
+  printAs(resolved, () => redactOptions(resolved, secrets));
   return resolved as R;
 }

@@ -45,7 +45,7 @@ function asBackendError(backend: string, e: unknown): Error {
 }
 
 export abstract class SpecTracker<R, H> extends GeneralTracker<H> {
-  /** The resolved options (explicit > env > default, per the spec). Secrets included: do not print. */
+  /** The resolved options (explicit > env > default, per the spec). Printing them (console.log, util.inspect, JSON.stringify) shows secret options and URL credentials redacted; reading a property gives the real value. */
   readonly options: Readonly<R>;
   readonly #descriptor: TrackerDescriptor;
   readonly #driver: BackendDriver<R, H>;

@@ -45,6 +45,43 @@ export function valueKind(v: unknown): ValueKind {
   }
 }
 
+const EXIT = Symbol('exit');
+
+/**
+ * The JSON pointer (below the value) of the first reference that closes a cycle, e.g. `/self`, or
+ * undefined when `v` contains no cycle. Shared references that do not close a cycle are fine.
+ * Iterative, so deep values cannot overflow the stack.
+ */
+export function cyclePath(v: object): string | undefined {
+  const onPath = new Set<object>([v]);
+  const pathObjects: object[] = [v];
+  const names: string[] = [];
+  const stack: Array<[unknown, string] | typeof EXIT> = [];
+  const enter = (o: object) => {
+    stack.push(EXIT);
+    const keys = Object.keys(o);
+    for (let i = keys.length - 1; i >= 0; i--) stack.push([(o as Record<string, unknown>)[keys[i]!], keys[i]!]);
+  };
+  enter(v);
+  while (stack.length > 0) {
+    const top = stack.pop()!;
+    if (top === EXIT) {
+      onPath.delete(pathObjects.pop()!);
+      names.pop();
+      continue;
+    }
+    const [child, name] = top;
+    if (child === null || typeof child !== 'object') continue;
+    if (onPath.has(child)) return `/${[...names, name].map((n) => n.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}`;
+    if (!Array.isArray(child) && !isPlainObject(child)) continue;
+    onPath.add(child);
+    pathObjects.push(child);
+    names.push(name);
+    enter(child);
+  }
+  return undefined;
+}
+
 /** "a"/"an" + noun. */
 function article(noun: string): string {
   return `${/^[aeiou]/i.test(noun) ? 'an' : 'a'} ${noun}`;
@@ -72,8 +109,15 @@ export function applyValueRules(values: Values, table: ValueRuleTable, ctx: Rule
   let errors: { pointer: string; code: string; message: string }[] | undefined;
   for (const key in values) {
     const v = values[key];
-    const kind = valueKind(v);
-    const action = table[kind];
+    let kind = valueKind(v);
+    let action = table[kind];
+    let cycle: string | undefined;
+    if (action === 'accept' && (kind === 'object' || kind === 'array') && (cycle = cyclePath(v as object)) !== undefined) {
+      // A value that contains itself cannot be stored by any backend: it follows the rule for
+      // values the backend cannot represent ('other').
+      kind = 'other';
+      action = table.other;
+    }
     if (action === 'accept') {
       if (out !== undefined) out[key] = v;
       continue;
@@ -85,16 +129,17 @@ export function applyValueRules(values: Values, table: ValueRuleTable, ctx: Rule
         out[k] = values[k];
       }
     }
+    const what = cycle !== undefined ? `a cyclic ${Array.isArray(v) ? 'array' : 'object'} (it contains itself at ${JSON.stringify(cycle)})` : describe(kind, v);
     if (action === 'warn') {
       ctx.warnOnce(
         `${ctx.where}\u0000${key}`,
-        `${ctx.where}: skipped ${JSON.stringify(key)}: ${describe(kind, v)} is not supported by this backend (warned once per key)`,
+        `${ctx.where}: skipped ${JSON.stringify(key)}: ${what} is not supported by this backend (warned once per key)`,
       );
     } else {
       (errors ??= []).push({
         pointer: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`,
-        code: 'unsupported-value',
-        message: `${JSON.stringify(key)} is ${describe(kind, v)}, which this backend does not accept`,
+        code: cycle !== undefined ? 'cyclic-value' : 'unsupported-value',
+        message: `${JSON.stringify(key)} is ${what}, which this backend ${cycle !== undefined ? 'cannot store' : 'does not accept'}`,
       });
     }
   }
