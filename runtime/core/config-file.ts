@@ -277,7 +277,7 @@ export async function checkConfigText(file: string, text: string, validate: Vali
   };
   const issues = humanizeErrors(validate.errors, { data, schema, noun }).map((issue): LocatedIssue => {
     const pos = parsed.locate(issue.pointer, issue.code === 'unknown-key');
-    return { ...issue, file, line: pos.line, col: pos.col, severity: 'error' };
+    return { pointer: issue.pointer, code: issue.code, message: issue.message, file, line: pos.line, col: pos.col, severity: 'error' };
   });
   const order = (a: LocatedIssue, b: LocatedIssue) => a.line - b.line || a.col - b.col;
   let sorted = true;

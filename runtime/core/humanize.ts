@@ -17,15 +17,15 @@ export interface HumanizeContext {
 }
 
 export function escapePointer(segment: string): string {
+  if (!segment.includes('~') && !segment.includes('/')) return segment;
   return segment.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 export function pointerSegments(pointer: string): string[] {
   if (pointer === '') return [];
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const segs = pointer.slice(1).split('/');
+  if (!pointer.includes('~')) return segs;
+  return segs.map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
 export function valueAt(data: unknown, pointer: string): unknown {
@@ -66,22 +66,36 @@ function levenshtein(a: string, b: string, limit: number): number {
   return prev[b.length]!;
 }
 
-/** The closest candidate within a small edit distance, or undefined. */
-export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
+interface Candidate {
+  name: string;
+  lower: string;
+  bare: string;
+}
+
+const candidate = (name: string): Candidate => {
+  const lower = name.toLowerCase();
+  return { name, lower, bare: lower.replace(/[-_]/g, '') };
+};
+
+function closest(word: string, candidates: readonly Candidate[]): string | undefined {
   let best: string | undefined;
   const limit = Math.max(2, Math.floor(word.length / 3));
   let bestScore = limit + 1;
   const lw = word.toLowerCase();
   const bare = lw.replace(/[-_]/g, '');
   for (const c of candidates) {
-    const lc = c.toLowerCase();
-    const score = lc.replace(/[-_]/g, '') === bare ? 0 : levenshtein(lw, lc, bestScore - 1);
+    const score = c.bare === bare ? 0 : levenshtein(lw, c.lower, bestScore - 1);
     if (score < bestScore) {
       bestScore = score;
-      best = c;
+      best = c.name;
     }
   }
   return best;
+}
+
+/** The closest candidate within a small edit distance, or undefined. */
+export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
+  return closest(word, [...candidates].map(candidate));
 }
 
 function schemaAt(schema: unknown, schemaPath: string): unknown {
@@ -105,8 +119,8 @@ function parentSchemaPath(schemaPath: string): string {
 }
 
 /** Known keys at an additionalProperties error's schema path, computed once per path per call (thousands of unknown keys share one). */
-const knownCache = new WeakMap<HumanizeContext, Map<string, { known: string[]; list: string }>>();
-function knownKeys(ctx: HumanizeContext, schemaPath: string): { known: string[]; list: string } {
+const knownCache = new WeakMap<HumanizeContext, Map<string, { known: Candidate[]; list: string }>>();
+function knownKeys(ctx: HumanizeContext, schemaPath: string): { known: Candidate[]; list: string } {
   let cache = knownCache.get(ctx);
   if (!cache) knownCache.set(ctx, (cache = new Map()));
   const parentPath = parentSchemaPath(schemaPath);
@@ -114,10 +128,21 @@ function knownKeys(ctx: HumanizeContext, schemaPath: string): { known: string[];
   if (!entry) {
     const parent = schemaAt(ctx.schema, parentPath) as { properties?: object } | undefined;
     const known = parent?.properties ? Object.keys(parent.properties) : [];
-    entry = { known, list: known.map((k) => JSON.stringify(k)).join(', ') };
+    entry = { known: known.map(candidate), list: known.map((k) => JSON.stringify(k)).join(', ') };
     cache.set(parentPath, entry);
   }
   return entry;
+}
+
+/** ctx.noun for a parent pointer, once per pointer per call. */
+const nounCache = new WeakMap<HumanizeContext, Map<string, string>>();
+function nounOf(ctx: HumanizeContext, parent: string): string {
+  if (!ctx.noun) return 'key';
+  let cache = nounCache.get(ctx);
+  if (!cache) nounCache.set(ctx, (cache = new Map()));
+  let n = cache.get(parent);
+  if (n === undefined) cache.set(parent, (n = ctx.noun(parent)));
+  return n;
 }
 
 function single(e: ErrorObject, ctx: HumanizeContext): ValidationIssue {
@@ -127,12 +152,12 @@ function single(e: ErrorObject, ctx: HumanizeContext): ValidationIssue {
     case 'additionalProperties': {
       const key = String(p.additionalProperty);
       const { known, list } = knownKeys(ctx, e.schemaPath);
-      const guess = didYouMean(key, known);
+      const guess = closest(key, known);
       const hint = guess ? `; did you mean ${JSON.stringify(guess)}?` : known.length > 0 ? `; expected one of ${list}` : '';
       return {
         pointer: `${e.instancePath}/${escapePointer(key)}`,
         code: 'unknown-key',
-        message: `unknown ${noun(e.instancePath)} ${JSON.stringify(key)}${hint}`,
+        message: `unknown ${nounOf(ctx, e.instancePath)} ${JSON.stringify(key)}${hint}`,
       };
     }
     case 'required':
