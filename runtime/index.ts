@@ -28,5 +28,5 @@ export { humanizeErrors, didYouMean } from './core/humanize.js';
 export { ucs2length, deepEqual } from './core/validation.js';
 export type { ValidateFunction, ErrorObject } from './core/validation.js';
 // The TensorBoard writer and reader are usable on their own.
-export { SummaryWriter, readEvents, readEventsSync, listEventFiles } from './backends/tensorboard/index.js';
-export type { SummaryWriterOptions, DecodedEvent, DecodedValue, ReadResult } from './backends/tensorboard/index.js';
+export { SummaryWriter, readEvents, readEventsSync, readEventStream, readEventStreamSync, EventStream, EventStreamSync, EventFileError, listEventFiles } from './backends/tensorboard/index.js';
+export type { SummaryWriterOptions, DecodedEvent, DecodedValue, ReadResult, ReadError, EventStreamOptions } from './backends/tensorboard/index.js';

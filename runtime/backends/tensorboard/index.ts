@@ -36,6 +36,11 @@ export type { SummaryWriterOptions, LogValues } from './summary-writer.js';
 export {
   readEvents,
   readEventsSync,
+  readEventStream,
+  readEventStreamSync,
+  EventStream,
+  EventStreamSync,
+  EventFileError,
   decodeEvents,
   decodeEvent,
   readRecords,
@@ -44,6 +49,7 @@ export {
   textOf,
 } from './reader.js';
 export type {
+  EventStreamOptions,
   ReadResult,
   ReadError,
   ReadErrorKind,

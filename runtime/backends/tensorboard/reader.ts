@@ -7,8 +7,10 @@
  * payload (`decode`). Every complete record before it is returned, and the problem is reported in
  * `ReadResult.error` with its byte offset.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { BackendError, ConfigError } from '../../core/errors.js';
 import { crc32c, maskCrc } from './crc.js';
 import {
   ProtoDecodeError,
@@ -42,33 +44,142 @@ export interface RecordsResult {
   error?: ReadError;
 }
 
+/** Framing bytes around a payload: length (8), length CRC (4), data CRC (4). */
+const RECORD_OVERHEAD = 16;
+const HEADER_BYTES = 12;
+
+/**
+ * TFRecord framing over a window of a file: `buf[pos, end)` holds the bytes from file offset
+ * `base + pos` on. The one implementation of record splitting and both CRC checks; the in-memory
+ * readers feed it the whole file, the streams feed it chunk by chunk.
+ */
+class RecordScanner {
+  buf: Uint8Array;
+  private view: DataView;
+  /** Index in `buf` of the next record. */
+  pos = 0;
+  /** Index in `buf` just past the bytes read so far. */
+  end: number;
+  /** File offset of `buf[0]`. */
+  base = 0;
+  /** When `next()` found an incomplete record: the bytes it needs from `pos` (its full size once the header is in). */
+  need = 0;
+  /** Payload length of the record at `pos`, once its header has been checked (-1 before). */
+  private pendingLen = -1;
+  /** File offset of the record `next()` returned last. */
+  recordOffset = 0;
+  /** The first problem found (set once; no record is returned after it). */
+  problem: ReadError | undefined;
+
+  constructor(buf: Uint8Array, end = buf.length) {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.end = end;
+  }
+
+  /** File offset of the next unread record (= bytes covered by valid records so far). */
+  get offset(): number {
+    return this.base + this.pos;
+  }
+
+  /** The next complete, CRC-checked payload (a view into `buf`), or undefined: see `need`/`problem`. */
+  next(): Uint8Array | undefined {
+    if (this.problem) return undefined;
+    const pos = this.pos;
+    const avail = this.end - pos;
+    if (avail < HEADER_BYTES) {
+      this.need = HEADER_BYTES;
+      this.pendingLen = -1;
+      return undefined;
+    }
+    const view = this.view;
+    const lo = view.getUint32(pos, true);
+    const hi = view.getUint32(pos + 4, true);
+    if (maskCrc(crc32c(this.buf.subarray(pos, pos + 8))) !== view.getUint32(pos + 8, true)) {
+      const at = this.base + pos;
+      this.problem = { kind: 'length-crc', offset: at, message: `failed header crc32 check at byte ${at}` };
+      return undefined;
+    }
+    const len = hi * 0x100000000 + lo;
+    if (avail < RECORD_OVERHEAD + len) {
+      this.need = RECORD_OVERHEAD + len;
+      this.pendingLen = len;
+      return undefined;
+    }
+    const payload = this.buf.subarray(pos + HEADER_BYTES, pos + HEADER_BYTES + len);
+    if (maskCrc(crc32c(payload)) !== view.getUint32(pos + HEADER_BYTES + len, true)) {
+      const at = this.base + pos;
+      this.problem = { kind: 'data-crc', offset: at, message: `failed event crc32 check at byte ${at}` };
+      return undefined;
+    }
+    this.recordOffset = this.base + pos;
+    this.pos = pos + RECORD_OVERHEAD + len;
+    this.need = 0;
+    return payload;
+  }
+
+  /** Move back to the record at file offset `offset` (one `next()` returned, then found undecodable). */
+  rewindTo(offset: number): void {
+    this.pos = offset - this.base;
+  }
+
+  /**
+   * The input ends at file offset `size` (default: the end of the window): a partial record left
+   * over is a torn tail.
+   */
+  endOfInput(size = this.base + this.end): void {
+    const at = this.offset;
+    if (this.problem || at >= size) return;
+    this.problem =
+      this.pendingLen < 0 || size - at < HEADER_BYTES
+        ? { kind: 'truncated', offset: at, message: `truncated record header at byte ${at}` }
+        : { kind: 'truncated', offset: at, message: `truncated record at byte ${at} (${this.pendingLen}-byte payload)` };
+  }
+
+  /**
+   * Where the next read goes: `[end, buf.length)` of the current buffer when the missing bytes fit
+   * there, else a fresh buffer of `max(chunkSize, need)` bytes starting with the unread rest. A fresh
+   * buffer, never an overwrite: returned payloads (and views into them kept by decoded events) stay valid.
+   */
+  readTarget(chunkSize: number): void {
+    const rest = this.end - this.pos;
+    const missing = this.need > rest ? this.need - rest : 1;
+    if (this.buf.length - this.end >= missing) return;
+    const size = Math.max(chunkSize, this.need);
+    if (size > MAX_RECORD_BUFFER) {
+      const at = this.offset;
+      this.problem = {
+        kind: 'decode',
+        offset: at,
+        message: `record at byte ${at} claims ${this.pendingLen} payload bytes, more than one buffer can hold`,
+      };
+      return;
+    }
+    // A plain Uint8Array (not a Buffer): its subarray() is several times cheaper, once per record.
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(this.pos, this.end), 0);
+    this.base += this.pos;
+    this.buf = next;
+    this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
+    this.end = rest;
+    this.pos = 0;
+  }
+
+  /** Bytes the file must hold for the record at `pos` to be complete (known once its header is read). */
+  get neededFileSize(): number {
+    return this.offset + this.need;
+  }
+}
+
+const MAX_RECORD_BUFFER = Math.min(bufferConstants.MAX_LENGTH, 2 ** 32);
+
 /** Split TFRecord framing, verifying both CRCs. Payloads are views into `data`. */
 export function readRecords(data: Uint8Array): RecordsResult {
   const records: TfRecord[] = [];
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  let pos = 0;
-  while (pos < data.length) {
-    if (pos + 12 > data.length) {
-      return { records, validBytes: pos, error: { kind: 'truncated', offset: pos, message: `truncated record header at byte ${pos}` } };
-    }
-    const lo = view.getUint32(pos, true);
-    const hi = view.getUint32(pos + 4, true);
-    const lenCrc = view.getUint32(pos + 8, true);
-    if (maskCrc(crc32c(data.subarray(pos, pos + 8))) !== lenCrc) {
-      return { records, validBytes: pos, error: { kind: 'length-crc', offset: pos, message: `failed header crc32 check at byte ${pos}` } };
-    }
-    const len = hi * 0x100000000 + lo;
-    if (pos + 12 + len + 4 > data.length) {
-      return { records, validBytes: pos, error: { kind: 'truncated', offset: pos, message: `truncated record at byte ${pos} (${len}-byte payload)` } };
-    }
-    const payload = data.subarray(pos + 12, pos + 12 + len);
-    if (maskCrc(crc32c(payload)) !== view.getUint32(pos + 12 + len, true)) {
-      return { records, validBytes: pos, error: { kind: 'data-crc', offset: pos, message: `failed event crc32 check at byte ${pos}` } };
-    }
-    records.push({ offset: pos, payload });
-    pos += 16 + len;
-  }
-  return { records, validBytes: pos };
+  const s = new RecordScanner(data);
+  for (let payload = s.next(); payload; payload = s.next()) records.push({ offset: s.recordOffset, payload });
+  s.endOfInput();
+  return s.problem ? { records, validBytes: s.offset, error: s.problem } : { records, validBytes: s.offset };
 }
 
 export interface DecodedTensor {
@@ -265,29 +376,319 @@ export function decodeEvent(payload: Uint8Array, offset = 0): DecodedEvent {
   return e;
 }
 
-/** Decode the records and events in `data` (the bytes of a tfevents file). */
-export function decodeEvents(data: Uint8Array): ReadResult {
-  const { records, validBytes, error } = readRecords(data);
-  const events: DecodedEvent[] = [];
-  for (const rec of records) {
-    try {
-      events.push(decodeEvent(rec.payload, rec.offset));
-    } catch (err) {
-      if (!(err instanceof ProtoDecodeError)) throw err;
-      return { events, validBytes: rec.offset, error: { kind: 'decode', offset: rec.offset, message: `undecodable event at byte ${rec.offset}: ${err.message}` } };
-    }
+/** Decode every complete record in the scanner's window into `out`; an undecodable one becomes its problem. */
+function decodeAvailable(s: RecordScanner, out: DecodedEvent[]): void {
+  try {
+    for (let payload = s.next(); payload !== undefined; payload = s.next()) out.push(decodeEvent(payload, s.recordOffset));
+  } catch (err) {
+    if (!(err instanceof ProtoDecodeError)) throw err;
+    const at = s.recordOffset;
+    s.rewindTo(at);
+    s.problem = { kind: 'decode', offset: at, message: `undecodable event at byte ${at}: ${err.message}` };
   }
+}
+
+function resultOf(events: DecodedEvent[], validBytes: number, error: ReadError | undefined): ReadResult {
   return error ? { events, validBytes, error } : { events, validBytes };
 }
 
-/** Read and decode a tfevents file. */
-export async function readEvents(file: string): Promise<ReadResult> {
-  return decodeEvents(await fs.promises.readFile(file));
+/** Decode the records and events in `data` (the bytes of a tfevents file). */
+export function decodeEvents(data: Uint8Array): ReadResult {
+  const s = new RecordScanner(data);
+  const events: DecodedEvent[] = [];
+  decodeAvailable(s, events);
+  s.endOfInput();
+  return resultOf(events, s.offset, s.problem);
 }
 
-/** Synchronous `readEvents`. */
-export function readEventsSync(file: string): ReadResult {
-  return decodeEvents(fs.readFileSync(file));
+/**
+ * A damaged record that is not a torn tail at the physical end of the file: a bad length or data
+ * CRC, or a payload that is not an Event. Thrown by the event streams after every event before it.
+ */
+export class EventFileError extends BackendError {
+  readonly file: string;
+  readonly kind: ReadErrorKind;
+  /** Byte offset of the damaged record (= bytes of valid records before it). */
+  readonly offset: number;
+  /** The same problem as `readEvents()` reports it in `ReadResult.error`. */
+  readonly readError: ReadError;
+  constructor(file: string, error: ReadError) {
+    super(
+      'tensorboard',
+      `${file}: ${error.message}: the record is damaged (it is not a torn record at the end of the file); ` +
+        `the events before byte ${error.offset} are intact, and readEvents() returns them with this error in ReadResult.error`,
+      { code: error.kind },
+    );
+    this.file = file;
+    this.kind = error.kind;
+    this.offset = error.offset;
+    this.readError = error;
+  }
+}
+
+export interface EventStreamOptions {
+  /**
+   * Bytes read from the file at a time (default 1 MiB). A record larger than this is still read
+   * whole, into a buffer of its own size: memory stays bounded by max(chunkSize, largest record).
+   */
+  chunkSize?: number;
+}
+
+const DEFAULT_CHUNK = 1 << 20;
+
+function chunkSizeOf(options: EventStreamOptions | undefined): number {
+  const n = options?.chunkSize ?? DEFAULT_CHUNK;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError(`readEventStream: chunkSize must be a positive integer number of bytes (got ${String(n)}); omit it for the default ${DEFAULT_CHUNK}`, {
+      option: 'chunkSize',
+    });
+  }
+  return n;
+}
+
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+
+/**
+ * The state both streams share: the scanner over the current window and the decoded batch.
+ * The async and sync streams differ only in how they read and stat the file.
+ */
+abstract class EventStreamBase {
+  readonly file: string;
+  protected readonly chunkSize: number;
+  protected readonly scanner = new RecordScanner(new Uint8Array(0));
+  protected batch: DecodedEvent[] = [];
+  protected i = 0;
+  protected eof = false;
+  protected finished = false;
+
+  constructor(file: string, options?: EventStreamOptions) {
+    this.file = file;
+    this.chunkSize = chunkSizeOf(options);
+  }
+
+  /** Bytes covered by the complete, valid records read so far (all of them once the stream has ended). */
+  get validBytes(): number {
+    return this.scanner.offset;
+  }
+
+  /**
+   * Set once the stream has ended at a torn last record (kind `truncated`: the file ends inside a
+   * record, as a crash mid-write leaves it); `ReadResult.error` of `readEvents()`. Damage anywhere
+   * else is not reported here: the stream throws an `EventFileError` instead.
+   */
+  get error(): ReadError | undefined {
+    return this.finished ? this.scanner.problem : undefined;
+  }
+
+  /**
+   * Decode what the window holds into a new batch. Returns 'events' when there are some, 'done' at
+   * the end (a torn tail included), 'read' when `scanner.buf[end..]` is to be filled from the file,
+   * 'stat' when the file size must be checked first (`sizeIs()`). Throws `EventFileError` at damage.
+   */
+  protected plan(): 'events' | 'read' | 'stat' | 'done' {
+    const s = this.scanner;
+    this.batch = [];
+    this.i = 0;
+    decodeAvailable(s, this.batch);
+    if (this.batch.length > 0) return 'events';
+    if (s.problem) {
+      this.finished = true;
+      if (s.problem.kind === 'truncated') return 'done';
+      throw new EventFileError(this.file, s.problem);
+    }
+    if (this.eof) {
+      s.endOfInput(); // nothing left, or a torn tail
+      this.finished = true;
+      return 'done';
+    }
+    // A buffer larger than a chunk is allocated only for a record the file really holds.
+    if (s.need > this.chunkSize && !this.sizeChecked) return 'stat';
+    this.sizeChecked = false;
+    s.readTarget(this.chunkSize);
+    return s.problem ? this.plan() : 'read';
+  }
+
+  private sizeChecked = false;
+
+  /** The file's current size, for a 'stat' plan: a record reaching past it is a torn tail. */
+  protected sizeIs(size: number): void {
+    if (this.scanner.neededFileSize > size) {
+      this.scanner.endOfInput(size);
+      this.eof = true;
+    } else this.sizeChecked = true;
+  }
+
+  /** `n` bytes were read into `scanner.buf[end..]` (0: end of file). */
+  protected didRead(n: number): void {
+    if (n === 0) this.eof = true;
+    else this.scanner.end += n;
+  }
+}
+
+/**
+ * Async iterator over the events of a tfevents file, reading it in chunks (see `readEventStream`).
+ * Single use. The file is opened on the first `next()` and closed at the end, on an error, and
+ * when the loop is left early (`break`, `return`, a throw: `return()` closes it).
+ */
+export class EventStream extends EventStreamBase implements AsyncIterableIterator<DecodedEvent> {
+  private fh: fs.promises.FileHandle | undefined;
+  private pending: Promise<unknown> | undefined;
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<DecodedEvent>> {
+    if (this.i < this.batch.length) return Promise.resolve({ done: false, value: this.batch[this.i++]! });
+    if (this.finished) return Promise.resolve(DONE);
+    // One refill at a time: a concurrent caller waits for it, then takes the next event.
+    if (this.pending) return this.pending.then(() => this.next());
+    const p = this.refill();
+    this.pending = p;
+    return p.finally(() => {
+      if (this.pending === p) this.pending = undefined;
+    });
+  }
+
+  private async refill(): Promise<IteratorResult<DecodedEvent>> {
+    try {
+      for (;;) {
+        const step = this.plan();
+        if (step === 'events') return { done: false, value: this.batch[this.i++]! };
+        if (step === 'done') {
+          await this.close();
+          return DONE;
+        }
+        this.fh ??= await fs.promises.open(this.file, 'r');
+        if (step === 'stat') {
+          this.sizeIs((await this.fh.stat()).size);
+          continue;
+        }
+        const s = this.scanner;
+        const { bytesRead } = await this.fh.read(s.buf, s.end, s.buf.length - s.end, s.base + s.end);
+        this.didRead(bytesRead);
+      }
+    } catch (err) {
+      this.finished = true;
+      await this.close();
+      throw err;
+    }
+  }
+
+  /** Leave early: closes the file. */
+  async return(): Promise<IteratorResult<DecodedEvent>> {
+    this.finished = true;
+    this.batch = [];
+    await this.pending?.catch(() => undefined);
+    await this.close();
+    return DONE;
+  }
+
+  private async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    await fh?.close();
+  }
+}
+
+/** Synchronous `EventStream` (reads with `fs.readSync`); `for (const ev of readEventStreamSync(file))`. */
+export class EventStreamSync extends EventStreamBase implements IterableIterator<DecodedEvent> {
+  private fd: number | undefined;
+
+  [Symbol.iterator](): this {
+    return this;
+  }
+
+  next(): IteratorResult<DecodedEvent> {
+    if (this.i < this.batch.length) return { done: false, value: this.batch[this.i++]! };
+    if (this.finished) return DONE;
+    try {
+      for (;;) {
+        const step = this.plan();
+        if (step === 'events') return { done: false, value: this.batch[this.i++]! };
+        if (step === 'done') {
+          this.close();
+          return DONE;
+        }
+        this.fd ??= fs.openSync(this.file, 'r');
+        if (step === 'stat') {
+          this.sizeIs(fs.fstatSync(this.fd).size);
+          continue;
+        }
+        const s = this.scanner;
+        this.didRead(fs.readSync(this.fd, s.buf, s.end, s.buf.length - s.end, s.base + s.end));
+      }
+    } catch (err) {
+      this.finished = true;
+      this.close();
+      throw err;
+    }
+  }
+
+  /** Leave early: closes the file. */
+  return(): IteratorResult<DecodedEvent> {
+    this.finished = true;
+    this.batch = [];
+    this.close();
+    return DONE;
+  }
+
+  private close(): void {
+    const fd = this.fd;
+    this.fd = undefined;
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/**
+ * Stream the events of a tfevents file: `for await (const ev of readEventStream(file)) …`.
+ *
+ * Reads `chunkSize` bytes at a time (default 1 MiB), so memory stays bounded by one chunk (or the
+ * largest record) whatever the file size. Both CRCs are verified. At the end, `stream.validBytes`
+ * and `stream.error` say what `readEvents()` would: a torn last record (the file ends inside it)
+ * ends the loop normally with `error.kind === 'truncated'`. A damaged record anywhere else throws
+ * an `EventFileError` naming the file and its byte offset, after every event before it.
+ * Decoded events may hold views (`Uint8Array`s) into the chunk they were read from.
+ */
+export function readEventStream(file: string, options?: EventStreamOptions): EventStream {
+  return new EventStream(file, options);
+}
+
+/** Synchronous `readEventStream` (reads with `fs.readSync` in chunks). */
+export function readEventStreamSync(file: string, options?: EventStreamOptions): EventStreamSync {
+  return new EventStreamSync(file, options);
+}
+
+function collect(events: DecodedEvent[], err: unknown): ReadResult {
+  if (err instanceof EventFileError) return resultOf(events, err.offset, err.readError);
+  throw err;
+}
+
+/**
+ * Read and decode a whole tfevents file (built on `readEventStream`; every event is kept in memory,
+ * so stream large files instead). Reading stops at the first problem, returned in `error`.
+ */
+export async function readEvents(file: string, options?: EventStreamOptions): Promise<ReadResult> {
+  const stream = readEventStream(file, options);
+  const events: DecodedEvent[] = [];
+  try {
+    for await (const e of stream) events.push(e);
+  } catch (err) {
+    return collect(events, err);
+  }
+  return resultOf(events, stream.validBytes, stream.error);
+}
+
+/** Synchronous `readEvents` (built on `readEventStreamSync`). */
+export function readEventsSync(file: string, options?: EventStreamOptions): ReadResult {
+  const stream = readEventStreamSync(file, options);
+  const events: DecodedEvent[] = [];
+  try {
+    for (const e of stream) events.push(e);
+  } catch (err) {
+    return collect(events, err);
+  }
+  return resultOf(events, stream.validBytes, stream.error);
 }
 
 /** Event files (basename contains `tfevents`) directly in `dir`, sorted by name (load order). */
