@@ -70,6 +70,8 @@ class RecordScanner {
   recordOffset = 0;
   /** The first problem found (set once; no record is returned after it). */
   problem: ReadError | undefined;
+  /** `buf` was allocated here (not the caller's bytes), so it may be overwritten. */
+  private owned = false;
 
   constructor(buf: Uint8Array, end = buf.length) {
     this.buf = buf;
@@ -138,8 +140,11 @@ class RecordScanner {
 
   /**
    * Where the next read goes: `[end, buf.length)` of the current buffer when the missing bytes fit
-   * there, else a fresh buffer of `max(chunkSize, need)` bytes starting with the unread rest. A fresh
-   * buffer, never an overwrite: returned payloads (and views into them kept by decoded events) stay valid.
+   * there; else the unread rest moves to the front of a buffer of `max(chunkSize, need)` bytes: the
+   * current one when it has that size (payloads returned earlier are then overwritten: callers
+   * decode them before reading on), or a new one (grown for a large record, back to `chunkSize` after).
+   * Reusing one buffer keeps memory flat: a new 1 MiB buffer per chunk would pile up outside the
+   * heap until a full GC (about 64 MB of them).
    */
   readTarget(chunkSize: number): void {
     const rest = this.end - this.pos;
@@ -155,12 +160,17 @@ class RecordScanner {
       };
       return;
     }
-    // A plain Uint8Array (not a Buffer): its subarray() is several times cheaper, once per record.
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(this.pos, this.end), 0);
+    if (this.owned && this.buf.length >= size && (this.buf.length === chunkSize || size > chunkSize)) {
+      this.buf.copyWithin(0, this.pos, this.end);
+    } else {
+      // A plain Uint8Array (not a Buffer): its subarray() is several times cheaper, once per record.
+      const next = new Uint8Array(size);
+      next.set(this.buf.subarray(this.pos, this.end), 0);
+      this.buf = next;
+      this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
+      this.owned = true;
+    }
     this.base += this.pos;
-    this.buf = next;
-    this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
     this.end = rest;
     this.pos = 0;
   }
@@ -258,7 +268,7 @@ function decodeTensor(b: Uint8Array): DecodedTensor {
         break;
       }
       case 4:
-        t.tensorContent = r.lenDelimited();
+        t.tensorContent = r.lenDelimited().slice();
         break;
       case 5:
         readPackedFloats(r, wire, t.floatVal);
@@ -270,7 +280,7 @@ function decodeTensor(b: Uint8Array): DecodedTensor {
         readPackedVarints(r, wire, t.intVal);
         break;
       case 8:
-        t.stringVal.push(r.lenDelimited());
+        t.stringVal.push(r.lenDelimited().slice());
         break;
       case 10:
         readPackedVarints(r, wire, t.int64Val);
@@ -294,7 +304,7 @@ function decodeMetadata(b: Uint8Array): DecodedMetadata {
       const p = new ProtoReader(r.lenDelimited());
       p.each((pf) => {
         if (pf === 1) m.pluginName = fromUtf8(p.lenDelimited());
-        else if (pf === 2) m.pluginContent = p.lenDelimited();
+        else if (pf === 2) m.pluginContent = p.lenDelimited().slice();
       });
       m.pluginName ??= '';
       m.pluginContent ??= new Uint8Array(0);
@@ -318,7 +328,7 @@ function decodeValue(b: Uint8Array): DecodedValue {
         if (imf === 1) img.height = i.int64();
         else if (imf === 2) img.width = i.int64();
         else if (imf === 3) img.colorspace = i.int64();
-        else if (imf === 4) img.encodedImage = i.lenDelimited();
+        else if (imf === 4) img.encodedImage = i.lenDelimited().slice();
       });
       v.image = img;
     } else if (f === 8) v.tensor = decodeTensor(r.lenDelimited());
@@ -327,7 +337,11 @@ function decodeValue(b: Uint8Array): DecodedValue {
   return v;
 }
 
-/** Decode one serialized `tensorboard.Event`. Throws `ProtoDecodeError` on malformed bytes. */
+/**
+ * Decode one serialized `tensorboard.Event`. Throws `ProtoDecodeError` on malformed bytes. The
+ * event owns its bytes fields (copies, not views into `payload`), so the streams can reuse their
+ * read buffer and an event kept does not pin the chunk or file it came from.
+ */
 export function decodeEvent(payload: Uint8Array, offset = 0): DecodedEvent {
   const e: DecodedEvent = { offset, wallTime: 0, step: 0 };
   const r = new ProtoReader(payload);
@@ -376,15 +390,21 @@ export function decodeEvent(payload: Uint8Array, offset = 0): DecodedEvent {
   return e;
 }
 
-/** Decode every complete record in the scanner's window into `out`; an undecodable one becomes its problem. */
-function decodeAvailable(s: RecordScanner, out: DecodedEvent[]): void {
+/**
+ * The next event in the scanner's window, or undefined (see the scanner's `need` / `problem`):
+ * framing and CRCs by the scanner, then the one decoder; an undecodable payload becomes the problem.
+ */
+function nextEvent(s: RecordScanner): DecodedEvent | undefined {
+  const payload = s.next();
+  if (payload === undefined) return undefined;
   try {
-    for (let payload = s.next(); payload !== undefined; payload = s.next()) out.push(decodeEvent(payload, s.recordOffset));
+    return decodeEvent(payload, s.recordOffset);
   } catch (err) {
     if (!(err instanceof ProtoDecodeError)) throw err;
     const at = s.recordOffset;
     s.rewindTo(at);
     s.problem = { kind: 'decode', offset: at, message: `undecodable event at byte ${at}: ${err.message}` };
+    return undefined;
   }
 }
 
@@ -396,7 +416,7 @@ function resultOf(events: DecodedEvent[], validBytes: number, error: ReadError |
 export function decodeEvents(data: Uint8Array): ReadResult {
   const s = new RecordScanner(data);
   const events: DecodedEvent[] = [];
-  decodeAvailable(s, events);
+  for (let e = nextEvent(s); e !== undefined; e = nextEvent(s)) events.push(e);
   s.endOfInput();
   return resultOf(events, s.offset, s.problem);
 }
@@ -449,15 +469,14 @@ function chunkSizeOf(options: EventStreamOptions | undefined): number {
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 
 /**
- * The state both streams share: the scanner over the current window and the decoded batch.
+ * The state both streams share: the scanner over the current window. Events are decoded one at a
+ * time as they are asked for, so at most one chunk of bytes and the caller's current event are held.
  * The async and sync streams differ only in how they read and stat the file.
  */
 abstract class EventStreamBase {
   readonly file: string;
   protected readonly chunkSize: number;
   protected readonly scanner = new RecordScanner(new Uint8Array(0));
-  protected batch: DecodedEvent[] = [];
-  protected i = 0;
   protected eof = false;
   protected finished = false;
 
@@ -480,17 +499,18 @@ abstract class EventStreamBase {
     return this.finished ? this.scanner.problem : undefined;
   }
 
+  /** The next event if the window holds it. */
+  protected take(): DecodedEvent | undefined {
+    return this.finished ? undefined : nextEvent(this.scanner);
+  }
+
   /**
-   * Decode what the window holds into a new batch. Returns 'events' when there are some, 'done' at
-   * the end (a torn tail included), 'read' when `scanner.buf[end..]` is to be filled from the file,
-   * 'stat' when the file size must be checked first (`sizeIs()`). Throws `EventFileError` at damage.
+   * After `take()` found no event: 'done' at the end (a torn tail included), 'read' when
+   * `scanner.buf[end..]` is to be filled from the file, 'stat' when the file size must be checked
+   * first (`sizeIs()`). Throws `EventFileError` at damage.
    */
-  protected plan(): 'events' | 'read' | 'stat' | 'done' {
+  protected plan(): 'read' | 'stat' | 'done' {
     const s = this.scanner;
-    this.batch = [];
-    this.i = 0;
-    decodeAvailable(s, this.batch);
-    if (this.batch.length > 0) return 'events';
     if (s.problem) {
       this.finished = true;
       if (s.problem.kind === 'truncated') return 'done';
@@ -539,10 +559,11 @@ export class EventStream extends EventStreamBase implements AsyncIterableIterato
   }
 
   next(): Promise<IteratorResult<DecodedEvent>> {
-    if (this.i < this.batch.length) return Promise.resolve({ done: false, value: this.batch[this.i++]! });
-    if (this.finished) return Promise.resolve(DONE);
     // One refill at a time: a concurrent caller waits for it, then takes the next event.
     if (this.pending) return this.pending.then(() => this.next());
+    const value = this.take();
+    if (value !== undefined) return Promise.resolve({ done: false, value });
+    if (this.finished) return Promise.resolve(DONE);
     const p = this.refill();
     this.pending = p;
     return p.finally(() => {
@@ -554,7 +575,6 @@ export class EventStream extends EventStreamBase implements AsyncIterableIterato
     try {
       for (;;) {
         const step = this.plan();
-        if (step === 'events') return { done: false, value: this.batch[this.i++]! };
         if (step === 'done') {
           await this.close();
           return DONE;
@@ -567,6 +587,8 @@ export class EventStream extends EventStreamBase implements AsyncIterableIterato
         const s = this.scanner;
         const { bytesRead } = await this.fh.read(s.buf, s.end, s.buf.length - s.end, s.base + s.end);
         this.didRead(bytesRead);
+        const value = this.take();
+        if (value !== undefined) return { done: false, value };
       }
     } catch (err) {
       this.finished = true;
@@ -578,7 +600,6 @@ export class EventStream extends EventStreamBase implements AsyncIterableIterato
   /** Leave early: closes the file. */
   async return(): Promise<IteratorResult<DecodedEvent>> {
     this.finished = true;
-    this.batch = [];
     await this.pending?.catch(() => undefined);
     await this.close();
     return DONE;
@@ -600,12 +621,12 @@ export class EventStreamSync extends EventStreamBase implements IterableIterator
   }
 
   next(): IteratorResult<DecodedEvent> {
-    if (this.i < this.batch.length) return { done: false, value: this.batch[this.i++]! };
-    if (this.finished) return DONE;
     try {
       for (;;) {
+        const value = this.take();
+        if (value !== undefined) return { done: false, value };
+        if (this.finished) return DONE;
         const step = this.plan();
-        if (step === 'events') return { done: false, value: this.batch[this.i++]! };
         if (step === 'done') {
           this.close();
           return DONE;
@@ -628,7 +649,6 @@ export class EventStreamSync extends EventStreamBase implements IterableIterator
   /** Leave early: closes the file. */
   return(): IteratorResult<DecodedEvent> {
     this.finished = true;
-    this.batch = [];
     this.close();
     return DONE;
   }
@@ -648,7 +668,6 @@ export class EventStreamSync extends EventStreamBase implements IterableIterator
  * and `stream.error` say what `readEvents()` would: a torn last record (the file ends inside it)
  * ends the loop normally with `error.kind === 'truncated'`. A damaged record anywhere else throws
  * an `EventFileError` naming the file and its byte offset, after every event before it.
- * Decoded events may hold views (`Uint8Array`s) into the chunk they were read from.
  */
 export function readEventStream(file: string, options?: EventStreamOptions): EventStream {
   return new EventStream(file, options);

@@ -15,6 +15,7 @@ import {
   readEvents,
   readEventsSync,
   readRecords,
+  textOf,
   type DecodedEvent,
 } from '../../../runtime/backends/tensorboard/index.js';
 import { tmpDir } from './helpers.js';
@@ -97,6 +98,27 @@ describe('readEventStream yields exactly what the whole-file decode returns', ()
       expect(r.validBytes).toBe(fs.statSync(file).size);
       expect(r.error).toBeUndefined();
       expect(plain(readEventsSync(file, chunkSize === undefined ? undefined : { chunkSize }).events)).toEqual(expected);
+    }
+  });
+
+  it('events keep their bytes after the stream has read on (the read buffer is reused)', async () => {
+    const dir = tmpDir();
+    const w = new SummaryWriter(dir, { flushSecs: 0 });
+    const px = (i: number) => new Uint8Array(2 * 2 * 3).fill(i);
+    for (let i = 0; i < 60; i++) {
+      w.addText('note', `text number ${i}`, i);
+      w.addImages([['img', { data: px(i), height: 2, width: 2, channels: 3 }]], i);
+      w.addScalar('loss', i, i);
+    }
+    await w.close();
+    const expected = plain(decodeEvents(fs.readFileSync(w.path)).events);
+    for (const chunkSize of [256, 1000]) {
+      const events = await collectAsync(w.path, chunkSize);
+      expect(events.filter((e) => e.summary?.[0]?.tag === 'note').map((e) => textOf(e.summary![0]!))).toEqual(
+        Array.from({ length: 60 }, (_, i) => `text number ${i}`),
+      );
+      expect(plain(events)).toEqual(expected);
+      expect(plain(collectSync(w.path, chunkSize))).toEqual(expected);
     }
   });
 
