@@ -14,9 +14,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import type { DriverContext } from '../../runtime/core/driver.js';
-import { SummaryWriter, driver } from '../../runtime/backends/tensorboard/index.js';
+import { SummaryWriter, decodeEvents, driver, readEventStream } from '../../runtime/backends/tensorboard/index.js';
 import { TensorBoardTracker } from '../../generated/index.gen.js';
 
 export interface BenchRow {
@@ -131,6 +132,58 @@ async function rssGrowth(root: string, scalars: number): Promise<number> {
   return (peak - before) / (1024 * 1024);
 }
 
+/** An event file of `scalars` scalars, one Event each (10 tags), written with `SummaryWriter.addScalar`. */
+async function scalarFile(root: string, scalars: number): Promise<string> {
+  const w = new SummaryWriter(path.join(root, `read-${scalars}`), { flushSecs: 0 });
+  for (let i = 0; i < scalars; i++) w.addScalar(KEYS[i % 10]!, i * 0.5, Math.floor(i / 10));
+  await w.close();
+  return w.path;
+}
+
+interface ReadFigures {
+  events: number;
+  scalars: number;
+  seconds: number;
+  /** Peak RSS minus RSS before reading, MB. */
+  rssGrowthMB: number;
+}
+
+/** Child-process side: read `file` with `how`, print the figures as JSON. */
+async function readChild(how: 'stream' | 'whole', file: string): Promise<void> {
+  globalThis.gc?.();
+  const mem = process.memoryUsage;
+  const before = mem.rss();
+  let peak = before;
+  let events = 0;
+  let scalars = 0;
+  const t0 = process.hrtime.bigint();
+  if (how === 'stream') {
+    for await (const e of readEventStream(file)) {
+      events++;
+      scalars += e.summary?.length ?? 0;
+      if ((events & 0xffff) === 0) peak = Math.max(peak, mem.rss());
+    }
+  } else {
+    const all = decodeEvents(fs.readFileSync(file)).events;
+    events = all.length;
+    for (const e of all) scalars += e.summary?.length ?? 0;
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  peak = Math.max(peak, mem.rss());
+  const out: ReadFigures = { events, scalars, seconds, rssGrowthMB: (peak - before) / (1024 * 1024) };
+  process.stdout.write(JSON.stringify(out));
+}
+
+/** Run `readChild` in a fresh process (default heap), so RSS growth is the reader's alone. */
+function readInChild(how: 'stream' | 'whole', file: string): ReadFigures {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--expose-gc', import.meta.filename, '--read', how, file], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  });
+  if (r.status !== 0) throw new Error(`reader child (${how}) failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as ReadFigures;
+}
+
 export default async function bench(): Promise<BenchRow[]> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'trackspec-tb-bench-'));
   try {
@@ -155,13 +208,31 @@ export default async function bench(): Promise<BenchRow[]> {
     rows.push({ name: 'tensorboard log() median (10 scalars)', value: +(await medianLogNs(root)).toFixed(1), unit: 'ns/call', goal: '<= 1000' });
     rows.push({ name: 'of which the bare driver', value: +(await medianLogNs(root, 'driver')).toFixed(1), unit: 'ns/call' });
     rows.push({ name: 'tensorboard RSS growth over 10M scalars', value: +(await rssGrowth(root, 10_000_000)).toFixed(1), unit: 'MB', goal: '<= 50' });
+
+    // Reading back. The whole-file decode is not run on the 10 M file: it runs out of heap there.
+    const small = await scalarFile(root, 1_000_000);
+    const whole = readInChild('whole', small);
+    const streamSmall = readInChild('stream', small);
+    rows.push({ name: 'baseline: whole-file decode (old readEvents path), 1M scalars', value: Math.round(whole.events / whole.seconds), unit: 'events/s' });
+    rows.push({ name: 'of which RSS growth (1M scalars, 48 MB file)', value: +whole.rssGrowthMB.toFixed(1), unit: 'MB' });
+    rows.push({ name: 'readEventStream, same 1M-scalar file', value: Math.round(streamSmall.events / streamSmall.seconds), unit: 'events/s' });
+    rows.push({ name: 'ratio stream / whole-file decode events/s (1M)', value: +(streamSmall.events / streamSmall.seconds / (whole.events / whole.seconds)).toFixed(2), unit: 'x' });
+    const big = await scalarFile(root, 10_000_000);
+    const bigMB = fs.statSync(big).size / 1e6;
+    fs.rmSync(small);
+    const stream = readInChild('stream', big);
+    if (stream.scalars !== 10_000_000) throw new Error(`the stream read ${stream.scalars} scalars, expected 10000000`);
+    rows.push({ name: `readEventStream, 10M scalars (${bigMB.toFixed(0)} MB file)`, value: Math.round(stream.events / stream.seconds), unit: 'events/s' });
+    rows.push({ name: 'readEventStream RSS growth over 10M scalars', value: +stream.rssGrowthMB.toFixed(1), unit: 'MB', goal: '<= 100' });
     return rows;
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[2] === '--read') {
+  await readChild(process.argv[3] as 'stream' | 'whole', process.argv[4]!);
+} else if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const rows = await bench();
   for (const r of rows) console.log(`${r.name}: ${r.value} ${r.unit}${r.goal ? ` (goal ${r.goal})` : ''}`);
 }
