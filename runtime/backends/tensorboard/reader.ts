@@ -6,6 +6,10 @@
  * (`truncated`), a bad length CRC (`length-crc`), a bad payload CRC (`data-crc`) or an undecodable
  * payload (`decode`). Every complete record before it is returned, and the problem is reported in
  * `ReadResult.error` with its byte offset.
+ *
+ * `readEventStream` / `readEventStreamSync` read the file in chunks, one event per `next()`, through
+ * the same framing (`RecordScanner`) and decoder; `readEvents` / `readEventsSync` collect them. The
+ * streams end normally at a torn tail (`stream.error`) and throw `EventFileError` at any other damage.
  */
 import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
