@@ -143,12 +143,12 @@ async function capacityOn(server: AimTestServer, steps: number, perTrackCall: bo
       state.track(w, `m${k}`, { kind: 'metric', value: i + k / 10 }, i, null, ctx, Date.now() / 1000);
       if (perTrackCall) {
         // Aim's SDK: one message per run.track() call (atomic_track flushes each)
-        msgs.push(w.finish()!.slice());
+        msgs.push(...w.finish().map((m) => m.slice()));
         w = new MessageWriter();
       }
     }
     if (!perTrackCall && (i % 50 === 49 || i === steps - 1)) {
-      msgs.push(w.finish()!.slice());
+      msgs.push(...w.finish().map((m) => m.slice()));
       w = new MessageWriter();
     }
   }

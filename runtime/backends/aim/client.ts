@@ -2,17 +2,30 @@
  * Client of Aim 3.x's remote tracking server (`aim server`, `aim://host:port`), the protocol of
  * `aim/ext/transport/client.py`:
  *
- * - `GET /status/` probe (http, then https), `GET /client/get-version/` and a compatibility check,
+ * - `GET /status/` probe (http, then https; it must answer `{"status": "OK"}`, or this is not an
+ *   Aim tracking server), `GET /client/get-version/` and a compatibility check,
  *   `GET /client/connect/<uri>/`, a client heartbeat every 10 s (`/client/heartbeat/<uri>/`; the
  *   server releases a silent client's resources after 5 minutes) and `/client/disconnect/<uri>/`.
+ * - A `Repo` resource held from connect to close, as Aim's SDK holds its `RemoteRepoProxy`: the
+ *   server pools repos in a WeakValueDictionary (`Repo.from_path`) and a run `Lock` only weakly
+ *   references the repo's LockManager, so with no live `Repo` resource the repo is collected and
+ *   `lock()` fails with `AttributeError: 'NoneType' object has no attribute 'lock'`.
  * - Resources: `POST /tracking/<uri>/get-resource/` with `args` = base64 of the packed, encoded
  *   kwargs; `GET /tracking/<uri>/release-resource/<handler>/`.
  * - Reads: `POST /tracking/<uri>/read-instruction/` → packed, encoded result.
  * - Writes: one WebSocket `/tracking/<uri>/write-instruction/`; each binary message is a packed,
- *   encoded list of `(handler, method, args)`; the server answers `OK` or a packed exception.
- * - Reconnect (after a dropped connection or a server restart): `/client/reconnect/<uri>/`, then
- *   every live resource is re-created under its old handler with its original kwargs (the server
- *   accepts a client-chosen handler), then a new WebSocket.
+ *   encoded list of `(handler, method, args)`; the server answers `OK` or a packed exception. The
+ *   server decodes and applies a message synchronously in its event loop before answering, so a
+ *   late answer means "busy", not "gone": the wait ends on the answer or on the socket closing (a
+ *   real disconnect: server killed, its 1011 keepalive timeout, a reset), with only a hard cap
+ *   (`ackTimeoutMs`) for a host that vanished without closing TCP. undici's WebSocket answers the
+ *   server's pings but cannot send its own.
+ * - Reconnect (after a dropped connection, a server restart, or `UnauthorizedRequestError`: the
+ *   server dropped this client's resources, e.g. its HeartbeatWatcher after a 5-minute gap):
+ *   `/client/reconnect/<uri>/` (bookkeeping only on the server), then every live resource is
+ *   re-created under its old handler with its original kwargs, in creation order (the `Repo`
+ *   first, as Aim's SDK does; the server accepts a client-chosen handler and replaces a live one),
+ *   then a new WebSocket.
  *
  * Compatibility rule (the protocol is not a public API): the server must answer get-version (Aim
  * ≥ 3.19) with a 3.x version. A 3.x newer than the version this client was written against
@@ -20,7 +33,8 @@
  * but the resources and methods trackspec uses have not changed through the 3.x line.
  *
  * Transport failures surface as `HttpTransportError` (retryable by `withRetry`); server-side
- * exceptions as `AimServerError` (not retryable).
+ * exceptions as `AimServerError` (not retryable), except `UnauthorizedRequestError` on a write,
+ * which is an `HttpTransportError` (code `ERESOURCELOST`): the retry reconnects and re-sends.
  */
 import { randomUUID } from 'node:crypto';
 import { BackendError } from '../../core/errors.js';
@@ -63,9 +77,21 @@ interface Resource {
 
 export interface AimClientOptions {
   heartbeatMs?: number;
-  /** Per HTTP request and per WebSocket answer. Default 30 s. */
+  /** Per HTTP request (and the WebSocket handshake, at most 10 s). Default 30 s. */
   timeoutMs?: number;
+  /**
+   * Longest wait for a write's answer while its WebSocket stays open (a host that vanished without
+   * closing the connection). Default 300 s. A busy server is waited for; see the header.
+   */
+  ackTimeoutMs?: number;
+  /** A write not answered after this long is warned about once per client. Default 30 s. */
+  slowAckMs?: number;
   warn?: (message: string) => void;
+}
+
+/** Is this the server's `UnauthorizedRequestError` (the handler is not one of this client's live resources)? */
+function isResourceLost(e: unknown): e is AimServerError {
+  return e instanceof AimServerError && e.moduleName === 'aim.ext.transport.tracking' && e.className === 'UnauthorizedRequestError';
 }
 
 /** Compare dotted versions numerically: <0, 0, >0. */
@@ -130,23 +156,32 @@ class WriteSocket {
     return this.#closed !== undefined;
   }
 
-  async send(message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  /**
+   * Send one message and wait for its answer: until it comes, until the socket closes, or at most
+   * `ackTimeoutMs` (see the client's header). `onSlow` is called once if the answer takes longer
+   * than `slowMs`.
+   */
+  async send(message: Uint8Array, ackTimeoutMs: number, slowMs: number, onSlow: () => void): Promise<Uint8Array> {
     await this.#open;
     if (this.#closed) throw this.#closed;
     if (this.#waiting) throw new BackendError(BACKEND, 'internal: a write is already awaiting its answer');
     return new Promise<Uint8Array>((resolve, reject) => {
+      const slow = slowMs < ackTimeoutMs ? setTimeout(onSlow, slowMs) : undefined;
       const t = setTimeout(() => {
         this.#waiting = undefined;
-        reject(this.#fail(`no answer to a write within ${timeoutMs} ms`, 'ETIMEDOUT'));
+        clearTimeout(slow);
+        reject(this.#fail(`no answer to a write within ${ackTimeoutMs} ms while the connection stayed open`, 'ETIMEDOUT'));
         this.close();
-      }, timeoutMs);
+      }, ackTimeoutMs);
       this.#waiting = {
         resolve: (b) => {
           clearTimeout(t);
+          clearTimeout(slow);
           resolve(b);
         },
         reject: (e) => {
           clearTimeout(t);
+          clearTimeout(slow);
           reject(e);
         },
       };
@@ -174,8 +209,15 @@ export class AimClient {
   #resources = new Map<string, Resource>();
   #heartbeat: NodeJS.Timeout | undefined;
   #timeoutMs: number;
+  #ackTimeoutMs = 300_000;
+  #slowAckMs = 30_000;
+  #warn: ((m: string) => void) | undefined;
+  #warnedSlow = false;
+  #reconnecting = false;
   #closed = false;
   serverVersion = '';
+  /** The `Repo` resource held from open() to close() (see the header). */
+  repoHandler = '';
   heartbeatsSent = 0;
   heartbeatsFailed = 0;
 
@@ -195,14 +237,14 @@ export class AimClient {
     const timeoutMs = options.timeoutMs ?? 30_000;
     let http = new HttpClient({ baseUrl: `http://${address}`, backend: BACKEND, timeoutMs });
     let secure = false;
+    let status: HttpResponse;
     try {
-      await http.request('GET', '/status/');
+      status = await http.request('GET', '/status/');
     } catch (e) {
       // Aim's client falls back to https when plain http does not answer.
       const https = new HttpClient({ baseUrl: `https://${address}`, backend: BACKEND, timeoutMs });
       try {
-        const r = await https.request('GET', '/status/');
-        if (r.status !== 200) throw e;
+        status = await https.request('GET', '/status/');
         await http.close();
         http = https;
         secure = true;
@@ -213,15 +255,34 @@ export class AimClient {
       }
     }
     const client = new AimClient(address, http, secure, timeoutMs);
+    client.#ackTimeoutMs = options.ackTimeoutMs ?? 300_000;
+    client.#slowAckMs = options.slowAckMs ?? 30_000;
+    client.#warn = options.warn;
     try {
+      client.#checkStatus(status);
       await client.#checkVersion(options.warn);
       await client.#get(`/client/connect/${client.uri}/`);
+      client.repoHandler = await client.getResource('Repo', {});
     } catch (e) {
       await http.close();
       throw e;
     }
     client.#startHeartbeat(options.heartbeatMs ?? 10_000);
     return client;
+  }
+
+  /** Every Aim 3.x server answers `GET /status/` with `{"status": "OK"}`; anything else is not one (fail fast, no retry). */
+  #checkStatus(res: HttpResponse): void {
+    const body = res.body as { status?: unknown } | undefined;
+    if (res.status === 200 && body && typeof body === 'object' && body.status === 'OK') return;
+    if (res.status >= 500 || res.status === 429) throw this.#statusError('GET /status/', res); // transient: retried
+    const got = typeof res.body === 'string' ? res.body : JSON.stringify(res.body ?? '');
+    throw new BackendError(
+      BACKEND,
+      `${this.httpUrl} is not an Aim tracking server: GET /status/ answered HTTP ${res.status} ${got.slice(0, 120)} instead of {"status": "OK"}. ` +
+        `logging_dir must be the address of \`aim server\` (Aim 3.x remote tracking, default port 53800), not of \`aim up\` (the UI) or another service.`,
+      { status: res.status },
+    );
   }
 
   async #checkVersion(warn: ((m: string) => void) | undefined): Promise<void> {
@@ -292,8 +353,23 @@ export class AimClient {
     return handler;
   }
 
-  /** Run a read instruction (waits for its answer). */
+  /**
+   * Run a read instruction (waits for its answer). If the server no longer knows the resource
+   * (`UnauthorizedRequestError`: it dropped this client's resources) while this client holds it,
+   * reconnect (re-creating every resource) and run it once more.
+   */
   async read(handler: string, method: string, args: readonly unknown[] = []): Promise<unknown> {
+    try {
+      return await this.#read(handler, method, args);
+    } catch (e) {
+      if (!isResourceLost(e) || this.#reconnecting || !this.#resources.has(handler)) throw e;
+      this.#warn?.(`aim: the server at ${this.httpUrl} no longer knows this client's resources (dropped after a heartbeat gap?); re-creating them`);
+      await this.reconnect();
+      return this.#read(handler, method, args);
+    }
+  }
+
+  async #read(handler: string, method: string, args: readonly unknown[]): Promise<unknown> {
     const res = await this.#http.request<Buffer>('POST', `/tracking/${this.uri}/read-instruction/`, {
       json: { resource_handler: handler, method_name: method, args: b64Args(args) },
       bytes: true,
@@ -309,7 +385,11 @@ export class AimClient {
     const ws = this.#ws;
     let answer: Uint8Array;
     try {
-      answer = await ws.send(message, this.#timeoutMs);
+      answer = await ws.send(message, this.#ackTimeoutMs, this.#slowAckMs, () => {
+        if (this.#warnedSlow) return;
+        this.#warnedSlow = true;
+        this.#warn?.(`aim: the server at ${this.httpUrl} has not answered a ${message.length}-byte write for ${Math.round(this.#slowAckMs / 1000)} s (still applying it, or busy with another client); waiting while the connection stays open`);
+      });
     } catch (e) {
       if (this.#ws === ws) this.#ws = undefined;
       ws.close();
@@ -325,7 +405,14 @@ export class AimClient {
     } catch {
       exc = { class_name: 'undecodable answer', message: Buffer.from(answer).toString('latin1').slice(0, 200) };
     }
-    throw new AimServerError('write instructions', exc);
+    const error = new AimServerError('write instructions', exc);
+    if (isResourceLost(error)) {
+      // Our resources are gone while the server lives: retryable. The caller reconnects (which
+      // re-creates them) and re-sends the message; its instructions before the failing one were
+      // applied, and applying them again, in order, leaves the same data.
+      throw new HttpTransportError(BACKEND, `the server no longer knows resource ${error.serverMessage} of this client (dropped after a heartbeat gap?); re-creating the resources`, 'ERESOURCELOST', 'WS write');
+    }
+    throw error;
   }
 
   /** The write-instruction WebSocket URL of this client. */
@@ -338,7 +425,7 @@ export class AimClient {
     const base = `${this.httpUrl}/tracking/${this.uri}`;
     return [
       ...reads.map((r) => ({ method: 'POST' as const, url: `${base}/read-instruction/`, body: { resource_handler: r.handler, method_name: r.method, args: b64Args(r.args) } })),
-      ...release.map((h) => ({ method: 'GET' as const, url: `${base}/release-resource/${h}/` })),
+      ...[...release, ...(this.repoHandler ? [this.repoHandler] : [])].map((h) => ({ method: 'GET' as const, url: `${base}/release-resource/${h}/` })),
       { method: 'GET' as const, url: `${this.httpUrl}/client/disconnect/${this.uri}/` },
     ];
   }
@@ -354,10 +441,16 @@ export class AimClient {
   async reconnect(): Promise<void> {
     this.#ws?.close();
     this.#ws = undefined;
-    await this.#get(`/client/reconnect/${this.uri}/`);
-    for (const [handler, r] of [...this.#resources]) {
-      await this.getResource(r.type, r.kwargs, { handler, onReinit: r.onReinit });
-      await r.onReinit?.();
+    this.#reconnecting = true;
+    try {
+      await this.#get(`/client/reconnect/${this.uri}/`);
+      // creation order: the Repo first, so the run Lock binds to a live repo
+      for (const [handler, r] of [...this.#resources]) {
+        await this.getResource(r.type, r.kwargs, { handler, onReinit: r.onReinit });
+        await r.onReinit?.();
+      }
+    } finally {
+      this.#reconnecting = false;
     }
   }
 
@@ -367,10 +460,13 @@ export class AimClient {
     if (r) r.onReinit = fn;
   }
 
+  /** Release a resource; one the server already dropped (`UnauthorizedRequestError`) counts as released. */
   async release(handler: string): Promise<void> {
     const res = await this.#http.request('GET', `/tracking/${this.uri}/release-resource/${handler}/`);
     this.#resources.delete(handler);
-    if (res.status !== 200) throw this.#statusError('release-resource', res);
+    if (res.status === 200) return;
+    const e = this.#statusError('release-resource', res);
+    if (!isResourceLost(e)) throw e;
   }
 
   /** Release every resource this client still holds (best effort). */
@@ -378,7 +474,7 @@ export class AimClient {
     for (const handler of [...this.#resources.keys()].reverse()) await this.release(handler).catch(() => undefined);
   }
 
-  /** Stop the heartbeat, close the WebSocket, disconnect. Idempotent; never throws on transport errors. */
+  /** Stop the heartbeat, close the WebSocket, release the Repo, disconnect. Idempotent. */
   async close(options: { disconnect?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -386,7 +482,10 @@ export class AimClient {
     this.#ws?.close();
     this.#ws = undefined;
     try {
-      if (options.disconnect !== false) await this.#get(`/client/disconnect/${this.uri}/`);
+      if (options.disconnect !== false) {
+        if (this.#resources.has(this.repoHandler)) await this.release(this.repoHandler);
+        await this.#get(`/client/disconnect/${this.uri}/`);
+      }
     } finally {
       await this.#http.close();
     }

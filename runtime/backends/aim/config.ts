@@ -28,8 +28,34 @@ export interface AimRunHandle {
   readonly spoolPath: string | undefined;
 }
 
-/** Tuning for tests and the benchmark (not user options). */
-export const aimTuning = { heartbeatMs: 10_000, maxDelayMs: 200, valuesPerMessage: 500, maxMessageBytes: 4 << 20, timeoutMs: 30_000, baseDelayMs: 200 };
+/**
+ * Tuning for tests and the benchmark (not user options).
+ *
+ * maxMessageBytes (16 KiB): a cap per WebSocket write message, measured against a real Aim 3.29.1
+ * server. Its `unpack_args` (aim/ext/transport/message_utils.py) re-slices the rest of the message
+ * for every record, so decoding costs O(records × bytes): 0.5 ms for 16 KB, 94 ms for 256 KB,
+ * 2.3 s for 1 MB, 16.5 s for 2.2 MB. It decodes and applies a message synchronously in its event
+ * loop, so meanwhile every client, HTTP call, heartbeat and keepalive ping waits; past 20 s with a
+ * ping outstanding uvicorn closes the socket (1011) after applying the message without answering
+ * it. At 16 KiB (about 4 metric values) a message is answered in about 2 ms, and throughput was
+ * best (8 KiB and 32 KiB were no faster; 4 MiB made 33 points/s). Only one instruction larger than
+ * the cap by itself (a big image) makes a larger message, alone; a blob is one record, so such a
+ * message is cheap per byte. `aim server` accepts messages up to 1 GiB (`--ws-max-size`).
+ *
+ * ackTimeoutMs: the hard cap on waiting for a write's answer while the socket stays open (a host
+ * that vanished without closing TCP); a busy server is waited for, see client.ts. slowAckMs: a
+ * write unanswered this long is warned about (once).
+ */
+export const aimTuning = {
+  heartbeatMs: 10_000,
+  maxDelayMs: 200,
+  valuesPerMessage: 500,
+  maxMessageBytes: 16 << 10,
+  timeoutMs: 30_000,
+  ackTimeoutMs: 300_000,
+  slowAckMs: 30_000,
+  baseDelayMs: 200,
+};
 
 const DEFAULT_PORT = 53800;
 

@@ -13,15 +13,22 @@
  *   own "texts" sequences). A step omitted counts per sequence as Aim does. kwargs: `epoch`
  *   (integer) and `context` (dict) as `run.track`'s; others are warned about once.
  * - logImages(): `aim.Image` objects (PNG), kwargs as Accelerate's `{aim_image, track}`.
- * - Writes are batched (one WebSocket message holds many instructions, applied in order by the
- *   server) in the background. A failed write is retried with backoff until retry_deadline_secs,
- *   reconnecting and re-creating the run's resources each time (a restarted server lost them);
- *   re-sending is safe because every instruction sets absolute paths to fixed values. Past the
- *   deadline the message and everything after it go to a durable spool; `trackspec sync` replays
- *   it. A process exiting without finish() sends what was not acknowledged plus the end time
- *   synchronously (a child process, exit-post.ts) and closes the run; failing that, spools them.
- *   Messages are cut at aimTuning.maxMessageBytes (uvicorn refuses WebSocket messages > 16 MiB).
- * - finish(): end_time, run heartbeat stop, lock release, resources released, disconnect.
+ * - The client holds a `Repo` resource from connect to close (without one the server's run lock
+ *   dies with its repo; see client.ts).
+ * - Writes are batched in the background into WebSocket messages of at most
+ *   aimTuning.maxMessageBytes (16 KiB: the server's decode cost grows with records × bytes and
+ *   blocks it; see config.ts), one in flight, applied in order by the server. The answer is
+ *   waited for as long as the socket stays open (a busy server is slow, not gone). A failed write
+ *   (socket closed, or `UnauthorizedRequestError`: the server dropped our resources) is retried
+ *   with backoff until retry_deadline_secs, reconnecting and re-creating the run's resources each
+ *   time (a restarted server lost them). The server applies a re-sent message again; that leaves
+ *   the same data as long as re-sends go in order (run.ts), which they do: the unacknowledged
+ *   message is re-sent before anything after it. Past the deadline the message and everything
+ *   after it go to a durable spool; `trackspec sync` replays it in order. A process exiting
+ *   without finish() sends what was not acknowledged plus the end time synchronously (a child
+ *   process, exit-post.ts) and closes the run; failing that, spools them.
+ * - finish(): end_time, run heartbeat stop, lock release (both re-tried after re-creating the
+ *   resources if the server dropped them), resources released, Repo released, disconnect.
  */
 import type { BackendDriver } from '../../core/driver.js';
 import type { AimDriverOptions, AimRunHandle } from './config.js';

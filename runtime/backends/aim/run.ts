@@ -14,8 +14,12 @@
  * - every value: `traces/c/n/{last,last_step}` when step ≥ count, `max`/`min` when exceeded
  *   (metrics), then `val`, `epoch`, `time` (and `step` for metrics) at key hash_auto(step)
  *   (metrics, "version 2") or step (objects, "version 1").
- * The order of instructions is Aim's. Everything here is a write instruction: idempotent when
- * re-sent (each sets absolute paths to fixed values), which is what makes retries safe.
+ * The order of instructions is Aim's. The server keeps no message ids: a re-sent message is
+ * applied again. Each instruction sets absolute paths (`__setitem__` deletes what is under the
+ * path, then writes; `make_array` only sets the array flag), so applying the latest message again
+ * changes nothing; an older message applied after a newer one could (attrs `{}` at creation,
+ * `last`/`last_step`/`max`/`min`), so re-sends must go in order: one message in flight, and a
+ * retry or a spool replay restarts from the first unacknowledged message.
  */
 import {
   AimBlob,
@@ -72,10 +76,14 @@ function stringValue(s: string): Uint8Array {
 }
 
 /**
- * Builds one write message: the packed encoding of a list of instructions, as Aim's
+ * Builds write messages: each the packed encoding of a list of instructions, as Aim's
  * `pack_args(encode_tree([(handler, method, args), ...]))` (dicts get a marker only when empty).
  * Keys are written from a stack of element parts straight into one growing buffer; strings'
  * encodings are cached.
+ *
+ * With `maxBytes`, a message never grows past it: an instruction that would push the current
+ * message over is moved (re-encoded) to a new message, so only an instruction larger than
+ * `maxBytes` by itself makes a larger message, and it goes alone. Instructions keep their order.
  */
 export class MessageWriter {
   #buf = Buffer.allocUnsafe(1 << 16);
@@ -83,20 +91,41 @@ export class MessageWriter {
   #count = 0;
   readonly #parts: Uint8Array[] = [];
   #keyLen = 0;
+  readonly #maxBytes: number;
+  readonly #sealed: Uint8Array[] = [];
 
-  constructor() {
+  constructor(maxBytes = Infinity) {
+    this.#maxBytes = maxBytes;
     this.#entry(MARK_ARRAY, false);
   }
 
+  /** Instructions in the current (last) message. */
   get count(): number {
     return this.#count;
   }
 
+  /** Bytes of the current (last) message. */
   get bytes(): number {
     return this.#len;
   }
 
   add(handler: string, method: string, args: readonly unknown[]): void {
+    const len = this.#len;
+    const count = this.#count;
+    this.#add(handler, method, args);
+    if (this.#len > this.#maxBytes && count > 0) {
+      // over the cap: end the message before this instruction, which starts the next one
+      this.#len = len;
+      this.#count = count;
+      this.#sealed.push(new Uint8Array(this.#buf.subarray(0, len))); // a copy: the buffer is reused
+      this.#len = 0;
+      this.#count = 0;
+      this.#entry(MARK_ARRAY, false);
+      this.#add(handler, method, args);
+    }
+  }
+
+  #add(handler: string, method: string, args: readonly unknown[]): void {
     this.#push(element(this.#count++));
     this.#entry(MARK_ARRAY, false);
     this.#push(element(0));
@@ -111,10 +140,11 @@ export class MessageWriter {
     this.#pop();
   }
 
-  /** The message, or undefined when no instruction was added. */
-  finish(): Uint8Array | undefined {
-    if (this.#count === 0) return undefined;
-    return new Uint8Array(this.#buf.buffer, this.#buf.byteOffset, this.#len);
+  /** The messages, in order (none when no instruction was added). The writer is done after this. */
+  finish(): Uint8Array[] {
+    const out = [...this.#sealed];
+    if (this.#count > 0) out.push(new Uint8Array(this.#buf.buffer, this.#buf.byteOffset, this.#len));
+    return out;
   }
 
   #push(part: Uint8Array): void {

@@ -190,26 +190,17 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
   }
 
   /**
-   * Expand queued work into write messages (mutates the run state, in queue order). A message is
-   * closed once it passes aimTuning.maxMessageBytes (Aim's server, uvicorn, refuses WebSocket
-   * messages over 16 MiB by default); instructions are applied in order either way.
+   * Expand queued work into write messages (mutates the run state, in queue order), each at most
+   * aimTuning.maxMessageBytes (see config.ts for why they are small); the server applies the
+   * instructions in order either way.
    */
   #expand(items: readonly Queued[]): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    let w = new MessageWriter();
-    const cut = (): void => {
-      if (w.bytes < aimTuning.maxMessageBytes) return;
-      const m = w.finish();
-      if (m) out.push(m);
-      w = new MessageWriter();
-    };
+    const w = new MessageWriter(aimTuning.maxMessageBytes);
     const track = (name: string, t: Trackable, it: { step: number | undefined; epoch: number | null; ctx: AimContext; ts: number }): void => {
       const problem = this.#state.track(w, name, t, it.step, it.epoch, it.ctx, it.ts / 1000);
       if (problem) this.#ctx.warnOnce(`dtype:${name}`, `aim: ${problem}; value skipped`);
-      cut();
     };
     for (const it of items) {
-      cut();
       if (it.t === 'attr') this.#state.setAttr(w, it.key, it.value);
       else if (it.t === 'end') this.#state.setEndTime(w, it.ts / 1000);
       else if (it.t === 'images') {
@@ -221,9 +212,7 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
         }
       }
     }
-    const last = w.finish();
-    if (last) out.push(last);
-    return out;
+    return w.finish();
   }
 
   /** Send one message: retried with reconnects until the deadline, then spooled (with all that follows). */
@@ -407,9 +396,7 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
 async function startOnline(client: AimClient, options: AimDriverOptions, ctx: DriverContext, uri: string): Promise<AimRunDriver> {
   let hash: string;
   if (options.run_hash) {
-    const repo = await client.getResource('Repo', {});
-    const runs = (await client.read(repo, 'list_all_runs')) as unknown;
-    await client.release(repo);
+    const runs = (await client.read(client.repoHandler, 'list_all_runs')) as unknown;
     if (!Array.isArray(runs) || !runs.includes(options.run_hash)) {
       throw new ConfigError(`AimTracker: run_hash '${options.run_hash}' is not a run of the Aim repository served at ${uri} (Aim raises MissingRunError); leave run_hash unset to start a new run`, { option: 'run_hash' });
     }
@@ -467,13 +454,13 @@ async function startOnline(client: AimClient, options: AimDriverOptions, ctx: Dr
   const d = new AimRunDriver(uri, client, state, meta, { lock, heartbeat }, options, ctx);
   // A restarted server lost the lock with the resources: take it again after re-creating it.
   client.setReinit(lock, takeLock);
-  await d.deliver(firstMessage(state, options, !hasAttrs, lastIdx)!);
+  for (const m of firstMessages(state, options, !hasAttrs, lastIdx)) await d.deliver(m);
   return d;
 }
 
-/** What `Run(...)` + `run.name = …` write before any value. */
-function firstMessage(state: AimRunState, options: AimDriverOptions, newAttrs: boolean, lastCheckIn = 0): Uint8Array | undefined {
-  const w = new MessageWriter();
+/** What `Run(...)` + `run.name = …` write before any value (one message unless __system_params is large). */
+function firstMessages(state: AimRunState, options: AimDriverOptions, newAttrs: boolean, lastCheckIn = 0): Uint8Array[] {
+  const w = new MessageWriter(aimTuning.maxMessageBytes);
   state.touchStarting(w, lastCheckIn, Date.now() / 1000);
   if (newAttrs) state.initAttrs(w);
   state.setEndTime(w, null);
@@ -492,7 +479,7 @@ export async function startAim(options: AimDriverOptions, ctx: DriverContext): P
     }
     let client: AimClient;
     try {
-      client = await withRetry(() => AimClient.open(address, { heartbeatMs: aimTuning.heartbeatMs, timeoutMs: aimTuning.timeoutMs, warn: (m) => ctx.warn(m) }), {
+      client = await withRetry(() => AimClient.open(address, { heartbeatMs: aimTuning.heartbeatMs, timeoutMs: aimTuning.timeoutMs, ackTimeoutMs: aimTuning.ackTimeoutMs, slowAckMs: aimTuning.slowAckMs, warn: (m) => ctx.warn(m) }), {
         policy: { deadlineMs: options.retry_deadline_secs * 1000, baseDelayMs: aimTuning.baseDelayMs },
         backend: BACKEND,
       });
@@ -508,7 +495,7 @@ export async function startAim(options: AimDriverOptions, ctx: DriverContext): P
       const meta: AimSpoolMeta = { hash, handlers, name: options.run_name, experiment: options.experiment };
       const d = new AimRunDriver(uri, undefined, state, meta, {}, options, ctx);
       ctx.warn(`aim: the server at ${uri} is unreachable (${(e as Error).message}); run ${hash} is written to the spool (upload later with \`trackspec sync ${defaultSpoolDir()}\`)`);
-      await d.deliver(firstMessage(state, options, true)!);
+      for (const m of firstMessages(state, options, true)) await d.deliver(m);
       return d;
     }
     try {

@@ -2,8 +2,9 @@
  * `trackspec sync DIR` for Aim spools: write messages of runs whose server was unreachable. The
  * run's resources are re-created on the server under the handlers recorded in the spool header
  * (the messages name them), then the messages are sent in order, each acknowledged in the spool
- * after the server's `OK`. Re-sending a message after a crash is harmless: every instruction sets
- * absolute paths to fixed values. No run lock is taken (the writer is gone).
+ * after the server's `OK`. Re-sending a message after a crash applies it again, which is harmless
+ * because replay restarts at the first unacknowledged message and goes in order (run.ts). No run
+ * lock is taken (the writer is gone).
  */
 import { listSpools, replaySpool, type SyncSummary } from '../../io/spool.js';
 import { withRetry } from '../../io/retry.js';

@@ -159,6 +159,7 @@ describe('the run tree is what Aim writes', () => {
       'GET /status/',
       'GET /client/get-version/',
       'GET /client/connect/<id>/',
+      'POST /tracking/<id>/get-resource/', // Repo, held until close (the run lock needs a live repo)
       'POST /tracking/<id>/get-resource/', // Lock
       'POST /tracking/<id>/read-instruction/', // lock(False)
       'POST /tracking/<id>/get-resource/', // TreeView meta
@@ -171,6 +172,7 @@ describe('the run tree is what Aim writes', () => {
       'POST /tracking/<id>/read-instruction/', // heartbeat stop()
       'POST /tracking/<id>/read-instruction/', // lock release(False)
       ...Array<string>(6).fill('GET /tracking/<id>/release-resource/<id>/'),
+      'GET /tracking/<id>/release-resource/<id>/', // Repo
       'GET /client/disconnect/<id>/',
     ]);
     // the client-side RunStatusReporter's 'starting' check-in
@@ -295,7 +297,7 @@ describe('the run tree is what Aim writes', () => {
     const t3 = new AimTracker({ logging_dir: server.uri, run_hash: hash });
     await expect(t3.start()).rejects.toThrow(/run [0-9a-f]{24} is locked by another writer/);
     // the refused writer released what it had taken and disconnected
-    expect(server.resources().map((r) => r.type).sort()).toEqual(['FileManager', 'Lock', 'RunHeartbeat', 'StructuredRun', 'TreeView', 'TreeView']);
+    expect(server.resources().map((r) => r.type).sort()).toEqual(['FileManager', 'Lock', 'Repo', 'RunHeartbeat', 'StructuredRun', 'TreeView', 'TreeView']);
     expect(server.clients.size).toBe(1);
     t2.log({ loss: 1 });
     t2.log({ loss: 5 });
