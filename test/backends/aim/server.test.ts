@@ -395,6 +395,7 @@ describe('runs, locks, heartbeats, repo, file manager', () => {
     const s = await start();
     const a = new Client(s, 'client-a');
     const b = new Client(s, 'client-b');
+    await a.resource('Repo', {}); // keeps the repo (and so every run lock's LockManager) alive, for b too
     const la = await a.resource('Lock', { run_hash: HASH });
     const lb = await b.resource('Lock', { run_hash: HASH });
     expect(await a.value(la, 'lock', [false])).toBeNull();
@@ -424,6 +425,30 @@ describe('runs, locks, heartbeats, repo, file manager', () => {
     expect(s.runs.get(HASH)!.heartbeat).toBe('active');
     expect(await a.value(hb, 'stop')).toBeNull();
     expect(s.runs.get(HASH)!.heartbeat).toBe('stopped');
+  });
+
+  it("repo lifetime: lock() needs the repo that was live when the Lock was created (Aim's weakref to its LockManager)", async () => {
+    const s = await start();
+    const a = new Client(s, 'client-a');
+    const b = new Client(s, 'client-b');
+    const noneLock = { module_name: 'builtins', class_name: 'AttributeError', args: JSON.stringify(["'NoneType' object has no attribute 'lock'"]), message: "'NoneType' object has no attribute 'lock'" };
+    // no Repo resource anywhere: get_lock's repo is collected at once
+    const l0 = await a.resource('Lock', { run_hash: HASH });
+    expect((await a.read(l0, 'lock', [false])).json.exception).toEqual(noneLock);
+    // a Repo created later is a new repo object: the old Lock still fails
+    const repoB = await b.resource('Repo', {});
+    expect((await a.read(l0, 'lock', [false])).json.exception).toEqual(noneLock);
+    // a Lock created while another client's Repo lives works; release() needs no repo
+    const l1 = await a.resource('Lock', { run_hash: HASH });
+    expect(await a.value(l1, 'lock', [false])).toBeNull();
+    // re-creating the Repo under its handler keeps the same repo object
+    await b.resource('Repo', {}, repoB);
+    expect(await a.value(l1, 'lock', [false])).toBeNull();
+    // the last Repo released: the repo is collected, lock() fails; release() still works
+    await b.call('GET', `/tracking/client-b/release-resource/${repoB}/`);
+    expect((await a.read(l1, 'lock', [false])).json.exception).toEqual(noneLock);
+    expect(await a.value(l1, 'release', [false])).toBeNull();
+    expect(s.locks.has(HASH)).toBe(false);
   });
 
   it('Repo list_all_runs / list_active_runs; FileManager touch and poll', async () => {
@@ -460,6 +485,7 @@ describe('restart, keep-alive, faults', () => {
     await c.call('GET', '/client/connect/client-1/');
     await c.call('GET', '/client/heartbeat/client-1/');
     const h = await c.tree();
+    const repo = await c.resource('Repo', {});
     const lock = await c.resource('Lock', { run_hash: HASH });
     await c.value(lock, 'lock', [false]);
     await c.resource('StructuredRun', { hash_: HASH, read_only: false, created_at: 5 });
@@ -478,6 +504,10 @@ describe('restart, keep-alive, faults', () => {
     expect(await c.resource('TreeView', { name: 'meta', sub: HASH, read_only: false, index: false, timeout: null }, h)).toBe(h);
     expect(await c.value(h, 'collect', [[]])).toEqual({ k: 'v' });
     expect(s.runs.get(HASH)!.createdAt).toBe(5);
+    // a Lock re-created before the Repo binds to a throwaway repo: re-create the Repo first, then the Lock
+    await c.resource('Lock', { run_hash: HASH }, lock);
+    expect((await c.read(lock, 'lock', [false])).json.exception.class_name).toBe('AttributeError');
+    await c.resource('Repo', {}, repo);
     await c.resource('Lock', { run_hash: HASH }, lock);
     await c.value(lock, 'lock', [false]);
     expect(s.locks.get(HASH)).toBe(lock);
@@ -489,10 +519,10 @@ describe('restart, keep-alive, faults', () => {
     const b = new Client(s, 'client-b');
     await a.call('GET', '/client/connect/client-a/');
     await a.call('GET', '/client/heartbeat/client-a/');
+    const rb = await b.resource('Repo', {});
     const la = await a.resource('Lock', { run_hash: HASH });
     await a.value(la, 'lock', [false]);
     const hb = await a.resource('RunHeartbeat', { run_hash: HASH });
-    const rb = await b.resource('Repo', {});
     await sleep(250);
     expect(s.resources().map((r) => r.handler)).toEqual([rb]);
     expect(s.released).toEqual([la, hb]);
@@ -524,6 +554,63 @@ describe('restart, keep-alive, faults', () => {
     await ws.ok([[h, '__setitem__', [['n'], 5]]]);
     expect(s.messages.map((m) => m.fault)).toEqual(['drop-before', 'drop-before', 'drop-after', 'error', undefined]);
     expect(s.messages.every((m) => m.instructions.length === 1 && m.bytes > 0)).toBe(true);
+    ws.close();
+  });
+
+  it('WebSocket fault apply-then-1011: applied, closed 1011 without OK; a re-sent message is applied again', async () => {
+    const s = await start();
+    const c = new Client(s);
+    const h = await c.tree();
+    let ws = await c.ws();
+    await ws.ok([[h, '__setitem__', [['n'], 1]]]);
+    s.injectWsFault({ kind: 'apply-then-1011' });
+    expect(await ws.write([[h, '__setitem__', [['n'], 2]], [h, 'make_array', [['a']]]])).toEqual({ ok: false, exception: undefined, closed: true, code: 1011 });
+    expect(s.tree('meta', HASH)).toEqual({ n: 2, a: [] });
+    ws = await c.ws();
+    await ws.ok([[h, '__setitem__', [['n'], 2]], [h, 'make_array', [['a']]]]);
+    expect(s.tree('meta', HASH)).toEqual({ n: 2, a: [] });
+    expect(s.messages.map((m) => m.fault)).toEqual([undefined, 'apply-then-1011', undefined]);
+    ws.close();
+  });
+
+  it('dropResources (the HeartbeatWatcher): later calls naming the handlers raise UnauthorizedRequestError, over HTTP and the WebSocket', async () => {
+    const s = await start();
+    const a = new Client(s, 'client-a');
+    const b = new Client(s, 'client-b');
+    const h = await a.tree();
+    const hb = await b.tree();
+    s.dropResources('client-a');
+    expect(s.resources().map((r) => r.handler)).toEqual([hb]);
+    const unauthorized = { module_name: 'aim.ext.transport.tracking', class_name: 'UnauthorizedRequestError', args: JSON.stringify([h]), message: h };
+    const r = await a.read(h, 'collect', [[]]);
+    expect([r.status, r.json.exception]).toEqual([400, unauthorized]);
+    const ws = await a.ws();
+    expect(await ws.write([[h, '__setitem__', [['n'], 1]]])).toEqual({ ok: false, exception: unauthorized, closed: true, code: 1000 });
+    // re-created under the same handler, it works again
+    expect(await a.resource('TreeView', { name: 'meta', sub: HASH, read_only: false, index: false, timeout: null }, h)).toBe(h);
+    await (await a.ws()).ok([[h, '__setitem__', [['n'], 1]]]);
+    expect(s.tree('meta', HASH)).toEqual({ n: 1 });
+  });
+
+  it('applyCostMsPerRecordByte: a message keeps the server busy for records × bytes × cost, and every other request waits', async () => {
+    const s = await start({ applyCostMsPerRecordByte: 4e-6 });
+    const c = new Client(s);
+    const h = await c.tree();
+    const ws = await c.ws();
+    const big = Array.from({ length: 150 }, (_, i) => [h, '__setitem__', [['k', i], 'x'.repeat(100)]]);
+    const order: string[] = [];
+    const write = ws.write(big).then((r) => order.push(`write ${r.ok}`));
+    while (s.messages.length === 0) await sleep(1); // received: being applied now
+    const status = c.call('GET', '/status/').then((r) => order.push(`status ${r.status}`));
+    await Promise.all([write, status]);
+    expect(order).toEqual(['write true', 'status 200']);
+    const [m] = s.messages;
+    expect(m!.records).toBeGreaterThan(300);
+    expect(m!.busyMs).toBeCloseTo(m!.records * m!.bytes * 4e-6, 6);
+    // a message twice as long has twice the records and twice the bytes: four times the cost
+    await ws.ok([...big, ...big.map(([hh, mm, [p, v]]) => [hh, mm, [['k2', (p as unknown[])[1]], v]])]);
+    const m2 = s.messages[1]!;
+    expect(m2.busyMs / m!.busyMs).toBeGreaterThan(3.8);
     ws.close();
   });
 

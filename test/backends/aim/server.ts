@@ -2,6 +2,7 @@
 // and the write-instruction WebSocket, backed by in-memory containers. Loopback only.
 //
 // Standalone: node --import tsx test/backends/aim/server.ts [--port 53800] [--version 3.29.1] [--keep-alive-ms 300000]
+//   [--apply-cost MS_PER_RECORD_BYTE] (e.g. 1.7e-7, REAL_APPLY_COST)
 //
 // Behaviour (as Aim unless said otherwise):
 // - every HTTP route also answers without its trailing slash; unknown paths 404 and wrong methods 405 with
@@ -30,17 +31,38 @@
 // - StructuredRun: created (name/experiment/description null, archived false, tags []) unless it exists;
 //   read_only on a missing run → aim.sdk.errors.RepoIntegrityError. `creation_time` is answered as a float,
 //   `end_time` as None. add_tag ignores duplicates; remove_tag answers whether it removed one.
-// - Lock: `lock(force)` fails with filelock.Timeout when another live Lock resource holds the run;
-//   `release()` frees it only when this resource holds it. Releasing the resource (explicitly, by the
-//   keep-alive watcher, or by replacing its handler) releases its lock and stops a RunHeartbeat.
+// - Repo lifetime (aim/sdk/repo.py:108 pools repos in a WeakValueDictionary; lock_manager.py:55-62 the run
+//   lock holds only a weakref to the repo's LockManager): only `Repo` resources keep the repo object alive.
+//   The repo lives while at least one Repo resource (of any client) does; when the last is released a later
+//   one builds a new repo. A Lock resource binds to the repo live when it is created; `lock()` raises
+//   `AttributeError: 'NoneType' object has no attribute 'lock'` if that repo is gone (or there was none:
+//   get_lock built a throwaway repo). Re-creating a Repo under its live handler keeps the same repo.
+// - Lock: `lock(force)` fails with filelock.Timeout when another live Lock resource holds the run (Aim
+//   first polls the lock file for 10 s in its event loop, blocking the whole server: not modelled);
+//   `release()` frees it only when this resource holds it (it needs no repo). Releasing the resource
+//   (explicitly, by the keep-alive watcher, or by replacing its handler) releases its lock and stops a
+//   RunHeartbeat.
 // - Repo: list_all_runs = hashes of ('meta', hash) containers with entries; list_active_runs = those whose
 //   ('meta','chunks',hash,'end_time') entry is None. Other Repo methods → AttributeError.
 // - FileManager: touch(filename, cleanup_pattern) records a check-in (`checkIns`), cleanup keeps only the
 //   greatest name matching the pattern; poll(pattern) → greatest matching name or None.
-// - restart(): sockets closed; clients, heartbeats, resource pool and locks forgotten; containers, run records,
-//   run heartbeat states and check-ins kept (on disk in Aim). Recorded requests/messages are kept.
+// - restart(): sockets closed; clients, heartbeats, resource pool, repo and locks forgotten; containers, run
+//   records, run heartbeat states and check-ins kept (on disk in Aim). Recorded requests/messages are kept.
 // - keep-alive: clients that sent a heartbeat and have been silent for `clientKeepAliveMs` lose all their
-//   resources and their connected status (Aim's HeartbeatWatcher); checked every min(1 s, keepAlive/5).
+//   resources and their connected status (Aim's HeartbeatWatcher, a thread: it runs even while the server
+//   is busy); checked every min(1 s, keepAlive/5). `dropResources(uri)` does the same at once. Any later
+//   call naming a dropped handler raises aim.ext.transport.tracking.UnauthorizedRequestError(handler).
+// - write messages (tracking.py:211-245) are decoded in full, then applied in order, synchronously in the
+//   event loop; only then `OK`. Aim's `unpack_args` re-slices the rest of the message per record, so its
+//   cost is O(records × bytes) (measured: 16 KB 0.5 ms, 256 KB 94 ms, 1 MB 2.3 s, 2.2 MB 16.5 s). With
+//   `applyCostMsPerRecordByte` (REAL_APPLY_COST ≈ the real server's) each message keeps the server busy
+//   for records × bytes × that: every HTTP request, WebSocket upgrade and message (of any client) waits
+//   until it is done. Off by default (instant, nothing waits).
+// - WebSocket fault `apply-then-1011`: the message is applied, then the socket is closed with 1011
+//   "keepalive ping timeout" and no `OK`, as uvicorn (websockets' keepalive: ping every 20 s, 20 s
+//   timeout) does when a message blocked the loop past the ping timeout. A re-sent message is applied
+//   again (no message ids, no deduplication, as Aim).
+// - `aim server` runs uvicorn with `--ws-max-size 1073741824` (aim/cli/utils.py): messages up to 1 GiB.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
@@ -79,7 +101,15 @@ export interface AimTestServerOptions {
   sink?: boolean;
   /** Delay each write message's answer by this much (a network round trip), default 0. */
   replyDelayMs?: number;
+  /**
+   * Processing time of a write message, ms per (record × byte); the server is blocked meanwhile (see
+   * the header). 0 (default): instant. REAL_APPLY_COST approximates Aim 3.29.1's decode.
+   */
+  applyCostMsPerRecordByte?: number;
 }
+
+/** Aim 3.29.1's decode cost, ms per record × byte (a 2.2 MB message of 44,636 records took 16.5 s). */
+export const REAL_APPLY_COST = 1.7e-7;
 
 export interface AimRunRecord {
   name: string | null;
@@ -98,9 +128,13 @@ export interface AimWsMessage {
   bytes: number;
   /** the injected WS fault this message met */
   fault?: WsFaultKind;
+  /** packed records (entries) of the message */
+  records: number;
+  /** how long it kept the server busy (applyCostMsPerRecordByte × records × bytes) */
+  busyMs: number;
 }
 
-export type WsFaultKind = 'drop-before' | 'drop-after' | 'error';
+export type WsFaultKind = 'drop-before' | 'drop-after' | 'error' | 'apply-then-1011';
 export type ResourceType = 'TreeView' | 'StructuredRun' | 'Repo' | 'Lock' | 'RunHeartbeat' | 'FileManager';
 
 interface Resource {
@@ -110,6 +144,8 @@ interface Resource {
   kwargs: Record<string, unknown>;
   /** TreeView: container key; StructuredRun/Lock/RunHeartbeat: run hash */
   target: string;
+  /** Lock: the repo object it was created with (-1: a throwaway repo, already collected) */
+  repo?: number;
 }
 
 type Entry = { value: Uint8Array; isBlob: boolean };
@@ -333,9 +369,16 @@ export class AimTestServer {
   readonly recordInstructions: boolean;
   readonly sink: boolean;
   replyDelayMs: number;
+  applyCostMsPerRecordByte: number;
   private _port: number;
   private server: Server | undefined;
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 0 });
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 30 });
+  /** the live repo object (a generation number) and the Repo resources keeping it alive */
+  private repo = 0;
+  private liveRepos = 0;
+  /** the event loop is blocked by a write message until then (ms since the epoch) */
+  private busyUntil = 0;
+  private writeQueue: Promise<void> = Promise.resolve();
   private readonly containers = new Map<string, Container>();
   private readonly pool = new Map<string, Resource>();
   private readonly sockets = new Set<Duplex>();
@@ -353,6 +396,7 @@ export class AimTestServer {
     this.recordInstructions = opts.recordInstructions ?? true;
     this.sink = opts.sink ?? false;
     this.replyDelayMs = opts.replyDelayMs ?? 0;
+    this.applyCostMsPerRecordByte = opts.applyCostMsPerRecordByte ?? 0;
   }
 
   static async start(opts: AimTestServerOptions = {}): Promise<AimTestServer> {
@@ -380,6 +424,11 @@ export class AimTestServer {
     this.wsFaults = [];
   }
 
+  /** Drop every resource of a client (all clients if none given), as Aim's HeartbeatWatcher does after a heartbeat gap. */
+  dropResources(clientUri?: string): void {
+    for (const r of [...this.pool.values()]) if (clientUri === undefined || r.clientUri === clientUri) this.drop(r);
+  }
+
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
@@ -394,6 +443,9 @@ export class AimTestServer {
     this.lastBeat.clear();
     this.pool.clear();
     this.locks.clear();
+    this.liveRepos = 0;
+    this.repo++; // a new process: the old repo object is gone
+    this.busyUntil = 0;
     if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
     await this.listen();
   }
@@ -477,6 +529,7 @@ export class AimTestServer {
       socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     };
     if (await this.faults.apply(path, req, (status) => refuse(status, `Injected fault: HTTP ${status}`))) return;
+    await this.idle();
     const m = /^\/tracking\/([^/]+)\/write-instruction\/?$/.exec(path);
     if (!m) return refuse(404, 'Not Found');
     const clientUri = decodeURIComponent(m[1]);
@@ -509,6 +562,7 @@ export class AimTestServer {
       rec.status = status;
       res.writeHead(status, { 'Content-Type': 'application/json', ...headers }).end(JSON.stringify({ detail: `Injected fault: HTTP ${status}` }));
     })) return;
+    await this.idle();
 
     let seg: string[];
     try {
@@ -548,6 +602,11 @@ export class AimTestServer {
     route.run();
   }
 
+  /** Resolves once no write message blocks the server (at once when none does). */
+  private async idle(): Promise<void> {
+    while (Date.now() < this.busyUntil) await new Promise((r) => setTimeout(r, this.busyUntil - Date.now()));
+  }
+
   // -------------------------------------------------------------------------------------------
   // client lifecycle
 
@@ -583,6 +642,7 @@ export class AimTestServer {
   /** Remove from the pool and run the resource's finalizer (Aim's ResourceRef clean-up). */
   private drop(r: Resource): void {
     if (this.pool.get(r.handler) === r) this.pool.delete(r.handler);
+    if (r.type === 'Repo') this.liveRepos--;
     this.released.push(r.handler);
     if (r.type === 'Lock' && this.locks.get(r.target) === r.handler) this.locks.delete(r.target);
     if (r.type === 'RunHeartbeat') this.setHeartbeat(r.target, 'stopped');
@@ -647,8 +707,11 @@ export class AimTestServer {
         const heartbeat = this.runHeartbeats.get(hash) ?? 'none';
         this.runs.set(hash, { name: null, experiment: null, description: null, archived: false, createdAt: createdAt ?? Date.now() / 1000, tags: [], heartbeat });
       }
+    } else if (r.type === 'Repo') {
+      if (this.liveRepos++ === 0) this.repo++; // no live repo: Repo.from_path builds a new one
     } else if (r.type === 'Lock' || r.type === 'RunHeartbeat') {
       r.target = str(k.run_hash, 'run_hash');
+      if (r.type === 'Lock') r.repo = this.liveRepos > 0 ? this.repo : -1;
       if (r.type === 'RunHeartbeat') this.setHeartbeat(r.target, 'active');
     }
   }
@@ -678,9 +741,27 @@ export class AimTestServer {
 
   private onMessage(ws: WebSocket, clientUri: string, data: RawData, isBinary: boolean): void {
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-    const msg: AimWsMessage = { clientUri, instructions: [], bytes: buf.length };
+    const msg: AimWsMessage = { clientUri, instructions: [], bytes: buf.length, records: 0, busyMs: 0 };
     this.messages.push(msg);
     if (this.sink) return void ws.send(Buffer.from('OK'));
+    if (this.applyCostMsPerRecordByte <= 0) return this.apply(ws, clientUri, buf, isBinary, msg);
+    // one message at a time, blocking everything else while it is decoded and applied
+    this.writeQueue = this.writeQueue.then(async () => {
+      await this.idle();
+      let records = 0;
+      try {
+        records = unpack(buf).length;
+      } catch {
+        // undecodable: fails at once below
+      }
+      msg.busyMs = records * buf.length * this.applyCostMsPerRecordByte;
+      this.busyUntil = Date.now() + msg.busyMs;
+      await this.idle();
+      this.apply(ws, clientUri, buf, isBinary, msg);
+    });
+  }
+
+  private apply(ws: WebSocket, clientUri: string, buf: Buffer, isBinary: boolean, msg: AimWsMessage): void {
     const fault = this.wsFaults[0];
     if (fault) {
       msg.fault = fault.kind;
@@ -694,7 +775,9 @@ export class AimTestServer {
     let decodeError: unknown;
     try {
       if (!isBinary) throw keyError('bytes'); // Starlette's receive_bytes() on a text frame
-      tree = decodeTree(unpack(buf));
+      const raw = unpack(buf);
+      msg.records = raw.length;
+      tree = decodeTree(raw);
       if (tree === undefined) throw keyError(); // decode_tree of nothing
       if (!Array.isArray(tree)) throw typeError('cannot unpack non-iterable instruction list');
       if (this.recordInstructions) msg.instructions = tree as AimWsMessage['instructions'];
@@ -712,6 +795,7 @@ export class AimTestServer {
         this.invoke(r, String(method), this.resolveArgs(args, clientUri), true);
       }
       if (fault?.kind === 'drop-after') return void ws.terminate();
+      if (fault?.kind === 'apply-then-1011') return void ws.close(1011, 'keepalive ping timeout');
       if (this.replyDelayMs > 0) setTimeout(() => ws.send(Buffer.from('OK')), this.replyDelayMs);
       else ws.send(Buffer.from('OK'));
     } catch (e) {
@@ -846,6 +930,8 @@ export class AimTestServer {
       return {
         lock: {
           call: (force = false) => {
+            // SFRunLock.lock dereferences its weakref to the repo's LockManager
+            if (r.repo !== this.repo || this.liveRepos === 0) throw attrError('NoneType', 'lock');
             const holder = this.locks.get(hash);
             if (holder !== undefined && holder !== r.handler && !force && this.pool.has(holder)) {
               throw new PyError('filelock', 'Timeout', [hash], `The file lock '${hash}' could not be acquired.`);
@@ -904,6 +990,7 @@ await runStandalone(
       port: Number(opt('--port') ?? 53800),
       version: opt('--version') ?? AIM_VERSION,
       clientKeepAliveMs: keepAlive === undefined ? undefined : Number(keepAlive),
+      applyCostMsPerRecordByte: Number(opt('--apply-cost') ?? 0),
     });
   },
   (server) => server.uri,
