@@ -388,7 +388,7 @@ export class AimClient {
       answer = await ws.send(message, this.#ackTimeoutMs, this.#slowAckMs, () => {
         if (this.#warnedSlow) return;
         this.#warnedSlow = true;
-        this.#warn?.(`aim: the server at ${this.httpUrl} has not answered a ${message.length}-byte write for ${Math.round(this.#slowAckMs / 1000)} s (still applying it, or busy with another client); waiting while the connection stays open`);
+        this.#warn?.(`aim: the server at ${this.httpUrl} has not answered a ${message.length}-byte write for ${(this.#slowAckMs / 1000).toFixed(1)} s (still applying it, or busy with another client); waiting while the connection stays open`);
       });
     } catch (e) {
       if (this.#ws === ws) this.#ws = undefined;

@@ -3,18 +3,20 @@
 // aim/sdk/{run,base_run,tracker}.py; hashes from test/backends/aim/hash-vectors.json, computed in Python).
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AimTracker, BackendError, ConfigError, Tracking, setWarningHandler } from '../../../generated/index.gen.js';
 import { aimTuning } from '../../../runtime/backends/aim/index.js';
+import { AimClient } from '../../../runtime/backends/aim/client.js';
 import { hashAuto } from '../../../runtime/backends/aim/hash.js';
 import { AimCustomObject, type AimPathElement, type AimValue } from '../../../runtime/backends/aim/encoding.js';
 import { listSpools } from '../../../runtime/io/spool.js';
 import { decodePngRgba } from '../../../runtime/io/image.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
-import { AimTestServer } from './server.js';
+import { AimTestServer, type AimTestServerOptions } from './server.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./hash-vectors.json', import.meta.url), 'utf8')) as {
   numbers: { value: number; hash: string }[];
@@ -318,6 +320,24 @@ describe('the run tree is what Aim writes', () => {
 });
 
 describe('configuration and compatibility', () => {
+  it('a server that is not Aim fails fast with a clear error (GET /status/ must answer {"status": "OK"}), no retries', async () => {
+    const seen: string[] = [];
+    const other = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      res.writeHead(404, { 'Content-Type': 'text/html' }).end('<html>File not found</html>');
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    try {
+      const port = (other.address() as { port: number }).port;
+      const err = await new AimTracker({ logging_dir: `aim://127.0.0.1:${port}`, retry_deadline_secs: 30 }).start().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BackendError);
+      expect(String(err)).toMatch(/http:\/\/127\.0\.0\.1:\d+ is not an Aim tracking server: GET \/status\/ answered HTTP 404 .*File not found.* instead of \{"status": "OK"\}\. logging_dir must be the address of `aim server`/);
+      expect(seen).toEqual(['GET /status/']);
+    } finally {
+      await new Promise((r) => other.close(r));
+    }
+  });
+
   it('a directory logging_dir is a ConfigError explaining aim server --repo and the URI to pass; nothing is written', async () => {
     const dir = tempDir('aim-repo-');
     const t = new AimTracker({ logging_dir: dir });
@@ -381,13 +401,13 @@ function rawType(name: string, hash: string, path: AimPathElement[]): number | u
 }
 
 describe('faults: nothing lost, nothing duplicated', () => {
-  async function run(fault: (step: number) => Promise<void> | void, options: { retry_deadline_secs?: number } = {}) {
+  async function run(fault: (step: number, t: AimTracker) => Promise<void> | void, options: { retry_deadline_secs?: number } = {}) {
     const t = new AimTracker({ run_name: 'faulty', logging_dir: server.uri, retry_deadline_secs: options.retry_deadline_secs ?? 20 });
     await t.start();
     for (let s = 0; s < 200; s++) {
       t.log({ loss: 1 / (s + 1), acc: s / 200 }, s);
       if (s % 50 === 25) {
-        await fault(s);
+        await fault(s, t);
         await new Promise((r) => setTimeout(r, 30));
       }
     }
@@ -413,7 +433,7 @@ describe('faults: nothing lost, nothing duplicated', () => {
     expect(t.tracker.spoolPath).toBeUndefined();
   });
 
-  it('a server restart mid-run: reconnect, resources re-created under their handlers, lock taken again', async () => {
+  it('a server restart mid-run: reconnect, resources re-created under their handlers (the Repo first), lock taken again', async () => {
     const t = await run(async () => {
       await server.restart({ downMs: 150 });
     });
@@ -421,7 +441,80 @@ describe('faults: nothing lost, nothing duplicated', () => {
     expect(server.locks.has(t.tracker.hash)).toBe(true);
     await t.finish();
     expectComplete(t.tracker.hash);
-    expect(server.requests.some((r) => r.path.includes('/client/reconnect/'))).toBe(true);
+    const i = server.requests.findIndex((r) => r.path.includes('/client/reconnect/'));
+    expect(i).toBeGreaterThan(0);
+    // the run lock binds to the repo live when it is created: the Repo comes back before the Lock
+    const recreated = server.requests.slice(i).filter((r) => r.path.endsWith('/get-resource/')).map((r) => (r.body as { resource_type: string }).resource_type);
+    expect(recreated.slice(0, 2)).toEqual(['Repo', 'Lock']);
+  });
+
+  it("the server dropped the client's resources (HeartbeatWatcher) mid-run and before finish(): the write re-creates them and is re-sent", async () => {
+    const t = await run(async (s, tr) => {
+      if (s >= 100) return;
+      server.dropResources();
+      await tr.flush(); // recovered before the next drop
+    });
+    await t.flush();
+    expect(server.locks.has(t.tracker.hash)).toBe(true); // taken again
+    server.dropResources(); // before finish(): its end-time write meets UnauthorizedRequestError
+    await t.finish();
+    expectComplete(t.tracker.hash);
+    expect(server.runs.get(t.tracker.hash)!.heartbeat).toBe('stopped');
+    expect(server.locks.has(t.tracker.hash)).toBe(false);
+    expect(server.resources()).toEqual([]);
+    expect(server.requests.filter((r) => r.path.includes('/client/reconnect/'))).toHaveLength(3);
+    expect(t.tracker.spoolPath).toBeUndefined();
+  });
+
+  it('a read meeting UnauthorizedRequestError (the heartbeat stop or lock release in finish()) reconnects, re-creates and runs again', async () => {
+    const client = await AimClient.open(`127.0.0.1:${server.port}`);
+    const lock = await client.getResource('Lock', { run_hash: 'abcdefabcdefabcdefabcdef' });
+    await client.read(lock, 'lock', [false]);
+    server.dropResources();
+    expect(server.locks.size).toBe(0);
+    expect(await client.read(lock, 'release', [false])).toBeNull();
+    expect(server.requests.filter((r) => r.path.includes('/client/reconnect/'))).toHaveLength(1);
+    expect(server.resources().map((r) => [r.type, r.handler])).toEqual([
+      ['Repo', client.repoHandler],
+      ['Lock', lock],
+    ]);
+    // a handler this client does not hold is not retried
+    await expect(client.read('not-a-handler', 'collect')).rejects.toThrow(/collect\(\): the server raised aim\.ext\.transport\.tracking\.UnauthorizedRequestError: not-a-handler/);
+    await client.releaseAll();
+    await client.close();
+    expect(server.resources()).toEqual([]);
+    expect(server.clients.size).toBe(0);
+  });
+
+  it('1011 after applying without OK (keepalive timeout): the message is re-sent and the read-back is identical to a run without faults', async () => {
+    const workload = async (fault: boolean): Promise<string> => {
+      const t = new AimTracker({ run_name: 'same', logging_dir: server.uri, retry_deadline_secs: 20 });
+      await t.start();
+      await t.storeInitConfiguration({ lr: 0.5 });
+      for (let s = 0; s < 200; s++) {
+        t.log({ loss: 1 / (s + 1), acc: s / 200 }, s);
+        if (s % 50 === 25) {
+          if (fault) server.injectWsFault({ kind: 'apply-then-1011', times: 2 });
+          await new Promise((r) => setTimeout(r, 30));
+        }
+      }
+      t.log({ loss: 5 }, 10); // an older step: last/max must stay as in the clean run
+      await t.finish();
+      return t.tracker.hash;
+    };
+    const clean = await workload(false);
+    const faulty = await workload(true);
+    expect(server.messages.filter((m) => m.fault === 'apply-then-1011')).toHaveLength(8);
+    // the same data, but for the run hash and the times
+    const normal = (hash: string) =>
+      ['meta', 'seqs'].flatMap((tree) =>
+        server.entries(tree, hash).map((e) => {
+          const p = e.path.map((x) => (x === hash ? 'H' : String(x)));
+          return [p.join('/'), p.includes('time') || p.at(-1) === 'end_time' ? typeof e.value : e.value];
+        }),
+      );
+    expect(normal(faulty)).toEqual(normal(clean));
+    expect(Object.keys(series('seqs', faulty, ['seqs', 'v2', 'chunks', faulty, BigInt(CTX0), 'loss'])).filter((k) => k.startsWith('val/'))).toHaveLength(200);
   });
 
   it('past the retry deadline writes go to the spool; trackspec sync completes the run on the server', async () => {
@@ -448,14 +541,47 @@ describe('faults: nothing lost, nothing duplicated', () => {
     expect(lines[0]).toContain(`Aim run ${hash}`);
   });
 
-  it('a batch over maxMessageBytes is split into several messages (uvicorn refuses > 16 MiB), applied in order', async () => {
-    aimTuning.maxMessageBytes = 20_000;
-    const t = await run(() => undefined);
+  it('write messages stay within maxMessageBytes (16 KiB); an instruction larger than that goes alone; applied in order', async () => {
+    expect(aimTuning.maxMessageBytes).toBe(16 << 10);
+    const t = await run((s, tr) => {
+      // noise does not compress: a PNG of ~30 KB, one instruction
+      let x = s + 1;
+      const data = Uint8Array.from({ length: 100 * 100 * 3 }, () => {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        return x & 255;
+      });
+      tr.logImages({ big: { data, width: 100, height: 100, channels: 3 } }, s);
+    });
     await t.finish();
     expectComplete(t.tracker.hash);
-    const sizes = server.messages.map((m) => m.bytes);
-    expect(Math.max(...sizes)).toBeLessThan(20_000 + 10_000); // one tracked value (~5 KB) past the limit at most
-    expect(sizes.length).toBeGreaterThan(50); // ~400 points of ~4.7 KB in messages of ~20 KB
+    const over = server.messages.filter((m) => m.bytes > aimTuning.maxMessageBytes);
+    // per image: its value, and the trace's `last` (and `first` for the first): each alone
+    expect(over.length).toBe(4 * 2 + 1);
+    for (const m of over) expect(m.instructions).toHaveLength(1);
+    const within = server.messages.filter((m) => m.bytes <= aimTuning.maxMessageBytes);
+    expect(within.length).toBeGreaterThan(50); // ~400 points of ~4.4 KB in messages of at most 16 KiB
+    const images = (server.tree('meta', t.tracker.hash) as any).meta.chunks[t.tracker.hash].traces[CTX0].big;
+    expect(images).toMatchObject({ first_step: 25, last_step: 175 });
+  });
+
+  it('a busy server (applying a large message) is waited for while the socket is open: no reconnect, no re-send', async () => {
+    await server.stop();
+    server = await AimTestServer.start({ applyCostMsPerRecordByte: 7e-6 } satisfies AimTestServerOptions);
+    // messages of 64 KiB that keep the server busy ~0.6 s each, longer than every HTTP timeout
+    Object.assign(aimTuning, { maxMessageBytes: 64 << 10, timeoutMs: 300, slowAckMs: 100 });
+    const t = new AimTracker({ run_name: 'busy', logging_dir: server.uri, retry_deadline_secs: 20 });
+    await t.start();
+    for (let s = 0; s < 30; s++) t.log({ loss: 1 / (s + 1), acc: s / 200 }, s);
+    await t.flush();
+    await t.finish();
+    expect(Math.max(...server.messages.map((m) => m.busyMs))).toBeGreaterThan(300);
+    expect(server.requests.filter((r) => r.path.includes('/client/reconnect/'))).toEqual([]);
+    expect(server.requests.filter((r) => r.path.endsWith('/write-instruction/'))).toHaveLength(1);
+    const loss = series('seqs', t.tracker.hash, ['seqs', 'v2', 'chunks', t.tracker.hash, BigInt(CTX0), 'loss']);
+    expect(Object.keys(loss).filter((k) => k.startsWith('val/'))).toHaveLength(30);
+    expect(warnings.filter((w) => /has not answered a \d+-byte write for 0\.1 s \(still applying it/.test(w))).toHaveLength(1);
   });
 
   it('a server error answer fails flush() with the server exception, nothing else lost', async () => {
