@@ -276,10 +276,10 @@ export class AimClient {
     const body = res.body as { status?: unknown } | undefined;
     if (res.status === 200 && body && typeof body === 'object' && body.status === 'OK') return;
     if (res.status >= 500 || res.status === 429) throw this.#statusError('GET /status/', res); // transient: retried
-    const got = typeof res.body === 'string' ? res.body : JSON.stringify(res.body ?? '');
+    const got = (typeof res.body === 'string' ? res.body : JSON.stringify(res.body ?? '')).replace(/\s+/g, ' ').trim();
     throw new BackendError(
       BACKEND,
-      `${this.httpUrl} is not an Aim tracking server: GET /status/ answered HTTP ${res.status} ${got.slice(0, 120)} instead of {"status": "OK"}. ` +
+      `${this.httpUrl} is not an Aim tracking server: GET /status/ answered HTTP ${res.status} ${got.length > 80 ? `${got.slice(0, 80)}…` : got} instead of {"status": "OK"}. ` +
         `logging_dir must be the address of \`aim server\` (Aim 3.x remote tracking, default port 53800), not of \`aim up\` (the UI) or another service.`,
       { status: res.status },
     );

@@ -331,7 +331,7 @@ describe('configuration and compatibility', () => {
       const port = (other.address() as { port: number }).port;
       const err = await new AimTracker({ logging_dir: `aim://127.0.0.1:${port}`, retry_deadline_secs: 30 }).start().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BackendError);
-      expect(String(err)).toMatch(/http:\/\/127\.0\.0\.1:\d+ is not an Aim tracking server: GET \/status\/ answered HTTP 404 .*File not found.* instead of \{"status": "OK"\}\. logging_dir must be the address of `aim server`/);
+      expect(String(err)).toMatch(/http:\/\/127\.0\.0\.1:\d+ is not an Aim tracking server: GET \/status\/ answered HTTP 404 <html>File not found<\/html> instead of \{"status": "OK"\}\. logging_dir must be the address of `aim server`/);
       expect(seen).toEqual(['GET /status/']);
     } finally {
       await new Promise((r) => other.close(r));
