@@ -4,11 +4,12 @@
  * `Run(repo=…, experiment=…, run_hash=…, log_system_params=…)`, `run.name = run_name`,
  * `run['hparams'] = config`, `run.track(v, name=k, step=step, **kwargs)` per value, `run.close()`.
  *
- * - Start: probe, version check, connect, heartbeat (client.ts); then, as `Run.__init__`: [resume:
+ * - Start: probe, version check, connect, `Repo` resource, heartbeat (client.ts); then, as `Run.__init__`: [resume:
  *   check the run exists] → run `Lock` resource + lock → `TreeView` meta → [resume: load the
  *   sequences, refuse pre-3.11 metrics] → `FileManager` + 'starting' check-in → `RunHeartbeat` →
  *   attrs `{}` (new run) and `end_time` None → `StructuredRun` (+ experiment) → `TreeView` seqs →
- *   `__system_params` → name. (Writes go in one message; the resources are created first.)
+ *   `__system_params` → name. (Writes go in one message, more if `__system_params` is large; the
+ *   resources are created first.)
  * - log(): numbers and booleans (1/0) are float metrics; strings are `aim.Text` objects (their
  *   own "texts" sequences). A step omitted counts per sequence as Aim does. kwargs: `epoch`
  *   (integer) and `context` (dict) as `run.track`'s; others are warned about once.
