@@ -598,12 +598,13 @@ describe('restart, keep-alive, faults', () => {
     const h = await c.tree();
     const ws = await c.ws();
     const big = Array.from({ length: 150 }, (_, i) => [h, '__setitem__', [['k', i], 'x'.repeat(100)]]);
-    const order: string[] = [];
-    const write = ws.write(big).then((r) => order.push(`write ${r.ok}`));
+    const write = ws.write(big);
     while (s.messages.length === 0) await sleep(1); // received: being applied now
-    const status = c.call('GET', '/status/').then((r) => order.push(`status ${r.status}`));
-    await Promise.all([write, status]);
-    expect(order).toEqual(['write true', 'status 200']);
+    expect(s.tree('meta', HASH)).toBeUndefined();
+    // answered only once the message was applied
+    const status = await c.call('GET', '/status/').then((r) => ({ status: r.status, applied: s.tree('meta', HASH) !== undefined }));
+    expect(status).toEqual({ status: 200, applied: true });
+    expect((await write).ok).toBe(true);
     const [m] = s.messages;
     expect(m!.records).toBeGreaterThan(300);
     expect(m!.busyMs).toBeCloseTo(m!.records * m!.bytes * 4e-6, 6);

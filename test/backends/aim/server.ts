@@ -602,8 +602,13 @@ export class AimTestServer {
     route.run();
   }
 
-  /** Resolves once no write message blocks the server (at once when none does). */
+  /** Resolves once the write messages received so far are applied (at once when none is pending). */
   private async idle(): Promise<void> {
+    await this.writeQueue;
+    await this.notBusy();
+  }
+
+  private async notBusy(): Promise<void> {
     while (Date.now() < this.busyUntil) await new Promise((r) => setTimeout(r, this.busyUntil - Date.now()));
   }
 
@@ -747,7 +752,7 @@ export class AimTestServer {
     if (this.applyCostMsPerRecordByte <= 0) return this.apply(ws, clientUri, buf, isBinary, msg);
     // one message at a time, blocking everything else while it is decoded and applied
     this.writeQueue = this.writeQueue.then(async () => {
-      await this.idle();
+      await this.notBusy();
       let records = 0;
       try {
         records = unpack(buf).length;
@@ -756,9 +761,9 @@ export class AimTestServer {
       }
       msg.busyMs = records * buf.length * this.applyCostMsPerRecordByte;
       this.busyUntil = Date.now() + msg.busyMs;
-      await this.idle();
+      await this.notBusy();
       this.apply(ws, clientUri, buf, isBinary, msg);
-    });
+    }).catch(() => undefined); // apply answers its own errors; the queue must go on
   }
 
   private apply(ws: WebSocket, clientUri: string, buf: Buffer, isBinary: boolean, msg: AimWsMessage): void {
