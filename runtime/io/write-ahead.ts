@@ -13,6 +13,10 @@
  *   next tick, so the spool sees one small write per interval.
  * - `keep(items)` (a batch that failed for good, or items above the in-memory cap): written now and
  *   never acked, so `trackspec sync` uploads them.
+ * - `ackedPart(item, n)` (with `partial`): the first `n` records of an item were delivered (a backend
+ *   that sends one record per request, as Comet). Written items get an ack of just those records;
+ *   items not yet written are later written without them. A crash then re-sends at most the one
+ *   record in flight instead of the whole item.
  * - `close()`: writes what is left; if every record in the spool was acknowledged, the spool is
  *   deleted, else it stays (the caller reports it).
  *
@@ -37,6 +41,19 @@ export interface WriteAheadOptions<T> {
   onOpen?: (spool: Spool) => void;
   /** A background write failed (e.g. the disk is full); the items stay queued for the next tick. */
   onError?: (error: unknown) => void;
+  /** Track byte ranges per record, so `ackedPart` can mark part of an item done. */
+  partial?: boolean;
+}
+
+/** Where a written item's records are: `bounds[i]..bounds[i+1]` per record (partial) or one range; `d` of them acked. */
+interface Placed {
+  /** Records of the item delivered before it was written (not in the file). */
+  first: number;
+  /** Records written. */
+  n: number;
+  bounds: number[];
+  /** Written records acked so far (partial). */
+  d: number;
 }
 
 export class WriteAhead<T extends object> {
@@ -47,8 +64,10 @@ export class WriteAhead<T extends object> {
   #urgent: T[] = [];
   /** Acked before they were written: skipped by the next tick. */
   #ackedEarly = new WeakSet<T>();
-  /** Written items → their byte range in the spool. */
-  #where = new WeakMap<T, [number, number]>();
+  /** Written items → their byte range(s) in the spool. */
+  #where = new WeakMap<T, Placed>();
+  /** Partial mode: records of an item delivered while it was not written yet. */
+  #partDone = new WeakMap<T, number>();
   /** Written and not acked / kept for good. */
   #kept = new WeakSet<T>();
   #spool: Spool | undefined;
@@ -92,14 +111,43 @@ export class WriteAhead<T extends object> {
     const ranges: [number, number][] = [];
     let n = 0;
     for (const it of items) {
-      const r = this.#where.get(it);
-      if (r === undefined) this.#ackedEarly.add(it);
+      const p = this.#where.get(it);
+      if (p === undefined) this.#ackedEarly.add(it);
       else if (!this.#kept.has(it)) {
         this.#where.delete(it);
-        ranges.push(r);
-        n += this.#opts.records(it).length;
+        const from = p.bounds[p.bounds.length === 2 ? 0 : p.d]!;
+        const to = p.bounds[p.bounds.length - 1]!;
+        if (to > from) ranges.push([from, to]);
+        n += p.n - p.d;
       }
     }
+    this.#ack(ranges, n);
+  }
+
+  /**
+   * Partial mode: the first `done` records of `item` (as `records(item)` lists them) were delivered.
+   * Written ones get an ack frame now; an item not yet written is written later without them.
+   */
+  ackedPart(item: T, done: number): void {
+    if (this.#kept.has(item)) return;
+    const p = this.#where.get(item);
+    if (p === undefined) {
+      if (done > (this.#partDone.get(item) ?? 0)) this.#partDone.set(item, done);
+      return;
+    }
+    const j = Math.min(done - p.first, p.n);
+    if (j <= p.d || p.bounds.length !== p.n + 1) return;
+    const range: [number, number] = [p.bounds[p.d]!, p.bounds[j]!];
+    const n = j - p.d;
+    p.d = j;
+    if (j === p.n) {
+      this.#where.delete(item);
+      this.#ackedEarly.add(item);
+    }
+    this.#ack([range], n);
+  }
+
+  #ack(ranges: [number, number][], n: number): void {
     if (ranges.length > 0 && this.#spool) {
       try {
         this.#spool.ack(ranges);
@@ -113,10 +161,14 @@ export class WriteAhead<T extends object> {
   /** Keep these items for `trackspec sync` (never sent by this process): written at once. */
   keep(items: readonly T[]): void {
     for (const it of items) {
-      if (this.#kept.has(it)) continue;
+      if (this.#kept.has(it) || this.#ackedEarly.has(it)) continue;
       this.#kept.add(it);
-      this.#keptCount += this.#opts.records(it).length;
-      if (!this.#where.has(it)) this.#urgent.push(it);
+      const p = this.#where.get(it);
+      if (p) this.#keptCount += p.n - p.d;
+      else {
+        this.#keptCount += this.#opts.records(it).length - (this.#opts.partial ? (this.#partDone.get(it) ?? 0) : 0);
+        this.#urgent.push(it);
+      }
     }
     this.tick();
   }
@@ -154,13 +206,35 @@ export class WriteAhead<T extends object> {
     }
     try {
       const spool = this.#open();
-      const groups = items.map((it) => this.#opts.records(it));
+      const partial = this.#opts.partial === true;
+      const lists: unknown[][] = [];
+      const firsts: number[] = [];
+      const groups: unknown[][] = [];
+      for (const it of items) {
+        let recs = this.#opts.records(it);
+        const k = partial ? (this.#partDone.get(it) ?? 0) : 0;
+        if (k > 0) recs = recs.slice(k);
+        lists.push(recs);
+        firsts.push(k);
+        if (partial) for (const r of recs) groups.push([r]);
+        else groups.push(recs);
+      }
       const { ranges, synced } = spool.writeGroups(groups);
       synced.catch((e: unknown) => this.#opts.onError?.(e));
       let n = 0;
+      let g = 0;
       for (let i = 0; i < items.length; i++) {
-        this.#where.set(items[i]!, ranges[i]!);
-        n += groups[i]!.length;
+        const recs = lists[i]!;
+        let bounds: number[];
+        if (partial) {
+          bounds = recs.map((_, j) => ranges[g + j]![0]);
+          bounds.push(recs.length > 0 ? ranges[g + recs.length - 1]![1] : 0);
+          g += recs.length;
+        } else {
+          bounds = [...ranges[i]!];
+        }
+        this.#where.set(items[i]!, { first: firsts[i]!, n: recs.length, bounds, d: 0 });
+        n += recs.length;
       }
       this.#written += n;
       this.#urgent = [];
@@ -222,8 +296,10 @@ export class WriteAhead<T extends object> {
       const records: unknown[] = [];
       for (const it of [...this.#urgent, ...this.#queue, ...items]) {
         if (this.#ackedEarly.has(it) || this.#where.has(it)) continue;
-        this.#where.set(it, [0, 0]);
-        for (const r of this.#opts.records(it)) records.push(r);
+        this.#where.set(it, { first: 0, n: 0, bounds: [0, 0], d: 0 });
+        const k = this.#opts.partial ? (this.#partDone.get(it) ?? 0) : 0;
+        const recs = this.#opts.records(it);
+        for (let i = k; i < recs.length; i++) records.push(recs[i]);
       }
       for (const r of extra) records.push(r);
       if (records.length > 0) {
