@@ -28,6 +28,8 @@ const descriptor: TrackerDescriptor = {
     { name: "url_override", env: [{ var: "COMET_URL_OVERRIDE", parse: "string", overrides: false }], default: "https://www.comet.com/clientlib/" },
     { name: "prefix_nested_metrics", env: [], default: false },
     { name: "retry_deadline_secs", env: [], default: 60 },
+    { name: "flush_interval_secs", env: [], default: 1 },
+    { name: "write_ahead", env: [], default: true },
   ],
 };
 

@@ -90,7 +90,19 @@ export interface CometMLOptions {
    * Default: `60`.
    */
   retry_deadline_secs?: number;
+  /**
+   * How often the logged records the server has not yet acknowledged are written ahead to the spool in offline_directory (write_ahead), so a killed process loses at most this interval; logged values are sent in the background within half of it.
+   *
+   * Default: `1`.
+   */
+  flush_interval_secs?: number;
+  /**
+   * Online only: every flush_interval_secs, write the logged records the server has not yet acknowledged to the durable spool in offline_directory in the background (acknowledged ones are marked done, and the spool is removed at finish() when everything arrived), so a SIGKILL loses at most the last interval and `trackspec sync` uploads the rest exactly once.
+   *
+   * Default: `true`.
+   */
+  write_ahead?: boolean;
 }
 
 /** CometMLOptions after env resolution: options with a default are always present. */
-export type ResolvedCometMLOptions = CometMLOptions & Required<Pick<CometMLOptions, 'run_name' | 'project_name' | 'workspace' | 'experiment_name' | 'experiment_key' | 'online' | 'mode' | 'offline_directory' | 'api_key' | 'url_override' | 'prefix_nested_metrics' | 'retry_deadline_secs'>>;
+export type ResolvedCometMLOptions = CometMLOptions & Required<Pick<CometMLOptions, 'run_name' | 'project_name' | 'workspace' | 'experiment_name' | 'experiment_key' | 'online' | 'mode' | 'offline_directory' | 'api_key' | 'url_override' | 'prefix_nested_metrics' | 'retry_deadline_secs' | 'flush_interval_secs' | 'write_ahead'>>;

@@ -161,7 +161,7 @@ return errors === 0;
 }
 
 export const validateCometMLOptions = validate11;
-const schema12 = {"$id":"trackspec:options:comet_ml","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
+const schema12 = {"$id":"trackspec:options:comet_ml","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}};
 const func3 = Object.prototype.hasOwnProperty;
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -345,14 +345,51 @@ vErrors.push(err13);
 errors++;
 }
 }
-}
-else {
-const err14 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.flush_interval_secs !== undefined){
+let data12 = data.flush_interval_secs;
+if((typeof data12 == "number") && (isFinite(data12))){
+if(data12 <= 0 || isNaN(data12)){
+const err14 = {instancePath:instancePath+"/flush_interval_secs",schemaPath:"#/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err14];
 }
 else {
 vErrors.push(err14);
+}
+errors++;
+}
+}
+else {
+const err15 = {instancePath:instancePath+"/flush_interval_secs",schemaPath:"#/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+}
+if(data.write_ahead !== undefined){
+if(typeof data.write_ahead !== "boolean"){
+const err16 = {instancePath:instancePath+"/write_ahead",schemaPath:"#/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+}
+}
+else {
+const err17 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
 }
 errors++;
 }
@@ -850,10 +887,10 @@ return errors === 0;
 }
 
 export const validateTrackingConfig = validate14;
-const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
+const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
 const schema16 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
 const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
-const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
+const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}};
 const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const schema20 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}};
 const func0 = deepEqual;
@@ -1727,9 +1764,11 @@ vErrors.push(err65);
 errors++;
 }
 }
-}
-else {
-const err66 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data33.flush_interval_secs !== undefined){
+let data46 = data33.flush_interval_secs;
+if((typeof data46 == "number") && (isFinite(data46))){
+if(data46 <= 0 || isNaN(data46)){
+const err66 = {instancePath:instancePath+"/init_kwargs/comet_ml/flush_interval_secs",schemaPath:"#/definitions/CometMLOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -1739,12 +1778,8 @@ vErrors.push(err66);
 errors++;
 }
 }
-if(data6.aim !== undefined){
-let data46 = data6.aim;
-if(data46 && typeof data46 == "object" && !Array.isArray(data46)){
-for(const key5 in data46){
-if(!(((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params")) || (key5 === "retry_deadline_secs"))){
-const err67 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+else {
+const err67 = {instancePath:instancePath+"/init_kwargs/comet_ml/flush_interval_secs",schemaPath:"#/definitions/CometMLOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -1754,10 +1789,9 @@ vErrors.push(err67);
 errors++;
 }
 }
-if(data46.run_name !== undefined){
-let data47 = data46.run_name;
-if((typeof data47 !== "string") && (data47 !== null)){
-const err68 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
+if(data33.write_ahead !== undefined){
+if(typeof data33.write_ahead !== "boolean"){
+const err68 = {instancePath:instancePath+"/init_kwargs/comet_ml/write_ahead",schemaPath:"#/definitions/CometMLOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -1767,11 +1801,9 @@ vErrors.push(err68);
 errors++;
 }
 }
-if(data46.logging_dir !== undefined){
-let data48 = data46.logging_dir;
-if(typeof data48 === "string"){
-if(func2(data48) < 1){
-const err69 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err69 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -1781,8 +1813,12 @@ vErrors.push(err69);
 errors++;
 }
 }
-else {
-const err70 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data6.aim !== undefined){
+let data48 = data6.aim;
+if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
+for(const key5 in data48){
+if(!(((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params")) || (key5 === "retry_deadline_secs"))){
+const err70 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -1792,10 +1828,10 @@ vErrors.push(err70);
 errors++;
 }
 }
-if(data46.experiment !== undefined){
-let data49 = data46.experiment;
+if(data48.run_name !== undefined){
+let data49 = data48.run_name;
 if((typeof data49 !== "string") && (data49 !== null)){
-const err71 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema19.properties.experiment.type},message:"must be string,null"};
+const err71 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -1805,10 +1841,11 @@ vErrors.push(err71);
 errors++;
 }
 }
-if(data46.run_hash !== undefined){
-let data50 = data46.run_hash;
-if((typeof data50 !== "string") && (data50 !== null)){
-const err72 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema19.properties.run_hash.type},message:"must be string,null"};
+if(data48.logging_dir !== undefined){
+let data50 = data48.logging_dir;
+if(typeof data50 === "string"){
+if(func2(data50) < 1){
+const err72 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1818,10 +1855,8 @@ vErrors.push(err72);
 errors++;
 }
 }
-if(data46.system_tracking_interval !== undefined){
-let data51 = data46.system_tracking_interval;
-if((!((typeof data51 == "number") && (isFinite(data51)))) && (data51 !== null)){
-const err73 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema19.properties.system_tracking_interval.type},message:"must be number,null"};
+else {
+const err73 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -1831,9 +1866,10 @@ vErrors.push(err73);
 errors++;
 }
 }
-if(data46.log_system_params !== undefined){
-if(typeof data46.log_system_params !== "boolean"){
-const err74 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data48.experiment !== undefined){
+let data51 = data48.experiment;
+if((typeof data51 !== "string") && (data51 !== null)){
+const err74 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema19.properties.experiment.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -1843,11 +1879,10 @@ vErrors.push(err74);
 errors++;
 }
 }
-if(data46.retry_deadline_secs !== undefined){
-let data53 = data46.retry_deadline_secs;
-if((typeof data53 == "number") && (isFinite(data53))){
-if(data53 <= 0 || isNaN(data53)){
-const err75 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data48.run_hash !== undefined){
+let data52 = data48.run_hash;
+if((typeof data52 !== "string") && (data52 !== null)){
+const err75 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema19.properties.run_hash.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1857,8 +1892,10 @@ vErrors.push(err75);
 errors++;
 }
 }
-else {
-const err76 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data48.system_tracking_interval !== undefined){
+let data53 = data48.system_tracking_interval;
+if((!((typeof data53 == "number") && (isFinite(data53)))) && (data53 !== null)){
+const err76 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema19.properties.system_tracking_interval.type},message:"must be number,null"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1868,9 +1905,9 @@ vErrors.push(err76);
 errors++;
 }
 }
-}
-else {
-const err77 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data48.log_system_params !== undefined){
+if(typeof data48.log_system_params !== "boolean"){
+const err77 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1880,12 +1917,11 @@ vErrors.push(err77);
 errors++;
 }
 }
-if(data6.mlflow !== undefined){
-let data54 = data6.mlflow;
-if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
-for(const key6 in data54){
-if(!(func3.call(schema20.properties, key6))){
-const err78 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+if(data48.retry_deadline_secs !== undefined){
+let data55 = data48.retry_deadline_secs;
+if((typeof data55 == "number") && (isFinite(data55))){
+if(data55 <= 0 || isNaN(data55)){
+const err78 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1895,10 +1931,8 @@ vErrors.push(err78);
 errors++;
 }
 }
-if(data54.experiment_name !== undefined){
-let data55 = data54.experiment_name;
-if((typeof data55 !== "string") && (data55 !== null)){
-const err79 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema20.properties.experiment_name.type},message:"must be string,null"};
+else {
+const err79 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1908,10 +1942,9 @@ vErrors.push(err79);
 errors++;
 }
 }
-if(data54.logging_dir !== undefined){
-let data56 = data54.logging_dir;
-if((typeof data56 !== "string") && (data56 !== null)){
-const err80 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema20.properties.logging_dir.type},message:"must be string,null"};
+}
+else {
+const err80 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1921,10 +1954,12 @@ vErrors.push(err80);
 errors++;
 }
 }
-if(data54.run_id !== undefined){
-let data57 = data54.run_id;
-if((typeof data57 !== "string") && (data57 !== null)){
-const err81 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema20.properties.run_id.type},message:"must be string,null"};
+if(data6.mlflow !== undefined){
+let data56 = data6.mlflow;
+if(data56 && typeof data56 == "object" && !Array.isArray(data56)){
+for(const key6 in data56){
+if(!(func3.call(schema20.properties, key6))){
+const err81 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1933,9 +1968,11 @@ vErrors.push(err81);
 }
 errors++;
 }
-if(typeof data57 === "string"){
-if(!pattern0.test(data57)){
-const err82 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/pattern",keyword:"pattern",params:{pattern: "^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"},message:"must match pattern \""+"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"+"\""};
+}
+if(data56.experiment_name !== undefined){
+let data57 = data56.experiment_name;
+if((typeof data57 !== "string") && (data57 !== null)){
+const err82 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema20.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1945,17 +1982,10 @@ vErrors.push(err82);
 errors++;
 }
 }
-}
-if(data54.tags !== undefined){
-let data58 = data54.tags;
-const _errs129 = errors;
-let valid18 = false;
-const _errs130 = errors;
-if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
-for(const key7 in data58){
-let data59 = data58[key7];
-if(((typeof data59 !== "string") && (!((typeof data59 == "number") && (isFinite(data59))))) && (typeof data59 !== "boolean")){
-const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema20.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
+if(data56.logging_dir !== undefined){
+let data58 = data56.logging_dir;
+if((typeof data58 !== "string") && (data58 !== null)){
+const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema20.properties.logging_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1965,9 +1995,10 @@ vErrors.push(err83);
 errors++;
 }
 }
-}
-else {
-const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data56.run_id !== undefined){
+let data59 = data56.run_id;
+if((typeof data59 !== "string") && (data59 !== null)){
+const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema20.properties.run_id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1976,12 +2007,9 @@ vErrors.push(err84);
 }
 errors++;
 }
-var _valid1 = _errs130 === errors;
-valid18 = valid18 || _valid1;
-if(!valid18){
-const _errs135 = errors;
-if(typeof data58 !== "string"){
-const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data59 === "string"){
+if(!pattern0.test(data59)){
+const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/pattern",keyword:"pattern",params:{pattern: "^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"},message:"must match pattern \""+"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"+"\""};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1990,12 +2018,18 @@ vErrors.push(err85);
 }
 errors++;
 }
-var _valid1 = _errs135 === errors;
-valid18 = valid18 || _valid1;
-if(!valid18){
-const _errs137 = errors;
-if(data58 !== null){
-const err86 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
+}
+}
+if(data56.tags !== undefined){
+let data60 = data56.tags;
+const _errs133 = errors;
+let valid18 = false;
+const _errs134 = errors;
+if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
+for(const key7 in data60){
+let data61 = data60[key7];
+if(((typeof data61 !== "string") && (!((typeof data61 == "number") && (isFinite(data61))))) && (typeof data61 !== "boolean")){
+const err86 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema20.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -2004,12 +2038,10 @@ vErrors.push(err86);
 }
 errors++;
 }
-var _valid1 = _errs137 === errors;
-valid18 = valid18 || _valid1;
 }
 }
-if(!valid18){
-const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+else {
+const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -2018,21 +2050,12 @@ vErrors.push(err87);
 }
 errors++;
 }
-else {
-errors = _errs129;
-if(vErrors !== null){
-if(_errs129){
-vErrors.length = _errs129;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data54.nested_run !== undefined){
-if(typeof data54.nested_run !== "boolean"){
-const err88 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+var _valid1 = _errs134 === errors;
+valid18 = valid18 || _valid1;
+if(!valid18){
+const _errs139 = errors;
+if(typeof data60 !== "string"){
+const err88 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -2041,11 +2064,12 @@ vErrors.push(err88);
 }
 errors++;
 }
-}
-if(data54.run_name !== undefined){
-let data61 = data54.run_name;
-if((typeof data61 !== "string") && (data61 !== null)){
-const err89 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
+var _valid1 = _errs139 === errors;
+valid18 = valid18 || _valid1;
+if(!valid18){
+const _errs141 = errors;
+if(data60 !== null){
+const err89 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -2054,11 +2078,12 @@ vErrors.push(err89);
 }
 errors++;
 }
+var _valid1 = _errs141 === errors;
+valid18 = valid18 || _valid1;
 }
-if(data54.description !== undefined){
-let data62 = data54.description;
-if((typeof data62 !== "string") && (data62 !== null)){
-const err90 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema20.properties.description.type},message:"must be string,null"};
+}
+if(!valid18){
+const err90 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -2067,11 +2092,21 @@ vErrors.push(err90);
 }
 errors++;
 }
+else {
+errors = _errs133;
+if(vErrors !== null){
+if(_errs133){
+vErrors.length = _errs133;
 }
-if(data54.tracking_uri !== undefined){
-let data63 = data54.tracking_uri;
-if((typeof data63 !== "string") && (data63 !== null)){
-const err91 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema20.properties.tracking_uri.type},message:"must be string,null"};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data56.nested_run !== undefined){
+if(typeof data56.nested_run !== "boolean"){
+const err91 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -2081,11 +2116,10 @@ vErrors.push(err91);
 errors++;
 }
 }
-if(data54.retry_deadline_secs !== undefined){
-let data64 = data54.retry_deadline_secs;
-if((typeof data64 == "number") && (isFinite(data64))){
-if(data64 <= 0 || isNaN(data64)){
-const err92 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data56.run_name !== undefined){
+let data63 = data56.run_name;
+if((typeof data63 !== "string") && (data63 !== null)){
+const err92 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -2095,8 +2129,10 @@ vErrors.push(err92);
 errors++;
 }
 }
-else {
-const err93 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data56.description !== undefined){
+let data64 = data56.description;
+if((typeof data64 !== "string") && (data64 !== null)){
+const err93 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema20.properties.description.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -2106,11 +2142,10 @@ vErrors.push(err93);
 errors++;
 }
 }
-if(data54.flush_interval_secs !== undefined){
-let data65 = data54.flush_interval_secs;
-if((typeof data65 == "number") && (isFinite(data65))){
-if(data65 <= 0 || isNaN(data65)){
-const err94 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data56.tracking_uri !== undefined){
+let data65 = data56.tracking_uri;
+if((typeof data65 !== "string") && (data65 !== null)){
+const err94 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema20.properties.tracking_uri.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -2120,8 +2155,11 @@ vErrors.push(err94);
 errors++;
 }
 }
-else {
-const err95 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data56.retry_deadline_secs !== undefined){
+let data66 = data56.retry_deadline_secs;
+if((typeof data66 == "number") && (isFinite(data66))){
+if(data66 <= 0 || isNaN(data66)){
+const err95 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -2131,9 +2169,8 @@ vErrors.push(err95);
 errors++;
 }
 }
-if(data54.write_ahead !== undefined){
-if(typeof data54.write_ahead !== "boolean"){
-const err96 = {instancePath:instancePath+"/init_kwargs/mlflow/write_ahead",schemaPath:"#/definitions/MLflowOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err96 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -2143,10 +2180,11 @@ vErrors.push(err96);
 errors++;
 }
 }
-if(data54.spool_dir !== undefined){
-let data67 = data54.spool_dir;
-if((typeof data67 !== "string") && (data67 !== null)){
-const err97 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
+if(data56.flush_interval_secs !== undefined){
+let data67 = data56.flush_interval_secs;
+if((typeof data67 == "number") && (isFinite(data67))){
+if(data67 <= 0 || isNaN(data67)){
+const err97 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -2156,9 +2194,8 @@ vErrors.push(err97);
 errors++;
 }
 }
-}
 else {
-const err98 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err98 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -2168,9 +2205,9 @@ vErrors.push(err98);
 errors++;
 }
 }
-}
-else {
-const err99 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data56.write_ahead !== undefined){
+if(typeof data56.write_ahead !== "boolean"){
+const err99 = {instancePath:instancePath+"/init_kwargs/mlflow/write_ahead",schemaPath:"#/definitions/MLflowOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -2180,14 +2217,51 @@ vErrors.push(err99);
 errors++;
 }
 }
-}
-else {
-const err100 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data56.spool_dir !== undefined){
+let data69 = data56.spool_dir;
+if((typeof data69 !== "string") && (data69 !== null)){
+const err100 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err100];
 }
 else {
 vErrors.push(err100);
+}
+errors++;
+}
+}
+}
+else {
+const err101 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err101];
+}
+else {
+vErrors.push(err101);
+}
+errors++;
+}
+}
+}
+else {
+const err102 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err102];
+}
+else {
+vErrors.push(err102);
+}
+errors++;
+}
+}
+}
+else {
+const err103 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err103];
+}
+else {
+vErrors.push(err103);
 }
 errors++;
 }

@@ -14,6 +14,10 @@
  *   parameters 10,000, everything else 8,000); 429 is retried honouring Retry-After. Nothing is dropped.
  * - Offline (online: false, or the server unreachable): records go to a durable spool in
  *   offline_directory; `trackspec sync <offline_directory>` uploads them exactly once.
+ * - Write-ahead (online, write_ahead): every flush_interval_secs the queued records the server has
+ *   not acknowledged are written to that spool in the background; each record the server accepts is
+ *   marked done, so a SIGKILL loses at most the last interval and a replay re-sends at most the one
+ *   record in flight. Past the in-memory cap (QUEUE_LIMITS), log() calls go straight to the spool.
  */
 import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
 import { Batcher } from '../../io/batcher.js';
@@ -22,7 +26,7 @@ import { registerExitHook } from '../../io/exit-hooks.js';
 import { HttpClient, HttpTransportError, httpError } from '../../io/http.js';
 import { RateLimiter } from '../../io/rate-limit.js';
 import { RetryDeadlineError, withRetry } from '../../io/retry.js';
-import { Spool } from '../../io/spool.js';
+import { WriteAhead } from '../../io/write-ahead.js';
 import { readCometConfigFiles, restBase } from './config.js';
 
 export { readCometConfigFiles, restBase } from './config.js';
@@ -40,7 +44,16 @@ export interface CometDriverOptions {
   url_override: string;
   prefix_nested_metrics: boolean;
   retry_deadline_secs: number;
+  flush_interval_secs: number;
+  write_ahead: boolean;
 }
+
+/**
+ * log() calls (and parameters) held in memory while the server catches up; beyond it they go to the
+ * spool for `trackspec sync`. Comet paces itself to 200 metrics/s, so 20,000 calls of 10 values are
+ * already over 15 minutes of backlog. Mutable for tests.
+ */
+export const QUEUE_LIMITS = { maxPending: 20_000 };
 
 /** Comet's documented per-minute limits. */
 export const COMET_LIMITS = { metric: 12_000, parameter: 10_000, other: 8_000 } as const;
@@ -178,10 +191,14 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
   readonly #start = Date.now();
   readonly #spoolDir: string;
   readonly #header: { workspace: string | null; project: string | null; name: string | null };
+  /** The spool: write-ahead of unacknowledged records, records kept for sync, and the offline log. */
+  readonly #wal: WriteAhead<Queued>;
+  readonly #walOn: boolean;
+  readonly #inFlight = new Set<Queued[]>();
+  #overflow: Queued[] = [];
   #key: string | undefined;
-  #spool: Promise<Spool> | undefined;
   #spoolPath: string | undefined;
-  #spooled = 0;
+  #keptWhy: 'unreachable' | 'overflow' | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #finished = false;
   #unregisterExit: () => void;
@@ -215,36 +232,102 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
         return self.#spoolPath;
       },
     };
+    const intervalMs = options.flush_interval_secs * 1000;
+    this.#walOn = conn !== undefined && key !== undefined && options.write_ahead;
+    this.#wal = new WriteAhead<Queued>({
+      dir: this.#spoolDir,
+      header: () => this.#spoolHeader(),
+      intervalMs,
+      records: (q) => expand([q], this.#prefix),
+      partial: true,
+      onOpen: (spool) => {
+        this.#spoolPath = spool.path;
+      },
+      onError: (e) => ctx.warnOnce('spool:error', `comet_ml: could not write ahead to the spool in ${this.#spoolDir}: ${(e as Error).message}`),
+    });
     this.#batcher = new Batcher<Queued>({
       maxBatch: 500,
       weight: (q) => (q.t === 'call' ? q.n : 1),
-      maxDelayMs: 500,
-      maxPending: 1_000_000,
+      maxDelayMs: Math.min(500, intervalMs / 2),
+      maxPending: QUEUE_LIMITS.maxPending,
       send: async (items) => {
-        const batch = expand(items, this.#prefix);
-        if (!this.#conn || !this.#key) return this.#toSpool(batch);
-        for (let i = 0; i < batch.length; i++) {
-          try {
-            await sendRecord(this.#conn, this.#key, batch[i]!);
-          } catch (e) {
-            if (!isUnreachable(e)) throw e;
-            await this.#toSpool(batch.slice(i));
-            return;
-          }
+        if (!this.#conn || !this.#key) {
+          await this.#wal.appendRecords(expand(items, this.#prefix)); // offline: the spool is the log
+          return;
+        }
+        this.#inFlight.add(items);
+        try {
+          await this.#sendItems(this.#conn, this.#key, items);
+        } finally {
+          this.#inFlight.delete(items);
         }
       },
       onFailed: async () => undefined, // rejected by the server (4xx): reported by flush()
+      overflow: (items) => {
+        // Past the in-memory cap: to the spool (written at once, never dropped).
+        this.#overflow.push(...items);
+        if (this.#overflow.length === items.length) {
+          queueMicrotask(() => {
+            const moving = this.#overflow;
+            this.#overflow = [];
+            this.#kept('overflow');
+            this.#wal.keep(moving);
+          });
+        }
+      },
     });
     this.#unregisterExit = registerExitHook(() => {
-      const rest = expand(this.#batcher.takePending(), this.#prefix);
-      if (rest.length === 0) return;
+      const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#overflow];
+      this.#overflow = [];
+      if (rest.length === 0 && !this.#wal.spool) return;
       try {
-        const path = Spool.appendSyncTo(this.#spoolPath, this.#spoolDir, this.#spoolHeader(), rest);
-        process.stderr.write(`trackspec: ${rest.length} Comet record(s) not yet sent were saved to ${path}; upload with \`trackspec sync ${this.#spoolDir}\`\n`);
+        const path = this.#wal.settleAtExit(rest, false);
+        if (path) process.stderr.write(`trackspec: ${this.#wal.unacked} Comet record(s) not acknowledged by the server are saved in ${path}; upload with \`trackspec sync ${this.#spoolDir}\`\n`);
       } catch (e) {
         process.stderr.write(`trackspec: could not save the last Comet records at exit: ${(e as Error).message}\n`);
       }
     });
+  }
+
+  /**
+   * Send queued items record by record, marking each accepted record done in the write-ahead spool.
+   * A record the server refuses (4xx) is skipped and reported by flush(); when the server stays
+   * unreachable past the retry deadline, this item's remaining records and the rest of the batch
+   * are kept in the spool for `trackspec sync`.
+   */
+  async #sendItems(conn: CometConnection, key: string, items: Queued[]): Promise<void> {
+    let refused: unknown;
+    for (let j = 0; j < items.length; j++) {
+      const it = items[j]!;
+      const recs = expand([it], this.#prefix);
+      for (let i = 0; i < recs.length; i++) {
+        try {
+          await sendRecord(conn, key, recs[i]!);
+        } catch (e) {
+          if (isUnreachable(e)) {
+            this.#wal.ackedPart(it, i);
+            this.#kept('unreachable');
+            this.#wal.keep(items.slice(j));
+            return;
+          }
+          refused ??= e; // not replayable either: counted as done
+        }
+        if (this.#walOn) this.#wal.ackedPart(it, i + 1);
+      }
+      if (this.#walOn) this.#wal.acked([it]);
+    }
+    if (refused !== undefined) throw refused;
+  }
+
+  #kept(why: 'unreachable' | 'overflow'): void {
+    this.#keptWhy ??= why;
+    const where = `${this.#spoolDir} (upload later with \`trackspec sync ${this.#spoolDir}\`)`;
+    if (why === 'unreachable') this.#ctx.warnOnce('offline', `comet_ml: the server at ${this.handle.baseUrl} is unreachable; records are kept in a spool under ${where}`);
+    else this.#ctx.warnOnce('overflow', `comet_ml: values are logged faster than ${this.handle.baseUrl} accepts them; the excess is kept in a spool under ${where}`);
+  }
+
+  #failureText(): string {
+    return this.#keptWhy === 'overflow' ? `logging faster than the server at ${this.handle.baseUrl} accepts` : `the server at ${this.handle.baseUrl} unreachable`;
   }
 
   #spoolHeader() {
@@ -254,17 +337,6 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
       created: Date.now(),
       meta: { experimentKey: this.#key ?? null, ...this.#header },
     };
-  }
-
-  async #toSpool(records: CometRecord[]): Promise<void> {
-    if (records.length === 0) return;
-    this.#spool ??= Spool.create(this.#spoolDir, this.#spoolHeader()).then((s) => {
-      this.#spoolPath = s.path;
-      if (this.#conn) this.#ctx.warnOnce('offline', `comet_ml: the server at ${this.handle.baseUrl} is unreachable; records are kept in ${s.path} (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
-      return s;
-    });
-    await (await this.#spool).append(records);
-    this.#spooled += records.length;
   }
 
   startHeartbeat(intervalMs: number): void {
@@ -295,19 +367,24 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
       copy[key] = typeof v === 'object' && v !== null ? { ...(v as object) } : v;
       n += typeof v === 'object' && v !== null ? Object.keys(v).length : 1;
     }
-    if (n > 0) this.#batcher.push({ t: 'call', v: copy, step: step ?? null, epoch, ts: Date.now(), n });
+    if (n > 0) this.#push({ t: 'call', v: copy, step: step ?? null, epoch, ts: Date.now(), n });
+  }
+
+  #push(q: Queued): void {
+    this.#batcher.push(q);
+    if (this.#walOn) this.#wal.push(q);
   }
 
   async storeInitConfiguration(values: Readonly<Values>): Promise<void> {
     const ts = Date.now();
-    for (const [name, v] of Object.entries(values)) this.#batcher.push({ t: 'parameter', name, value: paramValue(v), ts });
+    for (const [name, v] of Object.entries(values)) this.#push({ t: 'parameter', name, value: paramValue(v), ts });
     await this.flush();
   }
 
   async flush(): Promise<void> {
     await this.#batcher.flush();
-    if (this.#spooled > 0 && this.#conn) {
-      throw new BackendError('comet_ml', `the server at ${this.handle.baseUrl} is unreachable; ${this.#spooled} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``);
+    if (this.#wal.kept > 0 && this.#conn) {
+      throw new BackendError('comet_ml', `${this.#failureText()}: ${this.#wal.kept} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``);
     }
   }
 
@@ -315,7 +392,7 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
     if (this.#finished) return;
     this.#finished = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
-    this.#batcher.push({ t: 'end', start: this.#start, end: Date.now() });
+    this.#push({ t: 'end', start: this.#start, end: Date.now() });
     let failure: unknown;
     try {
       await this.#batcher.close();
@@ -323,11 +400,11 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
       failure = e;
     }
     this.#unregisterExit();
-    if (this.#spool) await (await this.#spool).close();
+    await this.#wal.close();
     await this.#conn?.http.close();
     if (failure) throw failure;
-    if (this.#spooled > 0 && this.#conn) {
-      throw new BackendError('comet_ml', `finished with the server at ${this.handle.baseUrl} unreachable: ${this.#spooled} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``);
+    if (this.#wal.kept > 0 && this.#conn) {
+      throw new BackendError('comet_ml', `finished with ${this.#failureText()}: ${this.#wal.kept} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``);
     }
   }
 }

@@ -1,0 +1,142 @@
+// Issue 13.4 for Comet: write-ahead under SIGKILL, and the in-memory cap spilling to the spool.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { BackendError, CometMLTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { QUEUE_LIMITS } from '../../../runtime/backends/comet_ml/index.js';
+import { syncAll } from '../../../runtime/backends/sync.js';
+import { listSpools } from '../../../runtime/io/spool.js';
+import { ROOT, tempDir } from '../../support/helpers.js';
+import { CometTestServer } from './server.js';
+
+const ENV = ['COMET_API_KEY', 'COMET_WORKSPACE', 'COMET_PROJECT_NAME', 'COMET_URL_OVERRIDE', 'COMET_EXPERIMENT_KEY', 'COMET_OFFLINE_DIRECTORY', 'COMET_START_ONLINE', 'COMET_START_MODE', 'RANK', 'LOCAL_RANK'];
+let server: CometTestServer;
+let offline: string;
+let warnings: string[];
+beforeEach(async () => {
+  for (const v of ENV) vi.stubEnv(v, undefined);
+  vi.stubEnv('HOME', tempDir('home-'));
+  server = await CometTestServer.start();
+  vi.stubEnv('COMET_API_KEY', server.apiKey);
+  vi.stubEnv('COMET_URL_OVERRIDE', server.clientlibUrl);
+  offline = tempDir('comet-wal-');
+  warnings = [];
+  setWarningHandler((m) => warnings.push(m));
+});
+afterEach(async () => {
+  vi.unstubAllEnvs();
+  setWarningHandler(undefined);
+  await server.close();
+});
+
+/** name@step → how many times the server stored it. */
+function counts(key: string): Map<string, number> {
+  const seen = new Map<string, number>();
+  for (const m of server.experiment(key)!.metrics) seen.set(`${m.name}@${m.step}`, (seen.get(`${m.name}@${m.step}`) ?? 0) + 1);
+  return seen;
+}
+
+describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4)', () => {
+  it('a child SIGKILLed mid-run with the server down: sync uploads everything logged before the last interval, exactly once', async () => {
+    const dir = tempDir();
+    const script = join(dir, 'child.mts');
+    const interval = 0.4;
+    writeFileSync(
+      script,
+      `import { CometMLTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
+const t = new CometMLTracker({ run_name: 'killed', offline_directory: ${JSON.stringify(offline)}, flush_interval_secs: ${interval} });
+await t.start();
+process.stdout.write('key ' + t.tracker.experimentKey + '\\n');
+process.stdin.once('data', () => {
+  let step = 0;
+  setInterval(() => {
+    for (let i = 0; i < 5; i++, step++) t.log({ a: step, b: step / 2 }, step);
+    process.stdout.write('logged ' + (step - 1) + ' ' + Date.now() + '\\n');
+  }, 20);
+});
+`,
+    );
+    const env = { ...process.env, COMET_API_KEY: server.apiKey, COMET_URL_OVERRIDE: server.clientlibUrl, HOME: tempDir('home-') };
+    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const key = await new Promise<string>((resolve, reject) => {
+      proc.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const m = /^key (\S+)$/m.exec(stdout);
+        if (m) resolve(m[1]!);
+      });
+      proc.once('close', () => reject(new Error(`child ended early: ${stderr}`)));
+    });
+    await server.stop();
+    proc.stdin.write('go\n');
+    await new Promise((r) => setTimeout(r, 2500));
+    const killedAt = Date.now();
+    proc.kill('SIGKILL');
+    await once(proc, 'close');
+    const logged = [...stdout.matchAll(/^logged (\d+) (\d+)$/gm)].map((m) => ({ step: Number(m[1]), at: Number(m[2]) }));
+    expect(logged.length, stderr).toBeGreaterThan(20);
+    const mustHave = logged.filter((l) => l.at <= killedAt - interval * 1000 - 250).at(-1)!.step;
+    const lastLogged = logged.at(-1)!.step;
+    expect(mustHave).toBeGreaterThan(100);
+
+    await server.restart();
+    const summary = await syncAll(offline, { out: () => undefined });
+    expect(summary.failed).toEqual([]);
+    const seen = counts(key);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true); // exactly once
+    for (let s = 0; s <= mustHave; s++) for (const k of ['a', 'b']) if (!seen.has(`${k}@${s}`)) throw new Error(`step ${s} ${k} lost (must have ≤ ${mustHave}, logged ${lastLogged})`);
+    expect(Math.max(...server.experiment(key)!.metrics.map((m) => m.step ?? 0))).toBeLessThanOrEqual(lastLogged);
+    expect((await syncAll(offline, { out: () => undefined })).spools).toBe(0);
+  }, 60_000);
+
+  it('with a healthy server the spool is removed at finish() and nothing is sent twice', async () => {
+    const t = new CometMLTracker({ run_name: 'healthy', offline_directory: offline, flush_interval_secs: 0.05 });
+    await t.start();
+    for (let i = 0; i < 40; i++) {
+      t.log({ a: i }, i);
+      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 60)); // ticks run while records are in flight
+    }
+    await t.finish();
+    const seen = counts(t.tracker.experimentKey!);
+    expect(seen.size).toBe(40);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    expect((await listSpools(offline, 'comet_ml')).filter((s) => s.pending > 0)).toEqual([]);
+  }, 20_000);
+});
+
+describe('the in-memory cap spills to the spool (issue 13.4)', () => {
+  it('log() calls past the cap are written to the spool at once; nothing is dropped and sync completes the run exactly once', async () => {
+    const saved = QUEUE_LIMITS.maxPending;
+    QUEUE_LIMITS.maxPending = 50;
+    try {
+      const t = new CometMLTracker({ run_name: 'cap', offline_directory: offline, retry_deadline_secs: 30, write_ahead: false });
+      await t.start();
+      const key = t.tracker.experimentKey!;
+      await server.stop(); // the first batch waits on the server; the queue fills up
+      for (let i = 0; i < 80; i++) t.log({ a: i }, i);
+      await new Promise((r) => setImmediate(r));
+      const spools = await listSpools(offline, 'comet_ml');
+      expect(spools).toHaveLength(1);
+      expect(spools[0]!.pending).toBe(30); // the 30 calls over the cap, before any flush interval passed
+      expect(warnings.some((w) => w.includes('faster than') && w.includes('trackspec sync'))).toBe(true);
+      await server.restart();
+      const err = (await t.finish().catch((e: unknown) => e)) as BackendError;
+      expect(err).toBeInstanceOf(BackendError);
+      // the 30 calls over the cap, and the end time (finish() queued it while the queue was still full)
+      expect(err.message).toMatch(/31 record\(s\) are safe in .*\.spool/);
+      expect(counts(key).size).toBe(50);
+      const summary = await syncAll(offline, { out: () => undefined });
+      expect(summary).toMatchObject({ sent: 31, failed: [] });
+      expect(server.experiment(key)!.endTimeMillis).not.toBeNull();
+      const seen = counts(key);
+      expect(seen.size).toBe(80);
+      expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    } finally {
+      QUEUE_LIMITS.maxPending = saved;
+    }
+  }, 60_000);
+});
