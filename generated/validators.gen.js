@@ -887,9 +887,9 @@ return errors === 0;
 }
 
 export const validateTrackingConfig = validate14;
-const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
+const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
 const schema16 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
-const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
+const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}};
 const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const schema20 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}};
@@ -1548,11 +1548,9 @@ vErrors.push(err48);
 errors++;
 }
 }
-if(data14.retry_deadline_secs !== undefined){
-let data32 = data14.retry_deadline_secs;
-if((typeof data32 == "number") && (isFinite(data32))){
-if(data32 <= 0 || isNaN(data32)){
-const err49 = {instancePath:instancePath+"/init_kwargs/wandb/retry_deadline_secs",schemaPath:"#/definitions/WandBOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data14.write_ahead !== undefined){
+if(typeof data14.write_ahead !== "boolean"){
+const err49 = {instancePath:instancePath+"/init_kwargs/wandb/write_ahead",schemaPath:"#/definitions/WandBOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -1562,8 +1560,11 @@ vErrors.push(err49);
 errors++;
 }
 }
-else {
-const err50 = {instancePath:instancePath+"/init_kwargs/wandb/retry_deadline_secs",schemaPath:"#/definitions/WandBOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data14.retry_deadline_secs !== undefined){
+let data33 = data14.retry_deadline_secs;
+if((typeof data33 == "number") && (isFinite(data33))){
+if(data33 <= 0 || isNaN(data33)){
+const err50 = {instancePath:instancePath+"/init_kwargs/wandb/retry_deadline_secs",schemaPath:"#/definitions/WandBOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -1573,9 +1574,8 @@ vErrors.push(err50);
 errors++;
 }
 }
-}
 else {
-const err51 = {instancePath:instancePath+"/init_kwargs/wandb",schemaPath:"#/definitions/WandBOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err51 = {instancePath:instancePath+"/init_kwargs/wandb/retry_deadline_secs",schemaPath:"#/definitions/WandBOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -1585,12 +1585,9 @@ vErrors.push(err51);
 errors++;
 }
 }
-if(data6.comet_ml !== undefined){
-let data33 = data6.comet_ml;
-if(data33 && typeof data33 == "object" && !Array.isArray(data33)){
-for(const key4 in data33){
-if(!(func3.call(schema18.properties, key4))){
-const err52 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+}
+else {
+const err52 = {instancePath:instancePath+"/init_kwargs/wandb",schemaPath:"#/definitions/WandBOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -1600,10 +1597,12 @@ vErrors.push(err52);
 errors++;
 }
 }
-if(data33.run_name !== undefined){
-let data34 = data33.run_name;
-if((typeof data34 !== "string") && (data34 !== null)){
-const err53 = {instancePath:instancePath+"/init_kwargs/comet_ml/run_name",schemaPath:"#/definitions/CometMLOptions/properties/run_name/type",keyword:"type",params:{type: schema18.properties.run_name.type},message:"must be string,null"};
+if(data6.comet_ml !== undefined){
+let data34 = data6.comet_ml;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+for(const key4 in data34){
+if(!(func3.call(schema18.properties, key4))){
+const err53 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err53];
 }
@@ -1613,10 +1612,10 @@ vErrors.push(err53);
 errors++;
 }
 }
-if(data33.project_name !== undefined){
-let data35 = data33.project_name;
+if(data34.run_name !== undefined){
+let data35 = data34.run_name;
 if((typeof data35 !== "string") && (data35 !== null)){
-const err54 = {instancePath:instancePath+"/init_kwargs/comet_ml/project_name",schemaPath:"#/definitions/CometMLOptions/properties/project_name/type",keyword:"type",params:{type: schema18.properties.project_name.type},message:"must be string,null"};
+const err54 = {instancePath:instancePath+"/init_kwargs/comet_ml/run_name",schemaPath:"#/definitions/CometMLOptions/properties/run_name/type",keyword:"type",params:{type: schema18.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -1626,10 +1625,10 @@ vErrors.push(err54);
 errors++;
 }
 }
-if(data33.workspace !== undefined){
-let data36 = data33.workspace;
+if(data34.project_name !== undefined){
+let data36 = data34.project_name;
 if((typeof data36 !== "string") && (data36 !== null)){
-const err55 = {instancePath:instancePath+"/init_kwargs/comet_ml/workspace",schemaPath:"#/definitions/CometMLOptions/properties/workspace/type",keyword:"type",params:{type: schema18.properties.workspace.type},message:"must be string,null"};
+const err55 = {instancePath:instancePath+"/init_kwargs/comet_ml/project_name",schemaPath:"#/definitions/CometMLOptions/properties/project_name/type",keyword:"type",params:{type: schema18.properties.project_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -1639,10 +1638,10 @@ vErrors.push(err55);
 errors++;
 }
 }
-if(data33.experiment_name !== undefined){
-let data37 = data33.experiment_name;
+if(data34.workspace !== undefined){
+let data37 = data34.workspace;
 if((typeof data37 !== "string") && (data37 !== null)){
-const err56 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_name",schemaPath:"#/definitions/CometMLOptions/properties/experiment_name/type",keyword:"type",params:{type: schema18.properties.experiment_name.type},message:"must be string,null"};
+const err56 = {instancePath:instancePath+"/init_kwargs/comet_ml/workspace",schemaPath:"#/definitions/CometMLOptions/properties/workspace/type",keyword:"type",params:{type: schema18.properties.workspace.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -1652,10 +1651,10 @@ vErrors.push(err56);
 errors++;
 }
 }
-if(data33.experiment_key !== undefined){
-let data38 = data33.experiment_key;
+if(data34.experiment_name !== undefined){
+let data38 = data34.experiment_name;
 if((typeof data38 !== "string") && (data38 !== null)){
-const err57 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_key",schemaPath:"#/definitions/CometMLOptions/properties/experiment_key/type",keyword:"type",params:{type: schema18.properties.experiment_key.type},message:"must be string,null"};
+const err57 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_name",schemaPath:"#/definitions/CometMLOptions/properties/experiment_name/type",keyword:"type",params:{type: schema18.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -1665,9 +1664,10 @@ vErrors.push(err57);
 errors++;
 }
 }
-if(data33.online !== undefined){
-if(typeof data33.online !== "boolean"){
-const err58 = {instancePath:instancePath+"/init_kwargs/comet_ml/online",schemaPath:"#/definitions/CometMLOptions/properties/online/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data34.experiment_key !== undefined){
+let data39 = data34.experiment_key;
+if((typeof data39 !== "string") && (data39 !== null)){
+const err58 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_key",schemaPath:"#/definitions/CometMLOptions/properties/experiment_key/type",keyword:"type",params:{type: schema18.properties.experiment_key.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -1677,10 +1677,9 @@ vErrors.push(err58);
 errors++;
 }
 }
-if(data33.mode !== undefined){
-let data40 = data33.mode;
-if(!(((data40 === "get") || (data40 === "create")) || (data40 === "get_or_create"))){
-const err59 = {instancePath:instancePath+"/init_kwargs/comet_ml/mode",schemaPath:"#/definitions/CometMLOptions/properties/mode/enum",keyword:"enum",params:{allowedValues: schema18.properties.mode.enum},message:"must be equal to one of the allowed values"};
+if(data34.online !== undefined){
+if(typeof data34.online !== "boolean"){
+const err59 = {instancePath:instancePath+"/init_kwargs/comet_ml/online",schemaPath:"#/definitions/CometMLOptions/properties/online/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -1690,9 +1689,10 @@ vErrors.push(err59);
 errors++;
 }
 }
-if(data33.offline_directory !== undefined){
-if(typeof data33.offline_directory !== "string"){
-const err60 = {instancePath:instancePath+"/init_kwargs/comet_ml/offline_directory",schemaPath:"#/definitions/CometMLOptions/properties/offline_directory/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data34.mode !== undefined){
+let data41 = data34.mode;
+if(!(((data41 === "get") || (data41 === "create")) || (data41 === "get_or_create"))){
+const err60 = {instancePath:instancePath+"/init_kwargs/comet_ml/mode",schemaPath:"#/definitions/CometMLOptions/properties/mode/enum",keyword:"enum",params:{allowedValues: schema18.properties.mode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -1702,10 +1702,9 @@ vErrors.push(err60);
 errors++;
 }
 }
-if(data33.api_key !== undefined){
-let data42 = data33.api_key;
-if((typeof data42 !== "string") && (data42 !== null)){
-const err61 = {instancePath:instancePath+"/init_kwargs/comet_ml/api_key",schemaPath:"#/definitions/CometMLOptions/properties/api_key/type",keyword:"type",params:{type: schema18.properties.api_key.type},message:"must be string,null"};
+if(data34.offline_directory !== undefined){
+if(typeof data34.offline_directory !== "string"){
+const err61 = {instancePath:instancePath+"/init_kwargs/comet_ml/offline_directory",schemaPath:"#/definitions/CometMLOptions/properties/offline_directory/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -1715,9 +1714,10 @@ vErrors.push(err61);
 errors++;
 }
 }
-if(data33.url_override !== undefined){
-if(typeof data33.url_override !== "string"){
-const err62 = {instancePath:instancePath+"/init_kwargs/comet_ml/url_override",schemaPath:"#/definitions/CometMLOptions/properties/url_override/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data34.api_key !== undefined){
+let data43 = data34.api_key;
+if((typeof data43 !== "string") && (data43 !== null)){
+const err62 = {instancePath:instancePath+"/init_kwargs/comet_ml/api_key",schemaPath:"#/definitions/CometMLOptions/properties/api_key/type",keyword:"type",params:{type: schema18.properties.api_key.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -1727,9 +1727,9 @@ vErrors.push(err62);
 errors++;
 }
 }
-if(data33.prefix_nested_metrics !== undefined){
-if(typeof data33.prefix_nested_metrics !== "boolean"){
-const err63 = {instancePath:instancePath+"/init_kwargs/comet_ml/prefix_nested_metrics",schemaPath:"#/definitions/CometMLOptions/properties/prefix_nested_metrics/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data34.url_override !== undefined){
+if(typeof data34.url_override !== "string"){
+const err63 = {instancePath:instancePath+"/init_kwargs/comet_ml/url_override",schemaPath:"#/definitions/CometMLOptions/properties/url_override/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -1739,11 +1739,9 @@ vErrors.push(err63);
 errors++;
 }
 }
-if(data33.retry_deadline_secs !== undefined){
-let data45 = data33.retry_deadline_secs;
-if((typeof data45 == "number") && (isFinite(data45))){
-if(data45 <= 0 || isNaN(data45)){
-const err64 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data34.prefix_nested_metrics !== undefined){
+if(typeof data34.prefix_nested_metrics !== "boolean"){
+const err64 = {instancePath:instancePath+"/init_kwargs/comet_ml/prefix_nested_metrics",schemaPath:"#/definitions/CometMLOptions/properties/prefix_nested_metrics/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -1753,8 +1751,11 @@ vErrors.push(err64);
 errors++;
 }
 }
-else {
-const err65 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data34.retry_deadline_secs !== undefined){
+let data46 = data34.retry_deadline_secs;
+if((typeof data46 == "number") && (isFinite(data46))){
+if(data46 <= 0 || isNaN(data46)){
+const err65 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -1764,11 +1765,8 @@ vErrors.push(err65);
 errors++;
 }
 }
-if(data33.flush_interval_secs !== undefined){
-let data46 = data33.flush_interval_secs;
-if((typeof data46 == "number") && (isFinite(data46))){
-if(data46 <= 0 || isNaN(data46)){
-const err66 = {instancePath:instancePath+"/init_kwargs/comet_ml/flush_interval_secs",schemaPath:"#/definitions/CometMLOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+else {
+const err66 = {instancePath:instancePath+"/init_kwargs/comet_ml/retry_deadline_secs",schemaPath:"#/definitions/CometMLOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -1778,8 +1776,11 @@ vErrors.push(err66);
 errors++;
 }
 }
-else {
-const err67 = {instancePath:instancePath+"/init_kwargs/comet_ml/flush_interval_secs",schemaPath:"#/definitions/CometMLOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data34.flush_interval_secs !== undefined){
+let data47 = data34.flush_interval_secs;
+if((typeof data47 == "number") && (isFinite(data47))){
+if(data47 <= 0 || isNaN(data47)){
+const err67 = {instancePath:instancePath+"/init_kwargs/comet_ml/flush_interval_secs",schemaPath:"#/definitions/CometMLOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -1789,9 +1790,8 @@ vErrors.push(err67);
 errors++;
 }
 }
-if(data33.write_ahead !== undefined){
-if(typeof data33.write_ahead !== "boolean"){
-const err68 = {instancePath:instancePath+"/init_kwargs/comet_ml/write_ahead",schemaPath:"#/definitions/CometMLOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err68 = {instancePath:instancePath+"/init_kwargs/comet_ml/flush_interval_secs",schemaPath:"#/definitions/CometMLOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -1801,9 +1801,9 @@ vErrors.push(err68);
 errors++;
 }
 }
-}
-else {
-const err69 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data34.write_ahead !== undefined){
+if(typeof data34.write_ahead !== "boolean"){
+const err69 = {instancePath:instancePath+"/init_kwargs/comet_ml/write_ahead",schemaPath:"#/definitions/CometMLOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -1813,12 +1813,9 @@ vErrors.push(err69);
 errors++;
 }
 }
-if(data6.aim !== undefined){
-let data48 = data6.aim;
-if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
-for(const key5 in data48){
-if(!(((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params")) || (key5 === "retry_deadline_secs"))){
-const err70 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+}
+else {
+const err70 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -1828,10 +1825,12 @@ vErrors.push(err70);
 errors++;
 }
 }
-if(data48.run_name !== undefined){
-let data49 = data48.run_name;
-if((typeof data49 !== "string") && (data49 !== null)){
-const err71 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
+if(data6.aim !== undefined){
+let data49 = data6.aim;
+if(data49 && typeof data49 == "object" && !Array.isArray(data49)){
+for(const key5 in data49){
+if(!(((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params")) || (key5 === "retry_deadline_secs"))){
+const err71 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -1841,11 +1840,10 @@ vErrors.push(err71);
 errors++;
 }
 }
-if(data48.logging_dir !== undefined){
-let data50 = data48.logging_dir;
-if(typeof data50 === "string"){
-if(func2(data50) < 1){
-const err72 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data49.run_name !== undefined){
+let data50 = data49.run_name;
+if((typeof data50 !== "string") && (data50 !== null)){
+const err72 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1855,8 +1853,11 @@ vErrors.push(err72);
 errors++;
 }
 }
-else {
-const err73 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data49.logging_dir !== undefined){
+let data51 = data49.logging_dir;
+if(typeof data51 === "string"){
+if(func2(data51) < 1){
+const err73 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -1866,10 +1867,8 @@ vErrors.push(err73);
 errors++;
 }
 }
-if(data48.experiment !== undefined){
-let data51 = data48.experiment;
-if((typeof data51 !== "string") && (data51 !== null)){
-const err74 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema19.properties.experiment.type},message:"must be string,null"};
+else {
+const err74 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -1879,10 +1878,10 @@ vErrors.push(err74);
 errors++;
 }
 }
-if(data48.run_hash !== undefined){
-let data52 = data48.run_hash;
+if(data49.experiment !== undefined){
+let data52 = data49.experiment;
 if((typeof data52 !== "string") && (data52 !== null)){
-const err75 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema19.properties.run_hash.type},message:"must be string,null"};
+const err75 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema19.properties.experiment.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1892,10 +1891,10 @@ vErrors.push(err75);
 errors++;
 }
 }
-if(data48.system_tracking_interval !== undefined){
-let data53 = data48.system_tracking_interval;
-if((!((typeof data53 == "number") && (isFinite(data53)))) && (data53 !== null)){
-const err76 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema19.properties.system_tracking_interval.type},message:"must be number,null"};
+if(data49.run_hash !== undefined){
+let data53 = data49.run_hash;
+if((typeof data53 !== "string") && (data53 !== null)){
+const err76 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema19.properties.run_hash.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1905,9 +1904,10 @@ vErrors.push(err76);
 errors++;
 }
 }
-if(data48.log_system_params !== undefined){
-if(typeof data48.log_system_params !== "boolean"){
-const err77 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data49.system_tracking_interval !== undefined){
+let data54 = data49.system_tracking_interval;
+if((!((typeof data54 == "number") && (isFinite(data54)))) && (data54 !== null)){
+const err77 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema19.properties.system_tracking_interval.type},message:"must be number,null"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1917,11 +1917,9 @@ vErrors.push(err77);
 errors++;
 }
 }
-if(data48.retry_deadline_secs !== undefined){
-let data55 = data48.retry_deadline_secs;
-if((typeof data55 == "number") && (isFinite(data55))){
-if(data55 <= 0 || isNaN(data55)){
-const err78 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data49.log_system_params !== undefined){
+if(typeof data49.log_system_params !== "boolean"){
+const err78 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1931,8 +1929,11 @@ vErrors.push(err78);
 errors++;
 }
 }
-else {
-const err79 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data49.retry_deadline_secs !== undefined){
+let data56 = data49.retry_deadline_secs;
+if((typeof data56 == "number") && (isFinite(data56))){
+if(data56 <= 0 || isNaN(data56)){
+const err79 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1942,9 +1943,8 @@ vErrors.push(err79);
 errors++;
 }
 }
-}
 else {
-const err80 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err80 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1954,12 +1954,9 @@ vErrors.push(err80);
 errors++;
 }
 }
-if(data6.mlflow !== undefined){
-let data56 = data6.mlflow;
-if(data56 && typeof data56 == "object" && !Array.isArray(data56)){
-for(const key6 in data56){
-if(!(func3.call(schema20.properties, key6))){
-const err81 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+}
+else {
+const err81 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1969,10 +1966,12 @@ vErrors.push(err81);
 errors++;
 }
 }
-if(data56.experiment_name !== undefined){
-let data57 = data56.experiment_name;
-if((typeof data57 !== "string") && (data57 !== null)){
-const err82 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema20.properties.experiment_name.type},message:"must be string,null"};
+if(data6.mlflow !== undefined){
+let data57 = data6.mlflow;
+if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
+for(const key6 in data57){
+if(!(func3.call(schema20.properties, key6))){
+const err82 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1982,10 +1981,10 @@ vErrors.push(err82);
 errors++;
 }
 }
-if(data56.logging_dir !== undefined){
-let data58 = data56.logging_dir;
+if(data57.experiment_name !== undefined){
+let data58 = data57.experiment_name;
 if((typeof data58 !== "string") && (data58 !== null)){
-const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema20.properties.logging_dir.type},message:"must be string,null"};
+const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema20.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1995,10 +1994,10 @@ vErrors.push(err83);
 errors++;
 }
 }
-if(data56.run_id !== undefined){
-let data59 = data56.run_id;
+if(data57.logging_dir !== undefined){
+let data59 = data57.logging_dir;
 if((typeof data59 !== "string") && (data59 !== null)){
-const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema20.properties.run_id.type},message:"must be string,null"};
+const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema20.properties.logging_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -2007,9 +2006,11 @@ vErrors.push(err84);
 }
 errors++;
 }
-if(typeof data59 === "string"){
-if(!pattern0.test(data59)){
-const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/pattern",keyword:"pattern",params:{pattern: "^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"},message:"must match pattern \""+"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"+"\""};
+}
+if(data57.run_id !== undefined){
+let data60 = data57.run_id;
+if((typeof data60 !== "string") && (data60 !== null)){
+const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema20.properties.run_id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -2018,18 +2019,9 @@ vErrors.push(err85);
 }
 errors++;
 }
-}
-}
-if(data56.tags !== undefined){
-let data60 = data56.tags;
-const _errs133 = errors;
-let valid18 = false;
-const _errs134 = errors;
-if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
-for(const key7 in data60){
-let data61 = data60[key7];
-if(((typeof data61 !== "string") && (!((typeof data61 == "number") && (isFinite(data61))))) && (typeof data61 !== "boolean")){
-const err86 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema20.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
+if(typeof data60 === "string"){
+if(!pattern0.test(data60)){
+const err86 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/pattern",keyword:"pattern",params:{pattern: "^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"},message:"must match pattern \""+"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"+"\""};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -2040,8 +2032,16 @@ errors++;
 }
 }
 }
-else {
-const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data57.tags !== undefined){
+let data61 = data57.tags;
+const _errs135 = errors;
+let valid18 = false;
+const _errs136 = errors;
+if(data61 && typeof data61 == "object" && !Array.isArray(data61)){
+for(const key7 in data61){
+let data62 = data61[key7];
+if(((typeof data62 !== "string") && (!((typeof data62 == "number") && (isFinite(data62))))) && (typeof data62 !== "boolean")){
+const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema20.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -2050,12 +2050,10 @@ vErrors.push(err87);
 }
 errors++;
 }
-var _valid1 = _errs134 === errors;
-valid18 = valid18 || _valid1;
-if(!valid18){
-const _errs139 = errors;
-if(typeof data60 !== "string"){
-const err88 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+}
+else {
+const err88 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -2064,12 +2062,12 @@ vErrors.push(err88);
 }
 errors++;
 }
-var _valid1 = _errs139 === errors;
+var _valid1 = _errs136 === errors;
 valid18 = valid18 || _valid1;
 if(!valid18){
 const _errs141 = errors;
-if(data60 !== null){
-const err89 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
+if(typeof data61 !== "string"){
+const err89 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -2080,10 +2078,10 @@ errors++;
 }
 var _valid1 = _errs141 === errors;
 valid18 = valid18 || _valid1;
-}
-}
 if(!valid18){
-const err90 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+const _errs143 = errors;
+if(data61 !== null){
+const err90 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -2092,21 +2090,12 @@ vErrors.push(err90);
 }
 errors++;
 }
-else {
-errors = _errs133;
-if(vErrors !== null){
-if(_errs133){
-vErrors.length = _errs133;
-}
-else {
-vErrors = null;
+var _valid1 = _errs143 === errors;
+valid18 = valid18 || _valid1;
 }
 }
-}
-}
-if(data56.nested_run !== undefined){
-if(typeof data56.nested_run !== "boolean"){
-const err91 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(!valid18){
+const err91 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -2115,11 +2104,21 @@ vErrors.push(err91);
 }
 errors++;
 }
+else {
+errors = _errs135;
+if(vErrors !== null){
+if(_errs135){
+vErrors.length = _errs135;
 }
-if(data56.run_name !== undefined){
-let data63 = data56.run_name;
-if((typeof data63 !== "string") && (data63 !== null)){
-const err92 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data57.nested_run !== undefined){
+if(typeof data57.nested_run !== "boolean"){
+const err92 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -2129,10 +2128,10 @@ vErrors.push(err92);
 errors++;
 }
 }
-if(data56.description !== undefined){
-let data64 = data56.description;
+if(data57.run_name !== undefined){
+let data64 = data57.run_name;
 if((typeof data64 !== "string") && (data64 !== null)){
-const err93 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema20.properties.description.type},message:"must be string,null"};
+const err93 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -2142,10 +2141,10 @@ vErrors.push(err93);
 errors++;
 }
 }
-if(data56.tracking_uri !== undefined){
-let data65 = data56.tracking_uri;
+if(data57.description !== undefined){
+let data65 = data57.description;
 if((typeof data65 !== "string") && (data65 !== null)){
-const err94 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema20.properties.tracking_uri.type},message:"must be string,null"};
+const err94 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema20.properties.description.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -2155,11 +2154,10 @@ vErrors.push(err94);
 errors++;
 }
 }
-if(data56.retry_deadline_secs !== undefined){
-let data66 = data56.retry_deadline_secs;
-if((typeof data66 == "number") && (isFinite(data66))){
-if(data66 <= 0 || isNaN(data66)){
-const err95 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data57.tracking_uri !== undefined){
+let data66 = data57.tracking_uri;
+if((typeof data66 !== "string") && (data66 !== null)){
+const err95 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema20.properties.tracking_uri.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -2169,8 +2167,11 @@ vErrors.push(err95);
 errors++;
 }
 }
-else {
-const err96 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data57.retry_deadline_secs !== undefined){
+let data67 = data57.retry_deadline_secs;
+if((typeof data67 == "number") && (isFinite(data67))){
+if(data67 <= 0 || isNaN(data67)){
+const err96 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -2180,11 +2181,8 @@ vErrors.push(err96);
 errors++;
 }
 }
-if(data56.flush_interval_secs !== undefined){
-let data67 = data56.flush_interval_secs;
-if((typeof data67 == "number") && (isFinite(data67))){
-if(data67 <= 0 || isNaN(data67)){
-const err97 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+else {
+const err97 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -2194,8 +2192,11 @@ vErrors.push(err97);
 errors++;
 }
 }
-else {
-const err98 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data57.flush_interval_secs !== undefined){
+let data68 = data57.flush_interval_secs;
+if((typeof data68 == "number") && (isFinite(data68))){
+if(data68 <= 0 || isNaN(data68)){
+const err98 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -2205,9 +2206,8 @@ vErrors.push(err98);
 errors++;
 }
 }
-if(data56.write_ahead !== undefined){
-if(typeof data56.write_ahead !== "boolean"){
-const err99 = {instancePath:instancePath+"/init_kwargs/mlflow/write_ahead",schemaPath:"#/definitions/MLflowOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err99 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -2217,10 +2217,9 @@ vErrors.push(err99);
 errors++;
 }
 }
-if(data56.spool_dir !== undefined){
-let data69 = data56.spool_dir;
-if((typeof data69 !== "string") && (data69 !== null)){
-const err100 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
+if(data57.write_ahead !== undefined){
+if(typeof data57.write_ahead !== "boolean"){
+const err100 = {instancePath:instancePath+"/init_kwargs/mlflow/write_ahead",schemaPath:"#/definitions/MLflowOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -2230,9 +2229,10 @@ vErrors.push(err100);
 errors++;
 }
 }
-}
-else {
-const err101 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data57.spool_dir !== undefined){
+let data70 = data57.spool_dir;
+if((typeof data70 !== "string") && (data70 !== null)){
+const err101 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -2244,7 +2244,7 @@ errors++;
 }
 }
 else {
-const err102 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err102 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -2256,7 +2256,7 @@ errors++;
 }
 }
 else {
-const err103 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err103 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -2265,12 +2265,24 @@ vErrors.push(err103);
 }
 errors++;
 }
+}
+}
+else {
+const err104 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err104];
+}
+else {
+vErrors.push(err104);
+}
+errors++;
+}
 validate14.errors = vErrors;
 return errors === 0;
 }
 
 export const validateWandBOptions = validate15;
-const schema21 = {"$id":"trackspec:options:wandb","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
+const schema21 = {"$id":"trackspec:options:wandb","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 
 function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="trackspec:options:wandb" */;
@@ -2547,11 +2559,9 @@ vErrors.push(err20);
 errors++;
 }
 }
-if(data.retry_deadline_secs !== undefined){
-let data17 = data.retry_deadline_secs;
-if((typeof data17 == "number") && (isFinite(data17))){
-if(data17 <= 0 || isNaN(data17)){
-const err21 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data.write_ahead !== undefined){
+if(typeof data.write_ahead !== "boolean"){
+const err21 = {instancePath:instancePath+"/write_ahead",schemaPath:"#/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -2561,8 +2571,11 @@ vErrors.push(err21);
 errors++;
 }
 }
-else {
-const err22 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data.retry_deadline_secs !== undefined){
+let data18 = data.retry_deadline_secs;
+if((typeof data18 == "number") && (isFinite(data18))){
+if(data18 <= 0 || isNaN(data18)){
+const err22 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -2572,14 +2585,25 @@ vErrors.push(err22);
 errors++;
 }
 }
-}
 else {
-const err23 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err23 = {instancePath:instancePath+"/retry_deadline_secs",schemaPath:"#/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err23];
 }
 else {
 vErrors.push(err23);
+}
+errors++;
+}
+}
+}
+else {
+const err24 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err24];
+}
+else {
+vErrors.push(err24);
 }
 errors++;
 }

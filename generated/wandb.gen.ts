@@ -32,6 +32,7 @@ const descriptor: TrackerDescriptor = {
     { name: "base_url", env: [{ var: "WANDB_BASE_URL", parse: "string", overrides: false }], default: "https://api.wandb.ai" },
     { name: "heartbeat_secs", env: [], default: 30 },
     { name: "flush_interval_secs", env: [], default: 2 },
+    { name: "write_ahead", env: [], default: true },
     { name: "retry_deadline_secs", env: [], default: 60 },
   ],
 };

@@ -121,11 +121,17 @@ export interface WandBOptions {
    */
   heartbeat_secs?: number;
   /**
-   * Longest time a committed history row waits before it is posted (rows are posted together).
+   * Longest time a committed history row waits before it is posted (rows are posted together); also how often rows the server has not yet acknowledged are written ahead to the spool (write_ahead), so a killed process loses at most this interval.
    *
    * Default: `2`.
    */
   flush_interval_secs?: number;
+  /**
+   * Online only: every flush_interval_secs, write the committed history rows the server has not yet acknowledged to a durable spool under <dir>/wandb/ in the background (acknowledged ones are marked done, and the spool is removed at finish() when everything arrived), so a SIGKILL loses at most the last interval and `trackspec sync <dir>` uploads the rest at their history offsets, exactly once.
+   *
+   * Default: `true`.
+   */
+  write_ahead?: boolean;
   /**
    * How long one request is retried (connection errors, 429 honouring Retry-After, 5xx; exponential backoff with jitter) before the run falls back to an offline .wandb file.
    *
@@ -135,4 +141,4 @@ export interface WandBOptions {
 }
 
 /** WandBOptions after env resolution: options with a default are always present. */
-export type ResolvedWandBOptions = WandBOptions & Required<Pick<WandBOptions, 'run_name' | 'entity' | 'name' | 'id' | 'group' | 'job_type' | 'tags' | 'notes' | 'config' | 'mode' | 'dir' | 'resume' | 'api_key' | 'base_url' | 'heartbeat_secs' | 'flush_interval_secs' | 'retry_deadline_secs'>>;
+export type ResolvedWandBOptions = WandBOptions & Required<Pick<WandBOptions, 'run_name' | 'entity' | 'name' | 'id' | 'group' | 'job_type' | 'tags' | 'notes' | 'config' | 'mode' | 'dir' | 'resume' | 'api_key' | 'base_url' | 'heartbeat_secs' | 'flush_interval_secs' | 'write_ahead' | 'retry_deadline_secs'>>;

@@ -23,6 +23,7 @@ import { registerExitHook } from '../../io/exit-hooks.js';
 import { HttpClient, HttpTransportError, httpError } from '../../io/http.js';
 import { lazy } from '../../io/lazy.js';
 import { RetryDeadlineError, withRetry } from '../../io/retry.js';
+import { WriteAhead } from '../../io/write-ahead.js';
 import { OfflineRunWriter, type WandbRunInfo } from './offline.js';
 
 const crypto = lazy<typeof import('node:crypto')>('node:crypto');
@@ -45,6 +46,20 @@ export interface WandBDriverOptions {
   heartbeat_secs: number;
   flush_interval_secs: number;
   retry_deadline_secs: number;
+  write_ahead: boolean;
+}
+
+/**
+ * Committed rows held in memory while the server catches up. Past it, the run continues in the
+ * `.wandb` file (as when the server is unreachable): history lines must arrive in offset order, so
+ * rows cannot skip ahead of a spilled one. Mutable for tests.
+ */
+export const QUEUE_LIMITS = { maxPending: 100_000 };
+
+/** A write-ahead spool record: one history line at its offset (wandbJson text). */
+export interface WandbSpoolRow {
+  o: number;
+  l: string;
 }
 
 /** The handle `WandBTracker.tracker` returns. */
@@ -117,7 +132,11 @@ export function wandbJson(v: unknown): string {
 interface Row {
   offset: number;
   row: Record<string, unknown>;
+  /** wandbJson(row), computed once by whichever needs it first (the post or the write-ahead). */
+  line?: string;
 }
+
+const lineOf = (r: Row): string => (r.line ??= wandbJson(r.row));
 
 export interface WandbConnection {
   http: HttpClient;
@@ -190,20 +209,22 @@ export async function upsertBucket(conn: WandbConnection, v: UpsertVariables): P
   return { historyLineCount: Number(data.upsertBucket.bucket.historyLineCount ?? 0) };
 }
 
-export async function resumeStatus(conn: WandbConnection, entity: string, project: string, runId: string): Promise<{ historyLineCount: number; lastStep: number | null } | undefined> {
+export async function resumeStatus(conn: WandbConnection, entity: string, project: string, runId: string): Promise<{ historyLineCount: number; lastStep: number | null; summary: Record<string, unknown> } | undefined> {
   const data = await graphql<{ model: { bucket: { historyLineCount?: number; summaryMetrics?: string } | null } | null }>(conn, 'RunResumeStatus', RESUME_STATUS, {
     project, entity, name: runId,
   });
   const b = data.model?.bucket;
   if (!b) return undefined;
   let lastStep: number | null = null;
+  let summary: Record<string, unknown> = {};
   try {
     const s = JSON.parse(b.summaryMetrics ?? '{}') as { _step?: number };
+    if (s !== null && typeof s === 'object') summary = s;
     if (typeof s._step === 'number') lastStep = s._step;
   } catch {
     // no usable summary
   }
-  return { historyLineCount: Number(b.historyLineCount ?? 0), lastStep };
+  return { historyLineCount: Number(b.historyLineCount ?? 0), lastStep, summary };
 }
 
 class WandbRunDriver implements TrackerDriver<WandbRun> {
@@ -215,6 +236,11 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   #conn: WandbConnection | undefined;
   #offline: OfflineRunWriter | undefined;
   #offlineOpening: Promise<OfflineRunWriter> | undefined;
+  /** Offset of the next history row the offline file expects (rows below it are already in it). */
+  #offlineNext = -1;
+  /** Write-ahead of rows the server has not acknowledged (online). */
+  readonly #wal: WriteAhead<Row>;
+  readonly #walOn: boolean;
   #step: number;
   #pending: Record<string, unknown> | undefined;
   #summary: Record<string, unknown> = {};
@@ -253,21 +279,46 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
         return self.#step;
       },
     };
+    this.#walOn = conn !== undefined && options.write_ahead;
+    this.#wal = new WriteAhead<Row>({
+      dir: root,
+      header: () => ({
+        backend: 'wandb',
+        target: this.#baseUrl,
+        created: Date.now(),
+        meta: { entity: info.entity, project: info.project, run_id: info.runId },
+      }),
+      intervalMs: options.flush_interval_secs * 1000,
+      records: (r): WandbSpoolRow[] => [{ o: r.offset, l: lineOf(r) }],
+      onError: (e) => ctx.warnOnce('spool:error', `wandb: could not write ahead to the spool under ${root}: ${(e as Error).message}`),
+    });
     this.#batcher = new Batcher<Row>({
       maxBatch: 1000,
       maxDelayMs: conn ? options.flush_interval_secs * 1000 : 200,
-      maxPending: 1_000_000,
+      maxPending: QUEUE_LIMITS.maxPending,
       concurrency: 1, // offsets must arrive in order
       send: async (rows) => {
         this.#inFlight.add(rows);
         try {
           await this.#post(rows);
+          if (this.#walOn) this.#wal.acked(rows);
         } finally {
           this.#inFlight.delete(rows);
         }
       },
       onFailed: async (rows, error) => {
         if (isUnreachable(error)) await this.#fallBack(rows);
+        else if (this.#walOn) this.#wal.acked(rows); // refused (4xx): reported by flush(), not replayable
+      },
+      overflow: (items) => {
+        // Past the in-memory cap: the run continues in the .wandb file, rows in offset order.
+        if (this.#conn) this.#ctx.warn(`wandb: rows are logged faster than the server accepts them; past ${QUEUE_LIMITS.maxPending} queued rows the run continues in a .wandb file (upload later with \`trackspec sync ${this.#root}\` or \`wandb sync\`)`);
+        const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...items].sort((a, b) => a.offset - b.offset);
+        this.#goOffline();
+        const w = this.#openOfflineSync(rest[0]?.offset ?? this.#offset);
+        this.#toOffline(w, rest);
+        w.flushSync();
+        if (this.#walOn) this.#wal.acked(rest);
       },
     });
     if (conn) {
@@ -288,7 +339,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     this.#lastPost = Date.now();
     await fileStream(this.#conn, this.#info.entity, this.#info.project, this.#info.runId, {
       files: {
-        [HISTORY]: { offset: rows[0]!.offset, content: rows.map((r) => wandbJson(r.row)) },
+        [HISTORY]: { offset: rows[0]!.offset, content: rows.map(lineOf) },
         [SUMMARY]: { offset: this.#summaryLine++, content: [wandbJson(this.#summary)] },
       },
     });
@@ -296,28 +347,54 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
 
   /** The server stayed unreachable: continue in a .wandb file (rows not yet accepted go there first). */
   async #fallBack(rows: Row[]): Promise<void> {
-    if (this.#conn) {
-      this.#ctx.warn(`wandb: the server is unreachable; the run continues offline (upload later with \`trackspec sync ${this.#root}\` or \`wandb sync\`)`);
-      const conn = this.#conn;
-      this.#conn = undefined;
-      if (this.#heartbeat) clearInterval(this.#heartbeat);
-      void conn.http.close();
-    }
+    if (this.#conn) this.#ctx.warn(`wandb: the server is unreachable; the run continues offline (upload later with \`trackspec sync ${this.#root}\` or \`wandb sync\`)`);
+    this.#goOffline();
     const w = await this.#openOffline(rows[0]?.offset ?? this.#offset);
-    for (const r of rows) w.history(r.row, Number(r.row._step));
+    this.#toOffline(w, rows);
     w.summary(this.#summary);
     await w.flush();
+    if (this.#walOn) this.#wal.acked(rows); // durable in the .wandb file now
+  }
+
+  /** Stop posting: the rest of the run goes to the .wandb file. */
+  #goOffline(): void {
+    if (!this.#conn) return;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    void conn.http.close();
+  }
+
+  /** Append history rows to the offline file, skipping rows it already holds (it stays contiguous). */
+  #toOffline(w: OfflineRunWriter, rows: readonly Row[]): void {
+    for (const r of rows) {
+      if (r.offset < this.#offlineNext) continue;
+      w.history(r.row, Number(r.row._step));
+      this.#offlineNext = r.offset + 1;
+    }
   }
 
   #openOffline(baseOffset: number): Promise<OfflineRunWriter> {
+    if (this.#offline && !this.#offlineOpening) this.#offlineOpening = Promise.resolve(this.#offline);
     this.#offlineOpening ??= OfflineRunWriter.create(this.#root, { ...this.#info, resumed: baseOffset > 0 || this.#info.resumed }).then(async (w) => {
       this.#offline = w;
+      this.#offlineNext = baseOffset;
       // Where this file's history continues the run's history online (for trackspec sync).
       const { writeFile } = await import('node:fs/promises');
       await writeFile(`${w.path}.offset`, String(baseOffset));
       return w;
     });
     return this.#offlineOpening;
+  }
+
+  #openOfflineSync(baseOffset: number): OfflineRunWriter {
+    if (this.#offline) return this.#offline;
+    const w = OfflineRunWriter.createSync(this.#root, { ...this.#info, resumed: baseOffset > 0 || this.#info.resumed });
+    writeFileSync(`${w.path}.offset`, String(baseOffset));
+    this.#offline = w;
+    this.#offlineNext = baseOffset;
+    this.#offlineOpening ??= Promise.resolve(w);
+    return w;
   }
 
   #merge(values: Readonly<Values>): void {
@@ -334,7 +411,9 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     row._step = this.#step++;
     row._runtime = (now - this.#startMs) / 1000;
     row._timestamp = now / 1000;
-    this.#batcher.push({ offset: this.#offset++, row });
+    const r: Row = { offset: this.#offset++, row };
+    this.#batcher.push(r);
+    if (this.#walOn) this.#wal.push(r);
   }
 
   /** The summary as of the given rows (latest value per key). */
@@ -420,6 +499,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       await offline.close();
     }
     this.#unregisterExit();
+    await this.#wal.close();
     if (failure) throw failure;
   }
 
@@ -444,22 +524,33 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
         requests.push({ url, body: { files: { [HISTORY]: { offset: chunk[0]!.offset, content: chunk.map((r) => wandbJson(r.row)) } } } });
       }
       requests.push({ url, body: { files: { [SUMMARY]: { offset: this.#summaryLine++, content: [wandbJson(this.#summary)] } }, complete: true, exitcode: code } });
-      if (postSync(requests, { headers: this.#authHeaders })) return;
+      if (postSync(requests, { headers: this.#authHeaders })) {
+        this.#settleWal(rest);
+        return;
+      }
     }
     if (!this.#offline && rest.length === 0 && !this.#conn) return;
     try {
       if (!this.#offline) {
         process.stderr.write(`trackspec: the W&B run ${this.#info.runId} ended without finish(); ${rest.length} unsent row(s) and the exit code are kept for \`trackspec sync ${this.#root}\`\n`);
-        const w = OfflineRunWriter.createSync(this.#root, { ...this.#info, resumed: true });
-        writeFileSync(`${w.path}.offset`, String(rest[0]?.offset ?? this.#offset));
-        this.#offline = w;
+        this.#info.resumed = true;
       }
-      for (const r of rest) this.#offline.history(r.row, Number(r.row._step));
-      this.#offline.summary(this.#summary);
-      this.#offline.exit(code, (Date.now() - this.#startMs) / 1000);
-      this.#offline.flushSync();
+      const w = this.#openOfflineSync(rest[0]?.offset ?? this.#offset);
+      this.#toOffline(w, rest);
+      w.summary(this.#summary);
+      w.exit(code, (Date.now() - this.#startMs) / 1000);
+      w.flushSync();
+      this.#settleWal(rest); // the rows are in the .wandb file now
     } catch (e) {
       process.stderr.write(`trackspec: could not save the W&B run at exit: ${(e as Error).message}\n`);
+    }
+  }
+
+  #settleWal(rows: Row[]): void {
+    try {
+      this.#wal.settleAtExit(rows, true);
+    } catch {
+      // the spool keeps them: trackspec sync rewrites the same offsets
     }
   }
 }

@@ -166,7 +166,7 @@ interface Item {
   value_json: string;
 }
 
-function items(values: Record<string, unknown>): Item[] {
+function itemsOf(values: Record<string, unknown>): Item[] {
   const out: Item[] = [];
   for (const [key, value] of Object.entries(values)) {
     if (value === undefined) continue;
@@ -213,7 +213,7 @@ function runRecord(run: WandbRunInfo): Record<string, unknown> {
     run_id: run.runId,
     entity: run.entity,
     project: run.project,
-    config: { update: items(run.config) },
+    config: { update: itemsOf(run.config) },
     start_time: timestampOf(run.startTimeMs),
   };
   if (run.group != null) r.run_group = run.group;
@@ -252,17 +252,20 @@ export class OfflineRunWriter {
    */
   static async create(root: string, run: WandbRunInfo): Promise<OfflineRunWriter> {
     wandbRecordType(); // fail before creating directories if the schema cannot be loaded
-    const runDir = join(wandbDir(root), `offline-run-${wandbTimestamp(run.startTimeMs)}-${run.runId}`);
+    const runDir = runDirFor(root, run, false);
     await mkdir(join(runDir, 'files'), { recursive: true });
     const writer = OfflineRunWriter.#start(runDir, run);
     await writer.flush();
     return writer;
   }
 
-  /** `create`, synchronously (for process-exit hooks). */
-  static createSync(root: string, run: WandbRunInfo): OfflineRunWriter {
+  /**
+   * `create`, synchronously (for process-exit hooks, and online runs). `online`: the directory is
+   * `run-YYYYMMDD_HHMMSS-<id>` as W&B's client names the transaction log of an online run.
+   */
+  static createSync(root: string, run: WandbRunInfo, online = false): OfflineRunWriter {
     wandbRecordType();
-    const runDir = join(wandbDir(root), `offline-run-${wandbTimestamp(run.startTimeMs)}-${run.runId}`);
+    const runDir = runDirFor(root, run, online);
     mkdirSync(join(runDir, 'files'), { recursive: true });
     const writer = OfflineRunWriter.#start(runDir, run);
     writer.flushSync();
@@ -280,17 +283,40 @@ export class OfflineRunWriter {
 
   /** ConfigRecord with one `update` item per key. */
   config(update: Record<string, unknown>): void {
-    this.#append({ config: { update: items(update) } });
+    this.#append({ config: { update: itemsOf(update) } });
   }
 
-  /** HistoryRecord: one item per key of `row` (which already holds `_step`, `_runtime`, `_timestamp`), `step.num = step`. */
+  /**
+   * HistoryRecord: one item per key of `row` (which already holds `_step`, `_runtime`, `_timestamp`),
+   * `step.num = step`. Encoded by hand (the hot path of online write-ahead): the same bytes
+   * protobufjs writes for `{num, history: {item: [{key, value_json}], step: {num}}}`.
+   */
   history(row: Record<string, unknown>, step: number): void {
-    this.#append({ history: { item: items(row), step: { num: step } } });
+    if (this.#exited) throw new Error(`the W&B offline run ${this.path} has already exited`);
+    if (this.#log.closed) throw new Error(`the W&B offline run ${this.path} is closed`);
+    // Keys and JSON values are almost always ASCII: then the record is built as a latin1 string
+    // (one char per byte) and converted once. Anything else goes through protobufjs.
+    let items = '';
+    for (const key in row) {
+      const v = row[key];
+      if (v === undefined) continue;
+      const json = typeof v === 'number' && Number.isFinite(v) ? `${v}` : toValueJson(v);
+      if (NON_ASCII.test(key) || NON_ASCII.test(json)) {
+        this.#append({ history: { item: itemsOf(row), step: { num: step } } });
+        return;
+      }
+      const item = `\x0a${varint(key.length)}${key}\x82\x01${varint(json.length)}${json}`;
+      items += `\x0a${varint(item.length)}${item}`;
+    }
+    const stepMsg = step > 0 ? `\x08${varint(step)}` : '';
+    const hist = `${items}\x12${varint(stepMsg.length)}${stepMsg}`;
+    this.#log.append(Buffer.from(`\x08${varint(this.#num + 1)}\x12${varint(hist.length)}${hist}`, 'latin1'));
+    this.#num++;
   }
 
   /** SummaryRecord with one `update` item per key. */
   summary(update: Record<string, unknown>): void {
-    this.#append({ summary: { update: items(update) } });
+    this.#append({ summary: { update: itemsOf(update) } });
   }
 
   /** RunExitRecord (runtime in whole seconds), then FinalRecord and FooterRecord. Only once. */
@@ -323,6 +349,24 @@ export class OfflineRunWriter {
     this.#log.append(this.#type.encode(msg).finish());
     this.#num++;
   }
+}
+
+function runDirFor(root: string, run: WandbRunInfo, online: boolean): string {
+  return join(wandbDir(root), `${online ? 'run' : 'offline-run'}-${wandbTimestamp(run.startTimeMs)}-${run.runId}`);
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+const SMALL_VARINTS = Array.from({ length: 128 }, (_, i) => String.fromCharCode(i));
+
+/** A non-negative integer (up to 2^53) as a protobuf varint, one char per byte. */
+function varint(n: number): string {
+  if (n < 128) return SMALL_VARINTS[n]!;
+  let out = '';
+  while (n >= 128) {
+    out += String.fromCharCode((n % 128) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  return out + String.fromCharCode(n);
 }
 
 // ---- reader ------------------------------------------------------------------------------------

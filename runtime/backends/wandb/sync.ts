@@ -9,9 +9,76 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { readEnv, type Env } from '../../core/env.js';
 import { describeRanges } from '../../io/framing.js';
-import type { SyncSummary } from '../../io/spool.js';
-import { fileStream, graphql, resumeStatus, upsertBucket, wandbConnect, wandbJson } from './index.js';
-import { findOfflineRuns, markSynced, readWandbFile } from './offline.js';
+import { listSpools, replaySpool, SpoolDamagedError, type SyncSummary } from '../../io/spool.js';
+import { fileStream, graphql, resumeStatus, upsertBucket, wandbConnect, wandbJson, type WandbSpoolRow } from './index.js';
+import { findOfflineRuns, markSynced, parseValueJson, readWandbFile } from './offline.js';
+
+/**
+ * Write-ahead spools of online runs (`<dir>/wandb/*.spool`, left by a process that was killed):
+ * each row is posted at its own history offset, so rows the server already has are rewritten with
+ * the same bytes and nothing is duplicated; then the summary (the server's, updated with the rows)
+ * and `complete` with exit code 1 (the process died), as `wandb sync` finishes a run without an
+ * exit record.
+ */
+export async function syncWandbSpools(dir: string, options: { out?: (line: string) => void; env?: Env } = {}): Promise<SyncSummary> {
+  const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const env = options.env ?? process.env;
+  const spools = (await listSpools(dir, 'wandb')).filter((s) => s.pending > 0);
+  const summary: SyncSummary = { spools: spools.length, sent: 0, duplicates: 0, failed: [] };
+  if (spools.length === 0) return summary;
+  const apiKey = readEnv(env, 'WANDB_API_KEY');
+  for (const s of spools) {
+    const meta = (s.header.meta ?? {}) as { entity?: string; project?: string; run_id?: string };
+    const baseUrl = readEnv(env, 'WANDB_BASE_URL') ?? s.header.target;
+    out(`${s.path}: ${s.pending} history row(s) of W&B run ${meta.entity}/${meta.project}/${meta.run_id} → ${baseUrl}`);
+    if (s.damaged.length > 0) out(`  damaged: ${describeRanges(s.damaged)} cannot be read; every intact record before and after is uploaded`);
+    if (!apiKey || !meta.project || !meta.run_id) {
+      const error = apiKey ? 'the spool header does not name the run' : 'no W&B API key (set WANDB_API_KEY)';
+      summary.failed.push({ path: s.path, error });
+      out(`  failed: ${error}`);
+      continue;
+    }
+    const conn = wandbConnect(baseUrl, apiKey, 30_000);
+    const { entity = '', project, run_id: runId } = meta;
+    try {
+      const values: Record<string, unknown> = { ...((await resumeStatus(conn, entity, project, runId))?.summary ?? {}) };
+      const post = async (rows: WandbSpoolRow[]): Promise<void> => {
+        for (const r of rows) Object.assign(values, parseValueJson(r.l) as Record<string, unknown>);
+        let i = 0;
+        while (i < rows.length) {
+          let j = i + 1;
+          while (j < rows.length && rows[j]!.o === rows[j - 1]!.o + 1) j++;
+          await fileStream(conn, entity, project, runId, {
+            files: {
+              'wandb-history.jsonl': { offset: rows[i]!.o, content: rows.slice(i, j).map((r) => r.l) },
+              'wandb-summary.json': { offset: 0, content: [wandbJson(values)] },
+            },
+          });
+          i = j;
+        }
+      };
+      let failure: unknown;
+      try {
+        const r = await replaySpool(s.path, (records) => post((records as WandbSpoolRow[]).sort((a, b) => a.o - b.o)), {
+          onProgress: (done, total) => out(`  ${done}/${total} history rows`),
+        });
+        summary.sent += r.sent;
+      } catch (e) {
+        if (!(e instanceof SpoolDamagedError)) throw e;
+        summary.sent += e.sent;
+        failure = e;
+      }
+      await fileStream(conn, entity, project, runId, { files: { 'wandb-summary.json': { offset: 0, content: [wandbJson(values)] } }, complete: true, exitcode: 1 });
+      if (failure) throw failure;
+    } catch (e) {
+      summary.failed.push({ path: s.path, error: (e as Error).message });
+      out(`  failed: ${(e as Error).message}${e instanceof SpoolDamagedError ? '' : ' (run sync again later; it rewrites the same offsets)'}`);
+    } finally {
+      await conn.http.close();
+    }
+  }
+  return summary;
+}
 
 export async function syncWandbRuns(dir: string, options: { out?: (line: string) => void; env?: Env } = {}): Promise<SyncSummary> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));

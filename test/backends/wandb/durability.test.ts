@@ -1,0 +1,135 @@
+// Issue 13.4 for W&B online runs: write-ahead under SIGKILL, and the in-memory cap spilling to disk.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { QUEUE_LIMITS } from '../../../runtime/backends/wandb/index.js';
+import { findOfflineRuns, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
+import { syncAll } from '../../../runtime/backends/sync.js';
+import { listSpools } from '../../../runtime/io/spool.js';
+import { ROOT, tempDir } from '../../support/helpers.js';
+import { WandbTestServer } from './server.js';
+
+const ENV = ['WANDB_API_KEY', 'WANDB_BASE_URL', 'WANDB_PROJECT', 'WANDB_ENTITY', 'WANDB_MODE', 'WANDB_DIR', 'WANDB_RUN_ID', 'WANDB_RESUME', 'WANDB_NAME', 'WANDB_NOTES', 'WANDB_TAGS', 'WANDB_RUN_GROUP', 'WANDB_JOB_TYPE', 'RANK', 'LOCAL_RANK'];
+let server: WandbTestServer;
+let dir: string;
+let warnings: string[];
+beforeEach(async () => {
+  for (const v of ENV) vi.stubEnv(v, undefined);
+  server = await WandbTestServer.start();
+  vi.stubEnv('WANDB_API_KEY', server.apiKey);
+  vi.stubEnv('WANDB_BASE_URL', server.url);
+  dir = tempDir('wandb-wal-');
+  warnings = [];
+  setWarningHandler((m) => warnings.push(m));
+});
+afterEach(async () => {
+  vi.unstubAllEnvs();
+  setWarningHandler(undefined);
+  await server.close();
+});
+
+describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4)', () => {
+  it('a child SIGKILLed mid-run with the server down: sync uploads every row logged before the last interval, once, at its offset', async () => {
+    const script = join(tempDir(), 'child.mts');
+    const interval = 0.4;
+    writeFileSync(
+      script,
+      `import { WandBTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
+const t = new WandBTracker({ run_name: 'killed', dir: ${JSON.stringify(dir)}, flush_interval_secs: ${interval} });
+await t.start();
+process.stdout.write('run ' + t.tracker.entity + ' ' + t.tracker.runId + '\\n');
+let step = 0;
+const go = () => {
+  for (let i = 0; i < 20; i++, step++) { const v = {}; for (let k = 0; k < 10; k++) v['m' + k] = step + k / 10; t.log(v, step); }
+  process.stdout.write('logged ' + (step - 1) + ' ' + Date.now() + '\\n');
+};
+go(); // these rows reach the server before it stops
+process.stdin.once('data', () => setInterval(go, 5));
+`,
+    );
+    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env, WANDB_API_KEY: server.apiKey, WANDB_BASE_URL: server.url }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const [entity, runId] = await new Promise<[string, string]>((resolve, reject) => {
+      proc.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const m = /^run (\S+) (\S+)$/m.exec(stdout);
+        if (m) resolve([m[1]!, m[2]!]);
+      });
+      proc.once('close', () => reject(new Error(`child ended early: ${stderr}`)));
+    });
+    for (let i = 0; i < 100 && !server.run(entity, 'killed', runId)!.history.length; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(server.run(entity, 'killed', runId)!.history.length).toBeGreaterThan(0); // the first rows were posted
+    await server.stop();
+    proc.stdin.write('go\n');
+    await new Promise((r) => setTimeout(r, 2500));
+    const killedAt = Date.now();
+    proc.kill('SIGKILL');
+    await once(proc, 'close');
+    const logged = [...stdout.matchAll(/^logged (\d+) (\d+)$/gm)].map((m) => ({ step: Number(m[1]), at: Number(m[2]) }));
+    expect(logged.length, stderr).toBeGreaterThan(50);
+    const mustHave = logged.filter((l) => l.at <= killedAt - interval * 1000 - 250).at(-1)!.step;
+    const lastLogged = logged.at(-1)!.step;
+    expect(mustHave).toBeGreaterThan(1000);
+
+    await server.restart();
+    const summary = await syncAll(dir, { out: () => undefined });
+    expect(summary.failed).toEqual([]);
+    const run = server.run(entity, 'killed', runId)!;
+    expect(run.problems).toEqual([]); // no gap, no line rewritten with other content
+    const steps = run.history.map((h) => h.row._step as number);
+    expect(run.history.map((h) => h.offset)).toEqual(steps.map((_, i) => i)); // one line per offset
+    expect(steps).toEqual(steps.map((_, i) => i)); // each step once, in order
+    expect(steps.length).toBeGreaterThan(mustHave);
+    expect(steps.length).toBeLessThanOrEqual(lastLogged + 1);
+    expect(run.history[mustHave]!.row).toMatchObject({ m0: mustHave, m9: mustHave + 0.9 });
+    expect(run).toMatchObject({ complete: true, exitcode: 1 });
+    expect((await syncAll(dir, { out: () => undefined })).spools).toBe(0);
+  }, 60_000);
+
+  it('with a healthy server the spool is removed at finish()', async () => {
+    const t = new WandBTracker({ run_name: 'healthy', dir, flush_interval_secs: 0.05 });
+    await t.start();
+    for (let i = 0; i < 300; i++) {
+      t.log({ a: i });
+      if (i % 100 === 99) await new Promise((r) => setTimeout(r, 80));
+    }
+    await t.finish();
+    const run = server.run(t.tracker.entity, 'healthy', t.tracker.runId)!;
+    expect(run.history).toHaveLength(300);
+    expect(run.problems).toEqual([]);
+    expect(await listSpools(dir, 'wandb')).toEqual([]);
+  });
+});
+
+describe('the in-memory cap spills to disk (issue 13.4)', () => {
+  it('past the cap the run continues in the .wandb file, in offset order; nothing is dropped and sync completes it', async () => {
+    const saved = QUEUE_LIMITS.maxPending;
+    QUEUE_LIMITS.maxPending = 50;
+    try {
+      const t = new WandBTracker({ run_name: 'cap', dir, retry_deadline_secs: 30 });
+      await t.start();
+      await server.stop(); // the first post waits on the server; the queue fills up
+      for (let i = 0; i <= 80; i++) t.log({ a: i }, i); // rows 0..79 committed, 80 pending
+      const [file] = await findOfflineRuns(dir);
+      expect(file).toBeDefined();
+      const { records } = await readWandbFile(file!);
+      expect(records.filter((r) => r.kind === 'history').map((r) => r.items!.a)).toEqual(Array.from({ length: 51 }, (_, i) => i)); // written at once, from the first unsent row
+      expect(warnings.some((w) => w.includes('faster than the server') && w.includes('trackspec sync'))).toBe(true);
+      await server.restart();
+      await t.finish();
+      const summary = await syncAll(dir, { out: () => undefined });
+      expect(summary.failed).toEqual([]);
+      const run = server.run(t.tracker.entity, 'cap', t.tracker.runId)!;
+      expect(run.problems).toEqual([]);
+      expect(run.history.map((h) => h.row.a)).toEqual(Array.from({ length: 81 }, (_, i) => i));
+      expect(run).toMatchObject({ complete: true, exitcode: 0 });
+    } finally {
+      QUEUE_LIMITS.maxPending = saved;
+    }
+  }, 60_000);
+});
