@@ -9,8 +9,9 @@
  *
  * Failure model: the file on disk is always a prefix of the record stream. If a write fails (even
  * after a partial write), the unwritten rest stays in memory, the error is remembered and reported
- * by the next `flushSync()`, and the next flush retries from the exact byte where
- * the file stopped, so nothing already on disk is ever corrupted. While the file keeps failing the
+ * by the next `flushSync()`. A write that failed part-way (a full disk) is cut back to the last
+ * whole record, and the next flush writes the rest again, so the file holds whole records only
+ * and nothing already on disk is ever corrupted. While the file keeps failing the
  * buffer may grow to `MAX_FAILED_BUFFER_BYTES`; beyond that new records are dropped (counted in
  * `droppedRecords`) instead of growing memory without bound.
  */
@@ -160,6 +161,18 @@ export class RecordFile {
         n = fs.writeSync(this.fd, this.buf, this.writtenPrefix, this.used - this.writtenPrefix);
       } catch (err) {
         this.pendingError = err;
+        if (this.writtenPrefix > 0) {
+          // Part of the buffer landed (e.g. the disk filled up mid-write): cut the file back to the
+          // buffer's start, a record boundary, so the file holds whole records only; the retry
+          // writes the whole buffer again.
+          try {
+            fs.ftruncateSync(this.fd, this.bytesOnDisk - this.writtenPrefix);
+            this.bytesOnDisk -= this.writtenPrefix;
+            this.writtenPrefix = 0;
+          } catch {
+            // keep the torn tail; the retry continues from the exact byte where the file stopped
+          }
+        }
         if (throwOnError) throw err;
         return;
       }

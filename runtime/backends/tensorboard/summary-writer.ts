@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import type { ImageData } from '../../core/driver.js';
 import { BackendError, ConfigError, ValidationError } from '../../core/errors.js';
 import { escapePointer } from '../../core/humanize.js';
+import { diskMessage } from '../../io/spool.js';
 import { registerExitHook } from '../../io/exit-hooks.js';
 import {
   EXPERIMENT_TAG,
@@ -116,7 +117,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 function wrapError(message: string, cause: unknown): BackendError {
   if (cause instanceof BackendError) return cause;
   const code = (cause as { code?: unknown } | null)?.code;
-  const detail = cause instanceof Error ? cause.message : String(cause);
+  const detail = cause instanceof Error ? diskMessage(cause) : String(cause); // says so when the disk is full
   return new BackendError(BACKEND, `${message}: ${detail}`, {
     cause,
     ...(typeof code === 'string' ? { code } : {}),
