@@ -56,14 +56,22 @@ interface Placed {
   d: number;
 }
 
+/** Marks an item acknowledged before it was written (the value is the WriteAhead that owns it). */
+const ACKED = Symbol('trackspec.writeAhead.acked');
+
 export class WriteAhead<T extends object> {
   readonly #opts: WriteAheadOptions<T>;
   /** Items pushed since the last tick (some may be acked by now). */
   #queue: T[] = [];
   /** Items to write at once (failed batches, spill-over), before the next tick. */
   #urgent: T[] = [];
-  /** Acked before they were written: skipped by the next tick. */
-  #ackedEarly = new WeakSet<T>();
+  /** Acked before they were written: marked on the item (cheaper than a WeakSet on the hot path). */
+  #ackedEarly = {
+    add: (it: T): void => {
+      (it as Record<symbol, unknown>)[ACKED] = this;
+    },
+    has: (it: T): boolean => (it as Record<symbol, unknown>)[ACKED] === this,
+  };
   /** Written items → their byte range(s) in the spool. */
   #where = new WeakMap<T, Placed>();
   /** Partial mode: records of an item delivered while it was not written yet. */
