@@ -5,6 +5,7 @@ import type { WandBOptions } from './wandb.options.gen.js';
 import type { CometMLOptions } from './comet_ml.options.gen.js';
 import type { AimOptions } from './aim.options.gen.js';
 import type { MLflowOptions } from './mlflow.options.gen.js';
+import type { DVCLiveOptions } from './dvclive.options.gen.js';
 
 /**
  * A trackspec tracker config file: the inputs of Tracking (log_with, logging_dir) and of initTrackers (project_name, config, init_kwargs).
@@ -21,7 +22,7 @@ export interface TrackingConfig {
   /**
    * Backends to log with: one name, a list, or "all".
    */
-  log_with: (("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "all") | [("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "all"), ...(("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "all"))[]]);
+  log_with: (("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "all") | [("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "all"), ...(("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "all"))[]]);
   /**
    * Directory for backends that require one (TensorBoard, Aim).
    */
@@ -41,5 +42,6 @@ export interface TrackingConfig {
     comet_ml?: Partial<CometMLOptions>;
     aim?: Partial<AimOptions>;
     mlflow?: Partial<MLflowOptions>;
+    dvclive?: Partial<DVCLiveOptions>;
   };
 }

@@ -5,12 +5,15 @@ import type { WandBOptions } from './wandb.options.gen.js';
 import type { CometMLOptions } from './comet_ml.options.gen.js';
 import type { AimOptions } from './aim.options.gen.js';
 import type { MLflowOptions } from './mlflow.options.gen.js';
+import type { DVCLiveOptions } from './dvclive.options.gen.js';
 import type { TrackingConfig } from './config.gen.js';
 
 /** Precompiled validator for AimTracker options. */
 export declare const validateAimOptions: ValidateFunction<AimOptions>;
 /** Precompiled validator for CometMLTracker options. */
 export declare const validateCometMLOptions: ValidateFunction<CometMLOptions>;
+/** Precompiled validator for DVCLiveTracker options. */
+export declare const validateDVCLiveOptions: ValidateFunction<DVCLiveOptions>;
 /** Precompiled validator for MLflowTracker options. */
 export declare const validateMLflowOptions: ValidateFunction<MLflowOptions>;
 /** Precompiled validator for TensorBoardTracker options. */

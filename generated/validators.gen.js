@@ -397,17 +397,138 @@ validate11.errors = vErrors;
 return errors === 0;
 }
 
-export const validateMLflowOptions = validate12;
-const schema13 = {"$id":"trackspec:options:mlflow","type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}};
-const pattern0 = new RegExp("^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$", "u");
+export const validateDVCLiveOptions = validate12;
+const schema13 = {"$id":"trackspec:options:dvclive","type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string"},"dir":{"type":"string","minLength":1},"resume":{"type":"boolean"},"dvcyaml":{"type":["string","boolean","null"],"minLength":1},"save_dvc_exp":{"type":"boolean"}}};
 
 function validate12(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+/*# sourceURL="trackspec:options:dvclive" */;
+let vErrors = null;
+let errors = 0;
+if(data && typeof data == "object" && !Array.isArray(data)){
+for(const key0 in data){
+if(!(((((key0 === "run_name") || (key0 === "dir")) || (key0 === "resume")) || (key0 === "dvcyaml")) || (key0 === "save_dvc_exp"))){
+const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+}
+if(data.run_name !== undefined){
+if(typeof data.run_name !== "string"){
+const err1 = {instancePath:instancePath+"/run_name",schemaPath:"#/properties/run_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+}
+if(data.dir !== undefined){
+let data1 = data.dir;
+if(typeof data1 === "string"){
+if(func2(data1) < 1){
+const err2 = {instancePath:instancePath+"/dir",schemaPath:"#/properties/dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+}
+else {
+const err3 = {instancePath:instancePath+"/dir",schemaPath:"#/properties/dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+}
+if(data.resume !== undefined){
+if(typeof data.resume !== "boolean"){
+const err4 = {instancePath:instancePath+"/resume",schemaPath:"#/properties/resume/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+if(data.dvcyaml !== undefined){
+let data3 = data.dvcyaml;
+if(((typeof data3 !== "string") && (typeof data3 !== "boolean")) && (data3 !== null)){
+const err5 = {instancePath:instancePath+"/dvcyaml",schemaPath:"#/properties/dvcyaml/type",keyword:"type",params:{type: schema13.properties.dvcyaml.type},message:"must be string,boolean,null"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+if(typeof data3 === "string"){
+if(func2(data3) < 1){
+const err6 = {instancePath:instancePath+"/dvcyaml",schemaPath:"#/properties/dvcyaml/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+}
+}
+if(data.save_dvc_exp !== undefined){
+if(typeof data.save_dvc_exp !== "boolean"){
+const err7 = {instancePath:instancePath+"/save_dvc_exp",schemaPath:"#/properties/save_dvc_exp/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+}
+else {
+const err8 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+validate12.errors = vErrors;
+return errors === 0;
+}
+
+export const validateMLflowOptions = validate13;
+const schema14 = {"$id":"trackspec:options:mlflow","type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}};
+const pattern0 = new RegExp("^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$", "u");
+
+function validate13(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="trackspec:options:mlflow" */;
 let vErrors = null;
 let errors = 0;
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
-if(!(func3.call(schema13.properties, key0))){
+if(!(func3.call(schema14.properties, key0))){
 const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err0];
@@ -421,7 +542,7 @@ errors++;
 if(data.experiment_name !== undefined){
 let data0 = data.experiment_name;
 if((typeof data0 !== "string") && (data0 !== null)){
-const err1 = {instancePath:instancePath+"/experiment_name",schemaPath:"#/properties/experiment_name/type",keyword:"type",params:{type: schema13.properties.experiment_name.type},message:"must be string,null"};
+const err1 = {instancePath:instancePath+"/experiment_name",schemaPath:"#/properties/experiment_name/type",keyword:"type",params:{type: schema14.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -434,7 +555,7 @@ errors++;
 if(data.logging_dir !== undefined){
 let data1 = data.logging_dir;
 if((typeof data1 !== "string") && (data1 !== null)){
-const err2 = {instancePath:instancePath+"/logging_dir",schemaPath:"#/properties/logging_dir/type",keyword:"type",params:{type: schema13.properties.logging_dir.type},message:"must be string,null"};
+const err2 = {instancePath:instancePath+"/logging_dir",schemaPath:"#/properties/logging_dir/type",keyword:"type",params:{type: schema14.properties.logging_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -447,7 +568,7 @@ errors++;
 if(data.run_id !== undefined){
 let data2 = data.run_id;
 if((typeof data2 !== "string") && (data2 !== null)){
-const err3 = {instancePath:instancePath+"/run_id",schemaPath:"#/properties/run_id/type",keyword:"type",params:{type: schema13.properties.run_id.type},message:"must be string,null"};
+const err3 = {instancePath:instancePath+"/run_id",schemaPath:"#/properties/run_id/type",keyword:"type",params:{type: schema14.properties.run_id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -478,7 +599,7 @@ if(data3 && typeof data3 == "object" && !Array.isArray(data3)){
 for(const key1 in data3){
 let data4 = data3[key1];
 if(((typeof data4 !== "string") && (!((typeof data4 == "number") && (isFinite(data4))))) && (typeof data4 !== "boolean")){
-const err5 = {instancePath:instancePath+"/tags/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema13.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
+const err5 = {instancePath:instancePath+"/tags/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema14.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -568,7 +689,7 @@ errors++;
 if(data.run_name !== undefined){
 let data6 = data.run_name;
 if((typeof data6 !== "string") && (data6 !== null)){
-const err11 = {instancePath:instancePath+"/run_name",schemaPath:"#/properties/run_name/type",keyword:"type",params:{type: schema13.properties.run_name.type},message:"must be string,null"};
+const err11 = {instancePath:instancePath+"/run_name",schemaPath:"#/properties/run_name/type",keyword:"type",params:{type: schema14.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -581,7 +702,7 @@ errors++;
 if(data.description !== undefined){
 let data7 = data.description;
 if((typeof data7 !== "string") && (data7 !== null)){
-const err12 = {instancePath:instancePath+"/description",schemaPath:"#/properties/description/type",keyword:"type",params:{type: schema13.properties.description.type},message:"must be string,null"};
+const err12 = {instancePath:instancePath+"/description",schemaPath:"#/properties/description/type",keyword:"type",params:{type: schema14.properties.description.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -594,7 +715,7 @@ errors++;
 if(data.tracking_uri !== undefined){
 let data8 = data.tracking_uri;
 if((typeof data8 !== "string") && (data8 !== null)){
-const err13 = {instancePath:instancePath+"/tracking_uri",schemaPath:"#/properties/tracking_uri/type",keyword:"type",params:{type: schema13.properties.tracking_uri.type},message:"must be string,null"};
+const err13 = {instancePath:instancePath+"/tracking_uri",schemaPath:"#/properties/tracking_uri/type",keyword:"type",params:{type: schema14.properties.tracking_uri.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -669,7 +790,7 @@ errors++;
 if(data.spool_dir !== undefined){
 let data12 = data.spool_dir;
 if((typeof data12 !== "string") && (data12 !== null)){
-const err19 = {instancePath:instancePath+"/spool_dir",schemaPath:"#/properties/spool_dir/type",keyword:"type",params:{type: schema13.properties.spool_dir.type},message:"must be string,null"};
+const err19 = {instancePath:instancePath+"/spool_dir",schemaPath:"#/properties/spool_dir/type",keyword:"type",params:{type: schema14.properties.spool_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -690,14 +811,14 @@ vErrors.push(err20);
 }
 errors++;
 }
-validate12.errors = vErrors;
+validate13.errors = vErrors;
 return errors === 0;
 }
 
-export const validateTensorBoardOptions = validate13;
-const schema14 = {"$id":"trackspec:options:tensorboard","type":"object","additionalProperties":false,"required":["run_name","logging_dir"],"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
+export const validateTensorBoardOptions = validate14;
+const schema15 = {"$id":"trackspec:options:tensorboard","type":"object","additionalProperties":false,"required":["run_name","logging_dir"],"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
 
-function validate13(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate14(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="trackspec:options:tensorboard" */;
 let vErrors = null;
 let errors = 0;
@@ -849,7 +970,7 @@ errors++;
 if(data.purge_step !== undefined){
 let data5 = data.purge_step;
 if((!(((typeof data5 == "number") && (!(data5 % 1) && !isNaN(data5))) && (isFinite(data5)))) && (data5 !== null)){
-const err12 = {instancePath:instancePath+"/purge_step",schemaPath:"#/properties/purge_step/type",keyword:"type",params:{type: schema14.properties.purge_step.type},message:"must be integer,null"};
+const err12 = {instancePath:instancePath+"/purge_step",schemaPath:"#/properties/purge_step/type",keyword:"type",params:{type: schema15.properties.purge_step.type},message:"must be integer,null"};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -882,21 +1003,22 @@ vErrors.push(err14);
 }
 errors++;
 }
-validate13.errors = vErrors;
+validate14.errors = vErrors;
 return errors === 0;
 }
 
-export const validateTrackingConfig = validate14;
-const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}}},"$id":"trackspec:tracking-config"};
-const schema16 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
-const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
-const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}};
-const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
-const schema20 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}};
+export const validateTrackingConfig = validate15;
+const schema16 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"},"dvclive":{"$ref":"#/definitions/DVCLiveOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}},"DVCLiveOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string"},"dir":{"type":"string","minLength":1},"resume":{"type":"boolean"},"dvcyaml":{"type":["string","boolean","null"],"minLength":1},"save_dvc_exp":{"type":"boolean"}}}},"$id":"trackspec:tracking-config"};
+const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
+const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
+const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}};
+const schema20 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
+const schema21 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}};
+const schema22 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string"},"dir":{"type":"string","minLength":1},"resume":{"type":"boolean"},"dvcyaml":{"type":["string","boolean","null"],"minLength":1},"save_dvc_exp":{"type":"boolean"}}};
 const func0 = deepEqual;
 const pattern1 = new RegExp("^[^/\\\\#?%:]+$", "u");
 
-function validate14(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="trackspec:tracking-config" */;
 let vErrors = null;
 let errors = 0;
@@ -975,8 +1097,8 @@ let data2 = data.log_with;
 const _errs7 = errors;
 let valid1 = false;
 const _errs8 = errors;
-if(!((((((data2 === "tensorboard") || (data2 === "wandb")) || (data2 === "comet_ml")) || (data2 === "aim")) || (data2 === "mlflow")) || (data2 === "all"))){
-const err6 = {instancePath:instancePath+"/log_with",schemaPath:"#/properties/log_with/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema15.properties.log_with.anyOf[0].enum},message:"must be equal to one of the allowed values"};
+if(!(((((((data2 === "tensorboard") || (data2 === "wandb")) || (data2 === "comet_ml")) || (data2 === "aim")) || (data2 === "mlflow")) || (data2 === "dvclive")) || (data2 === "all"))){
+const err6 = {instancePath:instancePath+"/log_with",schemaPath:"#/properties/log_with/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema16.properties.log_with.anyOf[0].enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -1003,8 +1125,8 @@ errors++;
 const len0 = data2.length;
 for(let i0=0; i0<len0; i0++){
 let data3 = data2[i0];
-if(!((((((data3 === "tensorboard") || (data3 === "wandb")) || (data3 === "comet_ml")) || (data3 === "aim")) || (data3 === "mlflow")) || (data3 === "all"))){
-const err8 = {instancePath:instancePath+"/log_with/" + i0,schemaPath:"#/properties/log_with/anyOf/1/items/enum",keyword:"enum",params:{allowedValues: schema15.properties.log_with.anyOf[1].items.enum},message:"must be equal to one of the allowed values"};
+if(!(((((((data3 === "tensorboard") || (data3 === "wandb")) || (data3 === "comet_ml")) || (data3 === "aim")) || (data3 === "mlflow")) || (data3 === "dvclive")) || (data3 === "all"))){
+const err8 = {instancePath:instancePath+"/log_with/" + i0,schemaPath:"#/properties/log_with/anyOf/1/items/enum",keyword:"enum",params:{allowedValues: schema16.properties.log_with.anyOf[1].items.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -1073,7 +1195,7 @@ vErrors = null;
 if(data.logging_dir !== undefined){
 let data4 = data.logging_dir;
 if((typeof data4 !== "string") && (data4 !== null)){
-const err12 = {instancePath:instancePath+"/logging_dir",schemaPath:"#/properties/logging_dir/type",keyword:"type",params:{type: schema15.properties.logging_dir.type},message:"must be string,null"};
+const err12 = {instancePath:instancePath+"/logging_dir",schemaPath:"#/properties/logging_dir/type",keyword:"type",params:{type: schema16.properties.logging_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -1086,7 +1208,7 @@ errors++;
 if(data.config !== undefined){
 let data5 = data.config;
 if((!(data5 && typeof data5 == "object" && !Array.isArray(data5))) && (data5 !== null)){
-const err13 = {instancePath:instancePath+"/config",schemaPath:"#/properties/config/type",keyword:"type",params:{type: schema15.properties.config.type},message:"must be object,null"};
+const err13 = {instancePath:instancePath+"/config",schemaPath:"#/properties/config/type",keyword:"type",params:{type: schema16.properties.config.type},message:"must be object,null"};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -1100,7 +1222,7 @@ if(data.init_kwargs !== undefined){
 let data6 = data.init_kwargs;
 if(data6 && typeof data6 == "object" && !Array.isArray(data6)){
 for(const key1 in data6){
-if(!(((((key1 === "tensorboard") || (key1 === "wandb")) || (key1 === "comet_ml")) || (key1 === "aim")) || (key1 === "mlflow"))){
+if(!((((((key1 === "tensorboard") || (key1 === "wandb")) || (key1 === "comet_ml")) || (key1 === "aim")) || (key1 === "mlflow")) || (key1 === "dvclive"))){
 const err14 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err14];
@@ -1241,7 +1363,7 @@ errors++;
 if(data7.purge_step !== undefined){
 let data13 = data7.purge_step;
 if((!(((typeof data13 == "number") && (!(data13 % 1) && !isNaN(data13))) && (isFinite(data13)))) && (data13 !== null)){
-const err25 = {instancePath:instancePath+"/init_kwargs/tensorboard/purge_step",schemaPath:"#/definitions/TensorBoardOptions/properties/purge_step/type",keyword:"type",params:{type: schema16.properties.purge_step.type},message:"must be integer,null"};
+const err25 = {instancePath:instancePath+"/init_kwargs/tensorboard/purge_step",schemaPath:"#/definitions/TensorBoardOptions/properties/purge_step/type",keyword:"type",params:{type: schema17.properties.purge_step.type},message:"must be integer,null"};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -1279,7 +1401,7 @@ if(data6.wandb !== undefined){
 let data14 = data6.wandb;
 if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
 for(const key3 in data14){
-if(!(func3.call(schema17.properties, key3))){
+if(!(func3.call(schema18.properties, key3))){
 const err28 = {instancePath:instancePath+"/init_kwargs/wandb",schemaPath:"#/definitions/WandBOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err28];
@@ -1293,7 +1415,7 @@ errors++;
 if(data14.run_name !== undefined){
 let data15 = data14.run_name;
 if((typeof data15 !== "string") && (data15 !== null)){
-const err29 = {instancePath:instancePath+"/init_kwargs/wandb/run_name",schemaPath:"#/definitions/WandBOptions/properties/run_name/type",keyword:"type",params:{type: schema17.properties.run_name.type},message:"must be string,null"};
+const err29 = {instancePath:instancePath+"/init_kwargs/wandb/run_name",schemaPath:"#/definitions/WandBOptions/properties/run_name/type",keyword:"type",params:{type: schema18.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -1306,7 +1428,7 @@ errors++;
 if(data14.entity !== undefined){
 let data16 = data14.entity;
 if((typeof data16 !== "string") && (data16 !== null)){
-const err30 = {instancePath:instancePath+"/init_kwargs/wandb/entity",schemaPath:"#/definitions/WandBOptions/properties/entity/type",keyword:"type",params:{type: schema17.properties.entity.type},message:"must be string,null"};
+const err30 = {instancePath:instancePath+"/init_kwargs/wandb/entity",schemaPath:"#/definitions/WandBOptions/properties/entity/type",keyword:"type",params:{type: schema18.properties.entity.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -1319,7 +1441,7 @@ errors++;
 if(data14.name !== undefined){
 let data17 = data14.name;
 if((typeof data17 !== "string") && (data17 !== null)){
-const err31 = {instancePath:instancePath+"/init_kwargs/wandb/name",schemaPath:"#/definitions/WandBOptions/properties/name/type",keyword:"type",params:{type: schema17.properties.name.type},message:"must be string,null"};
+const err31 = {instancePath:instancePath+"/init_kwargs/wandb/name",schemaPath:"#/definitions/WandBOptions/properties/name/type",keyword:"type",params:{type: schema18.properties.name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -1332,7 +1454,7 @@ errors++;
 if(data14.id !== undefined){
 let data18 = data14.id;
 if((typeof data18 !== "string") && (data18 !== null)){
-const err32 = {instancePath:instancePath+"/init_kwargs/wandb/id",schemaPath:"#/definitions/WandBOptions/properties/id/type",keyword:"type",params:{type: schema17.properties.id.type},message:"must be string,null"};
+const err32 = {instancePath:instancePath+"/init_kwargs/wandb/id",schemaPath:"#/definitions/WandBOptions/properties/id/type",keyword:"type",params:{type: schema18.properties.id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -1357,7 +1479,7 @@ errors++;
 if(data14.group !== undefined){
 let data19 = data14.group;
 if((typeof data19 !== "string") && (data19 !== null)){
-const err34 = {instancePath:instancePath+"/init_kwargs/wandb/group",schemaPath:"#/definitions/WandBOptions/properties/group/type",keyword:"type",params:{type: schema17.properties.group.type},message:"must be string,null"};
+const err34 = {instancePath:instancePath+"/init_kwargs/wandb/group",schemaPath:"#/definitions/WandBOptions/properties/group/type",keyword:"type",params:{type: schema18.properties.group.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -1370,7 +1492,7 @@ errors++;
 if(data14.job_type !== undefined){
 let data20 = data14.job_type;
 if((typeof data20 !== "string") && (data20 !== null)){
-const err35 = {instancePath:instancePath+"/init_kwargs/wandb/job_type",schemaPath:"#/definitions/WandBOptions/properties/job_type/type",keyword:"type",params:{type: schema17.properties.job_type.type},message:"must be string,null"};
+const err35 = {instancePath:instancePath+"/init_kwargs/wandb/job_type",schemaPath:"#/definitions/WandBOptions/properties/job_type/type",keyword:"type",params:{type: schema18.properties.job_type.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -1383,7 +1505,7 @@ errors++;
 if(data14.tags !== undefined){
 let data21 = data14.tags;
 if((!(Array.isArray(data21))) && (data21 !== null)){
-const err36 = {instancePath:instancePath+"/init_kwargs/wandb/tags",schemaPath:"#/definitions/WandBOptions/properties/tags/type",keyword:"type",params:{type: schema17.properties.tags.type},message:"must be array,null"};
+const err36 = {instancePath:instancePath+"/init_kwargs/wandb/tags",schemaPath:"#/definitions/WandBOptions/properties/tags/type",keyword:"type",params:{type: schema18.properties.tags.type},message:"must be array,null"};
 if(vErrors === null){
 vErrors = [err36];
 }
@@ -1411,7 +1533,7 @@ errors++;
 if(data14.notes !== undefined){
 let data23 = data14.notes;
 if((typeof data23 !== "string") && (data23 !== null)){
-const err38 = {instancePath:instancePath+"/init_kwargs/wandb/notes",schemaPath:"#/definitions/WandBOptions/properties/notes/type",keyword:"type",params:{type: schema17.properties.notes.type},message:"must be string,null"};
+const err38 = {instancePath:instancePath+"/init_kwargs/wandb/notes",schemaPath:"#/definitions/WandBOptions/properties/notes/type",keyword:"type",params:{type: schema18.properties.notes.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err38];
 }
@@ -1424,7 +1546,7 @@ errors++;
 if(data14.config !== undefined){
 let data24 = data14.config;
 if((!(data24 && typeof data24 == "object" && !Array.isArray(data24))) && (data24 !== null)){
-const err39 = {instancePath:instancePath+"/init_kwargs/wandb/config",schemaPath:"#/definitions/WandBOptions/properties/config/type",keyword:"type",params:{type: schema17.properties.config.type},message:"must be object,null"};
+const err39 = {instancePath:instancePath+"/init_kwargs/wandb/config",schemaPath:"#/definitions/WandBOptions/properties/config/type",keyword:"type",params:{type: schema18.properties.config.type},message:"must be object,null"};
 if(vErrors === null){
 vErrors = [err39];
 }
@@ -1437,7 +1559,7 @@ errors++;
 if(data14.mode !== undefined){
 let data25 = data14.mode;
 if(!(((data25 === "online") || (data25 === "offline")) || (data25 === "disabled"))){
-const err40 = {instancePath:instancePath+"/init_kwargs/wandb/mode",schemaPath:"#/definitions/WandBOptions/properties/mode/enum",keyword:"enum",params:{allowedValues: schema17.properties.mode.enum},message:"must be equal to one of the allowed values"};
+const err40 = {instancePath:instancePath+"/init_kwargs/wandb/mode",schemaPath:"#/definitions/WandBOptions/properties/mode/enum",keyword:"enum",params:{allowedValues: schema18.properties.mode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err40];
 }
@@ -1450,7 +1572,7 @@ errors++;
 if(data14.dir !== undefined){
 let data26 = data14.dir;
 if((typeof data26 !== "string") && (data26 !== null)){
-const err41 = {instancePath:instancePath+"/init_kwargs/wandb/dir",schemaPath:"#/definitions/WandBOptions/properties/dir/type",keyword:"type",params:{type: schema17.properties.dir.type},message:"must be string,null"};
+const err41 = {instancePath:instancePath+"/init_kwargs/wandb/dir",schemaPath:"#/definitions/WandBOptions/properties/dir/type",keyword:"type",params:{type: schema18.properties.dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -1463,7 +1585,7 @@ errors++;
 if(data14.resume !== undefined){
 let data27 = data14.resume;
 if(!(((((data27 === "allow") || (data27 === "must")) || (data27 === "never")) || (data27 === "auto")) || (data27 === null))){
-const err42 = {instancePath:instancePath+"/init_kwargs/wandb/resume",schemaPath:"#/definitions/WandBOptions/properties/resume/enum",keyword:"enum",params:{allowedValues: schema17.properties.resume.enum},message:"must be equal to one of the allowed values"};
+const err42 = {instancePath:instancePath+"/init_kwargs/wandb/resume",schemaPath:"#/definitions/WandBOptions/properties/resume/enum",keyword:"enum",params:{allowedValues: schema18.properties.resume.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -1476,7 +1598,7 @@ errors++;
 if(data14.api_key !== undefined){
 let data28 = data14.api_key;
 if((typeof data28 !== "string") && (data28 !== null)){
-const err43 = {instancePath:instancePath+"/init_kwargs/wandb/api_key",schemaPath:"#/definitions/WandBOptions/properties/api_key/type",keyword:"type",params:{type: schema17.properties.api_key.type},message:"must be string,null"};
+const err43 = {instancePath:instancePath+"/init_kwargs/wandb/api_key",schemaPath:"#/definitions/WandBOptions/properties/api_key/type",keyword:"type",params:{type: schema18.properties.api_key.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -1601,7 +1723,7 @@ if(data6.comet_ml !== undefined){
 let data34 = data6.comet_ml;
 if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 for(const key4 in data34){
-if(!(func3.call(schema18.properties, key4))){
+if(!(func3.call(schema19.properties, key4))){
 const err53 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err53];
@@ -1615,7 +1737,7 @@ errors++;
 if(data34.run_name !== undefined){
 let data35 = data34.run_name;
 if((typeof data35 !== "string") && (data35 !== null)){
-const err54 = {instancePath:instancePath+"/init_kwargs/comet_ml/run_name",schemaPath:"#/definitions/CometMLOptions/properties/run_name/type",keyword:"type",params:{type: schema18.properties.run_name.type},message:"must be string,null"};
+const err54 = {instancePath:instancePath+"/init_kwargs/comet_ml/run_name",schemaPath:"#/definitions/CometMLOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -1628,7 +1750,7 @@ errors++;
 if(data34.project_name !== undefined){
 let data36 = data34.project_name;
 if((typeof data36 !== "string") && (data36 !== null)){
-const err55 = {instancePath:instancePath+"/init_kwargs/comet_ml/project_name",schemaPath:"#/definitions/CometMLOptions/properties/project_name/type",keyword:"type",params:{type: schema18.properties.project_name.type},message:"must be string,null"};
+const err55 = {instancePath:instancePath+"/init_kwargs/comet_ml/project_name",schemaPath:"#/definitions/CometMLOptions/properties/project_name/type",keyword:"type",params:{type: schema19.properties.project_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -1641,7 +1763,7 @@ errors++;
 if(data34.workspace !== undefined){
 let data37 = data34.workspace;
 if((typeof data37 !== "string") && (data37 !== null)){
-const err56 = {instancePath:instancePath+"/init_kwargs/comet_ml/workspace",schemaPath:"#/definitions/CometMLOptions/properties/workspace/type",keyword:"type",params:{type: schema18.properties.workspace.type},message:"must be string,null"};
+const err56 = {instancePath:instancePath+"/init_kwargs/comet_ml/workspace",schemaPath:"#/definitions/CometMLOptions/properties/workspace/type",keyword:"type",params:{type: schema19.properties.workspace.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -1654,7 +1776,7 @@ errors++;
 if(data34.experiment_name !== undefined){
 let data38 = data34.experiment_name;
 if((typeof data38 !== "string") && (data38 !== null)){
-const err57 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_name",schemaPath:"#/definitions/CometMLOptions/properties/experiment_name/type",keyword:"type",params:{type: schema18.properties.experiment_name.type},message:"must be string,null"};
+const err57 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_name",schemaPath:"#/definitions/CometMLOptions/properties/experiment_name/type",keyword:"type",params:{type: schema19.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -1667,7 +1789,7 @@ errors++;
 if(data34.experiment_key !== undefined){
 let data39 = data34.experiment_key;
 if((typeof data39 !== "string") && (data39 !== null)){
-const err58 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_key",schemaPath:"#/definitions/CometMLOptions/properties/experiment_key/type",keyword:"type",params:{type: schema18.properties.experiment_key.type},message:"must be string,null"};
+const err58 = {instancePath:instancePath+"/init_kwargs/comet_ml/experiment_key",schemaPath:"#/definitions/CometMLOptions/properties/experiment_key/type",keyword:"type",params:{type: schema19.properties.experiment_key.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -1692,7 +1814,7 @@ errors++;
 if(data34.mode !== undefined){
 let data41 = data34.mode;
 if(!(((data41 === "get") || (data41 === "create")) || (data41 === "get_or_create"))){
-const err60 = {instancePath:instancePath+"/init_kwargs/comet_ml/mode",schemaPath:"#/definitions/CometMLOptions/properties/mode/enum",keyword:"enum",params:{allowedValues: schema18.properties.mode.enum},message:"must be equal to one of the allowed values"};
+const err60 = {instancePath:instancePath+"/init_kwargs/comet_ml/mode",schemaPath:"#/definitions/CometMLOptions/properties/mode/enum",keyword:"enum",params:{allowedValues: schema19.properties.mode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -1717,7 +1839,7 @@ errors++;
 if(data34.api_key !== undefined){
 let data43 = data34.api_key;
 if((typeof data43 !== "string") && (data43 !== null)){
-const err62 = {instancePath:instancePath+"/init_kwargs/comet_ml/api_key",schemaPath:"#/definitions/CometMLOptions/properties/api_key/type",keyword:"type",params:{type: schema18.properties.api_key.type},message:"must be string,null"};
+const err62 = {instancePath:instancePath+"/init_kwargs/comet_ml/api_key",schemaPath:"#/definitions/CometMLOptions/properties/api_key/type",keyword:"type",params:{type: schema19.properties.api_key.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -1843,7 +1965,7 @@ errors++;
 if(data49.run_name !== undefined){
 let data50 = data49.run_name;
 if((typeof data50 !== "string") && (data50 !== null)){
-const err72 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema19.properties.run_name.type},message:"must be string,null"};
+const err72 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1881,7 +2003,7 @@ errors++;
 if(data49.experiment !== undefined){
 let data52 = data49.experiment;
 if((typeof data52 !== "string") && (data52 !== null)){
-const err75 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema19.properties.experiment.type},message:"must be string,null"};
+const err75 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema20.properties.experiment.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1894,7 +2016,7 @@ errors++;
 if(data49.run_hash !== undefined){
 let data53 = data49.run_hash;
 if((typeof data53 !== "string") && (data53 !== null)){
-const err76 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema19.properties.run_hash.type},message:"must be string,null"};
+const err76 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema20.properties.run_hash.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1907,7 +2029,7 @@ errors++;
 if(data49.system_tracking_interval !== undefined){
 let data54 = data49.system_tracking_interval;
 if((!((typeof data54 == "number") && (isFinite(data54)))) && (data54 !== null)){
-const err77 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema19.properties.system_tracking_interval.type},message:"must be number,null"};
+const err77 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema20.properties.system_tracking_interval.type},message:"must be number,null"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1970,7 +2092,7 @@ if(data6.mlflow !== undefined){
 let data57 = data6.mlflow;
 if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
 for(const key6 in data57){
-if(!(func3.call(schema20.properties, key6))){
+if(!(func3.call(schema21.properties, key6))){
 const err82 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err82];
@@ -1984,7 +2106,7 @@ errors++;
 if(data57.experiment_name !== undefined){
 let data58 = data57.experiment_name;
 if((typeof data58 !== "string") && (data58 !== null)){
-const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema20.properties.experiment_name.type},message:"must be string,null"};
+const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema21.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1997,7 +2119,7 @@ errors++;
 if(data57.logging_dir !== undefined){
 let data59 = data57.logging_dir;
 if((typeof data59 !== "string") && (data59 !== null)){
-const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema20.properties.logging_dir.type},message:"must be string,null"};
+const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema21.properties.logging_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -2010,7 +2132,7 @@ errors++;
 if(data57.run_id !== undefined){
 let data60 = data57.run_id;
 if((typeof data60 !== "string") && (data60 !== null)){
-const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema20.properties.run_id.type},message:"must be string,null"};
+const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema21.properties.run_id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -2041,7 +2163,7 @@ if(data61 && typeof data61 == "object" && !Array.isArray(data61)){
 for(const key7 in data61){
 let data62 = data61[key7];
 if(((typeof data62 !== "string") && (!((typeof data62 == "number") && (isFinite(data62))))) && (typeof data62 !== "boolean")){
-const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema20.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
+const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema21.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -2131,7 +2253,7 @@ errors++;
 if(data57.run_name !== undefined){
 let data64 = data57.run_name;
 if((typeof data64 !== "string") && (data64 !== null)){
-const err93 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
+const err93 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema21.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -2144,7 +2266,7 @@ errors++;
 if(data57.description !== undefined){
 let data65 = data57.description;
 if((typeof data65 !== "string") && (data65 !== null)){
-const err94 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema20.properties.description.type},message:"must be string,null"};
+const err94 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema21.properties.description.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -2157,7 +2279,7 @@ errors++;
 if(data57.tracking_uri !== undefined){
 let data66 = data57.tracking_uri;
 if((typeof data66 !== "string") && (data66 !== null)){
-const err95 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema20.properties.tracking_uri.type},message:"must be string,null"};
+const err95 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema21.properties.tracking_uri.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -2232,7 +2354,7 @@ errors++;
 if(data57.spool_dir !== undefined){
 let data70 = data57.spool_dir;
 if((typeof data70 !== "string") && (data70 !== null)){
-const err101 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema20.properties.spool_dir.type},message:"must be string,null"};
+const err101 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema21.properties.spool_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -2254,9 +2376,12 @@ vErrors.push(err102);
 errors++;
 }
 }
-}
-else {
-const err103 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data6.dvclive !== undefined){
+let data71 = data6.dvclive;
+if(data71 && typeof data71 == "object" && !Array.isArray(data71)){
+for(const key8 in data71){
+if(!(((((key8 === "run_name") || (key8 === "dir")) || (key8 === "resume")) || (key8 === "dvcyaml")) || (key8 === "save_dvc_exp"))){
+const err103 = {instancePath:instancePath+"/init_kwargs/dvclive",schemaPath:"#/definitions/DVCLiveOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -2266,9 +2391,9 @@ vErrors.push(err103);
 errors++;
 }
 }
-}
-else {
-const err104 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data71.run_name !== undefined){
+if(typeof data71.run_name !== "string"){
+const err104 = {instancePath:instancePath+"/init_kwargs/dvclive/run_name",schemaPath:"#/definitions/DVCLiveOptions/properties/run_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -2277,20 +2402,130 @@ vErrors.push(err104);
 }
 errors++;
 }
-validate14.errors = vErrors;
+}
+if(data71.dir !== undefined){
+let data73 = data71.dir;
+if(typeof data73 === "string"){
+if(func2(data73) < 1){
+const err105 = {instancePath:instancePath+"/init_kwargs/dvclive/dir",schemaPath:"#/definitions/DVCLiveOptions/properties/dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err105];
+}
+else {
+vErrors.push(err105);
+}
+errors++;
+}
+}
+else {
+const err106 = {instancePath:instancePath+"/init_kwargs/dvclive/dir",schemaPath:"#/definitions/DVCLiveOptions/properties/dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err106];
+}
+else {
+vErrors.push(err106);
+}
+errors++;
+}
+}
+if(data71.resume !== undefined){
+if(typeof data71.resume !== "boolean"){
+const err107 = {instancePath:instancePath+"/init_kwargs/dvclive/resume",schemaPath:"#/definitions/DVCLiveOptions/properties/resume/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err107];
+}
+else {
+vErrors.push(err107);
+}
+errors++;
+}
+}
+if(data71.dvcyaml !== undefined){
+let data75 = data71.dvcyaml;
+if(((typeof data75 !== "string") && (typeof data75 !== "boolean")) && (data75 !== null)){
+const err108 = {instancePath:instancePath+"/init_kwargs/dvclive/dvcyaml",schemaPath:"#/definitions/DVCLiveOptions/properties/dvcyaml/type",keyword:"type",params:{type: schema22.properties.dvcyaml.type},message:"must be string,boolean,null"};
+if(vErrors === null){
+vErrors = [err108];
+}
+else {
+vErrors.push(err108);
+}
+errors++;
+}
+if(typeof data75 === "string"){
+if(func2(data75) < 1){
+const err109 = {instancePath:instancePath+"/init_kwargs/dvclive/dvcyaml",schemaPath:"#/definitions/DVCLiveOptions/properties/dvcyaml/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err109];
+}
+else {
+vErrors.push(err109);
+}
+errors++;
+}
+}
+}
+if(data71.save_dvc_exp !== undefined){
+if(typeof data71.save_dvc_exp !== "boolean"){
+const err110 = {instancePath:instancePath+"/init_kwargs/dvclive/save_dvc_exp",schemaPath:"#/definitions/DVCLiveOptions/properties/save_dvc_exp/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err110];
+}
+else {
+vErrors.push(err110);
+}
+errors++;
+}
+}
+}
+else {
+const err111 = {instancePath:instancePath+"/init_kwargs/dvclive",schemaPath:"#/definitions/DVCLiveOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err111];
+}
+else {
+vErrors.push(err111);
+}
+errors++;
+}
+}
+}
+else {
+const err112 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err112];
+}
+else {
+vErrors.push(err112);
+}
+errors++;
+}
+}
+}
+else {
+const err113 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err113];
+}
+else {
+vErrors.push(err113);
+}
+errors++;
+}
+validate15.errors = vErrors;
 return errors === 0;
 }
 
-export const validateWandBOptions = validate15;
-const schema21 = {"$id":"trackspec:options:wandb","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
+export const validateWandBOptions = validate16;
+const schema23 = {"$id":"trackspec:options:wandb","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 
-function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate16(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="trackspec:options:wandb" */;
 let vErrors = null;
 let errors = 0;
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
-if(!(func3.call(schema21.properties, key0))){
+if(!(func3.call(schema23.properties, key0))){
 const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err0];
@@ -2304,7 +2539,7 @@ errors++;
 if(data.run_name !== undefined){
 let data0 = data.run_name;
 if((typeof data0 !== "string") && (data0 !== null)){
-const err1 = {instancePath:instancePath+"/run_name",schemaPath:"#/properties/run_name/type",keyword:"type",params:{type: schema21.properties.run_name.type},message:"must be string,null"};
+const err1 = {instancePath:instancePath+"/run_name",schemaPath:"#/properties/run_name/type",keyword:"type",params:{type: schema23.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -2317,7 +2552,7 @@ errors++;
 if(data.entity !== undefined){
 let data1 = data.entity;
 if((typeof data1 !== "string") && (data1 !== null)){
-const err2 = {instancePath:instancePath+"/entity",schemaPath:"#/properties/entity/type",keyword:"type",params:{type: schema21.properties.entity.type},message:"must be string,null"};
+const err2 = {instancePath:instancePath+"/entity",schemaPath:"#/properties/entity/type",keyword:"type",params:{type: schema23.properties.entity.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -2330,7 +2565,7 @@ errors++;
 if(data.name !== undefined){
 let data2 = data.name;
 if((typeof data2 !== "string") && (data2 !== null)){
-const err3 = {instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: schema21.properties.name.type},message:"must be string,null"};
+const err3 = {instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: schema23.properties.name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -2343,7 +2578,7 @@ errors++;
 if(data.id !== undefined){
 let data3 = data.id;
 if((typeof data3 !== "string") && (data3 !== null)){
-const err4 = {instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: schema21.properties.id.type},message:"must be string,null"};
+const err4 = {instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: schema23.properties.id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -2368,7 +2603,7 @@ errors++;
 if(data.group !== undefined){
 let data4 = data.group;
 if((typeof data4 !== "string") && (data4 !== null)){
-const err6 = {instancePath:instancePath+"/group",schemaPath:"#/properties/group/type",keyword:"type",params:{type: schema21.properties.group.type},message:"must be string,null"};
+const err6 = {instancePath:instancePath+"/group",schemaPath:"#/properties/group/type",keyword:"type",params:{type: schema23.properties.group.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -2381,7 +2616,7 @@ errors++;
 if(data.job_type !== undefined){
 let data5 = data.job_type;
 if((typeof data5 !== "string") && (data5 !== null)){
-const err7 = {instancePath:instancePath+"/job_type",schemaPath:"#/properties/job_type/type",keyword:"type",params:{type: schema21.properties.job_type.type},message:"must be string,null"};
+const err7 = {instancePath:instancePath+"/job_type",schemaPath:"#/properties/job_type/type",keyword:"type",params:{type: schema23.properties.job_type.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -2394,7 +2629,7 @@ errors++;
 if(data.tags !== undefined){
 let data6 = data.tags;
 if((!(Array.isArray(data6))) && (data6 !== null)){
-const err8 = {instancePath:instancePath+"/tags",schemaPath:"#/properties/tags/type",keyword:"type",params:{type: schema21.properties.tags.type},message:"must be array,null"};
+const err8 = {instancePath:instancePath+"/tags",schemaPath:"#/properties/tags/type",keyword:"type",params:{type: schema23.properties.tags.type},message:"must be array,null"};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -2422,7 +2657,7 @@ errors++;
 if(data.notes !== undefined){
 let data8 = data.notes;
 if((typeof data8 !== "string") && (data8 !== null)){
-const err10 = {instancePath:instancePath+"/notes",schemaPath:"#/properties/notes/type",keyword:"type",params:{type: schema21.properties.notes.type},message:"must be string,null"};
+const err10 = {instancePath:instancePath+"/notes",schemaPath:"#/properties/notes/type",keyword:"type",params:{type: schema23.properties.notes.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -2435,7 +2670,7 @@ errors++;
 if(data.config !== undefined){
 let data9 = data.config;
 if((!(data9 && typeof data9 == "object" && !Array.isArray(data9))) && (data9 !== null)){
-const err11 = {instancePath:instancePath+"/config",schemaPath:"#/properties/config/type",keyword:"type",params:{type: schema21.properties.config.type},message:"must be object,null"};
+const err11 = {instancePath:instancePath+"/config",schemaPath:"#/properties/config/type",keyword:"type",params:{type: schema23.properties.config.type},message:"must be object,null"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -2448,7 +2683,7 @@ errors++;
 if(data.mode !== undefined){
 let data10 = data.mode;
 if(!(((data10 === "online") || (data10 === "offline")) || (data10 === "disabled"))){
-const err12 = {instancePath:instancePath+"/mode",schemaPath:"#/properties/mode/enum",keyword:"enum",params:{allowedValues: schema21.properties.mode.enum},message:"must be equal to one of the allowed values"};
+const err12 = {instancePath:instancePath+"/mode",schemaPath:"#/properties/mode/enum",keyword:"enum",params:{allowedValues: schema23.properties.mode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -2461,7 +2696,7 @@ errors++;
 if(data.dir !== undefined){
 let data11 = data.dir;
 if((typeof data11 !== "string") && (data11 !== null)){
-const err13 = {instancePath:instancePath+"/dir",schemaPath:"#/properties/dir/type",keyword:"type",params:{type: schema21.properties.dir.type},message:"must be string,null"};
+const err13 = {instancePath:instancePath+"/dir",schemaPath:"#/properties/dir/type",keyword:"type",params:{type: schema23.properties.dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -2474,7 +2709,7 @@ errors++;
 if(data.resume !== undefined){
 let data12 = data.resume;
 if(!(((((data12 === "allow") || (data12 === "must")) || (data12 === "never")) || (data12 === "auto")) || (data12 === null))){
-const err14 = {instancePath:instancePath+"/resume",schemaPath:"#/properties/resume/enum",keyword:"enum",params:{allowedValues: schema21.properties.resume.enum},message:"must be equal to one of the allowed values"};
+const err14 = {instancePath:instancePath+"/resume",schemaPath:"#/properties/resume/enum",keyword:"enum",params:{allowedValues: schema23.properties.resume.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -2487,7 +2722,7 @@ errors++;
 if(data.api_key !== undefined){
 let data13 = data.api_key;
 if((typeof data13 !== "string") && (data13 !== null)){
-const err15 = {instancePath:instancePath+"/api_key",schemaPath:"#/properties/api_key/type",keyword:"type",params:{type: schema21.properties.api_key.type},message:"must be string,null"};
+const err15 = {instancePath:instancePath+"/api_key",schemaPath:"#/properties/api_key/type",keyword:"type",params:{type: schema23.properties.api_key.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -2607,6 +2842,6 @@ vErrors.push(err24);
 }
 errors++;
 }
-validate15.errors = vErrors;
+validate16.errors = vErrors;
 return errors === 0;
 }

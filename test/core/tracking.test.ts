@@ -61,7 +61,7 @@ describe('log_with', () => {
   it('unknown names throw, listing the valid names', () => {
     const make = () => new Tracking({ log_with: 'tensorbaord' });
     expect(make).toThrow(ConfigError);
-    expect(make).toThrow(`unsupported tracker "tensorbaord"; choose from 'tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'all'`);
+    expect(make).toThrow(`unsupported tracker "tensorbaord"; choose from 'tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'dvclive', 'all'`);
     expect(() => new Tracking({ log_with: 'TensorBoard' })).toThrow(ConfigError); // exact, case-sensitive
   });
 
@@ -75,7 +75,7 @@ describe('log_with', () => {
 
   it('"all" expands to the available built-ins; duplicates are removed', () => {
     const tr = new Tracking({ log_with: ['tensorboard', 'all', 'tensorboard', 'mlflow', 'mlflow'], logging_dir: '/tmp' });
-    expect(tr.logWith.map((e) => (e as { trackerName: string }).trackerName)).toEqual(['tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow']);
+    expect(tr.logWith.map((e) => (e as { trackerName: string }).trackerName)).toEqual(['tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'dvclive']);
   });
 
   it('custom GeneralTracker instances are accepted and deduplicated', () => {

@@ -17,7 +17,7 @@ describe('output', () => {
     expect({ stale: r.stale, missing: r.missing, extra: r.extra }).toEqual({ stale: [], missing: [], extra: [] });
     expect(r.files).toEqual([
       'README.md', 'aim.gen.ts', 'aim.options.gen.ts', 'comet_ml.gen.ts', 'comet_ml.options.gen.ts', 'config.gen.ts',
-      'index.gen.ts', 'manifest.json', 'mlflow.gen.ts', 'mlflow.options.gen.ts', 'tensorboard.gen.ts',
+      'dvclive.gen.ts', 'dvclive.options.gen.ts', 'index.gen.ts', 'manifest.json', 'mlflow.gen.ts', 'mlflow.options.gen.ts', 'tensorboard.gen.ts',
       'tensorboard.options.gen.ts', 'tracking-config.schema.json', 'validators.gen.d.ts', 'validators.gen.js',
       'wandb.gen.ts', 'wandb.options.gen.ts',
     ]);

@@ -10,8 +10,8 @@ const model = buildModel(spec, join(ROOT, 'generated'));
 const byName = Object.fromEntries(model.backends.map((b) => [b.name, b]));
 
 describe('model: backends', () => {
-  it('has the five Accelerate backends in Accelerate order', () => {
-    expect(model.backends.map((b) => b.name)).toEqual(['tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow']);
+  it('has the Accelerate backends in Accelerate order', () => {
+    expect(model.backends.map((b) => b.name)).toEqual(['tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'dvclive']);
   });
 
   it.each([
@@ -71,6 +71,7 @@ describe('model: environment precedence', () => {
       ['mlflow', 'nested_run', 'MLFLOW_NESTED_RUN', 'boolean', true],
       ['mlflow', 'tracking_uri', 'MLFLOW_TRACKING_URI', 'string', false],
       ['mlflow', 'spool_dir', 'TRACKSPEC_SPOOL_DIR', 'string', false],
+      ['dvclive', 'resume', 'DVCLIVE_RESUME', 'boolean', false],
     ]);
   });
 
