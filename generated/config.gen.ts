@@ -6,6 +6,7 @@ import type { CometMLOptions } from './comet_ml.options.gen.js';
 import type { AimOptions } from './aim.options.gen.js';
 import type { MLflowOptions } from './mlflow.options.gen.js';
 import type { DVCLiveOptions } from './dvclive.options.gen.js';
+import type { TrackioOptions } from './trackio.options.gen.js';
 
 /**
  * A trackspec tracker config file: the inputs of Tracking (log_with, logging_dir) and of initTrackers (project_name, config, init_kwargs).
@@ -22,7 +23,7 @@ export interface TrackingConfig {
   /**
    * Backends to log with: one name, a list, or "all".
    */
-  log_with: (("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "all") | [("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "all"), ...(("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "all"))[]]);
+  log_with: (("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "trackio" | "all") | [("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "trackio" | "all"), ...(("tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "trackio" | "all"))[]]);
   /**
    * Directory for backends that require one (TensorBoard, Aim).
    */
@@ -43,5 +44,6 @@ export interface TrackingConfig {
     aim?: Partial<AimOptions>;
     mlflow?: Partial<MLflowOptions>;
     dvclive?: Partial<DVCLiveOptions>;
+    trackio?: Partial<TrackioOptions>;
   };
 }

@@ -8,24 +8,26 @@ import { CometMLTracker } from './comet_ml.gen.js';
 import { AimTracker } from './aim.gen.js';
 import { MLflowTracker } from './mlflow.gen.js';
 import { DVCLiveTracker } from './dvclive.gen.js';
+import { TrackioTracker } from './trackio.gen.js';
 import { type TrackingConfig } from './config.gen.js';
 import { validateTrackingConfig } from './validators.gen.js';
 export * from '../runtime/index.js';
-export { TensorBoardTracker, WandBTracker, CometMLTracker, AimTracker, MLflowTracker, DVCLiveTracker };
+export { TensorBoardTracker, WandBTracker, CometMLTracker, AimTracker, MLflowTracker, DVCLiveTracker, TrackioTracker };
 export type { TensorBoardOptions, ResolvedTensorBoardOptions } from './tensorboard.options.gen.js';
 export type { WandBOptions, ResolvedWandBOptions } from './wandb.options.gen.js';
 export type { CometMLOptions, ResolvedCometMLOptions } from './comet_ml.options.gen.js';
 export type { AimOptions, ResolvedAimOptions } from './aim.options.gen.js';
 export type { MLflowOptions, ResolvedMLflowOptions } from './mlflow.options.gen.js';
 export type { DVCLiveOptions, ResolvedDVCLiveOptions } from './dvclive.options.gen.js';
+export type { TrackioOptions, ResolvedTrackioOptions } from './trackio.options.gen.js';
 export type { TrackingConfig } from './config.gen.js';
-export { validateAimOptions, validateCometMLOptions, validateDVCLiveOptions, validateMLflowOptions, validateTensorBoardOptions, validateTrackingConfig, validateWandBOptions } from './validators.gen.js';
+export { validateAimOptions, validateCometMLOptions, validateDVCLiveOptions, validateMLflowOptions, validateTensorBoardOptions, validateTrackingConfig, validateTrackioOptions, validateWandBOptions } from './validators.gen.js';
 /** Names of the built-in backends. */
-export type TrackerName = "tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive";
+export type TrackerName = "tensorboard" | "wandb" | "comet_ml" | "aim" | "mlflow" | "dvclive" | "trackio";
 
 /** Orchestrates several trackers as Accelerate's Accelerator does (log_with, initTrackers, log, getTracker, endTraining). */
 export class Tracking extends TrackingBase {
-  protected static override readonly builtins: readonly TrackerClass[] = [TensorBoardTracker, WandBTracker, CometMLTracker, AimTracker, MLflowTracker, DVCLiveTracker];
+  protected static override readonly builtins: readonly TrackerClass[] = [TensorBoardTracker, WandBTracker, CometMLTracker, AimTracker, MLflowTracker, DVCLiveTracker, TrackioTracker];
 }
 
 /** The JSON Schema of tracker config files (generated/tracking-config.schema.json). */

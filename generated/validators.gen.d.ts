@@ -6,6 +6,7 @@ import type { CometMLOptions } from './comet_ml.options.gen.js';
 import type { AimOptions } from './aim.options.gen.js';
 import type { MLflowOptions } from './mlflow.options.gen.js';
 import type { DVCLiveOptions } from './dvclive.options.gen.js';
+import type { TrackioOptions } from './trackio.options.gen.js';
 import type { TrackingConfig } from './config.gen.js';
 
 /** Precompiled validator for AimTracker options. */
@@ -20,5 +21,7 @@ export declare const validateMLflowOptions: ValidateFunction<MLflowOptions>;
 export declare const validateTensorBoardOptions: ValidateFunction<TensorBoardOptions>;
 /** Precompiled validator for a tracker config file (TrackingConfig). */
 export declare const validateTrackingConfig: ValidateFunction<TrackingConfig>;
+/** Precompiled validator for TrackioTracker options. */
+export declare const validateTrackioOptions: ValidateFunction<TrackioOptions>;
 /** Precompiled validator for WandBTracker options. */
 export declare const validateWandBOptions: ValidateFunction<WandBOptions>;

@@ -1008,13 +1008,14 @@ return errors === 0;
 }
 
 export const validateTrackingConfig = validate15;
-const schema16 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"},"dvclive":{"$ref":"#/definitions/DVCLiveOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}},"DVCLiveOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string"},"dir":{"type":"string","minLength":1},"resume":{"type":"boolean"},"dvcyaml":{"type":["string","boolean","null"],"minLength":1},"save_dvc_exp":{"type":"boolean"}}}},"$id":"trackspec:tracking-config"};
+const schema16 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","trackio","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","trackio","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"},"dvclive":{"$ref":"#/definitions/DVCLiveOptions"},"trackio":{"$ref":"#/definitions/TrackioOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}},"DVCLiveOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string"},"dir":{"type":"string","minLength":1},"resume":{"type":"boolean"},"dvcyaml":{"type":["string","boolean","null"],"minLength":1},"save_dvc_exp":{"type":"boolean"}}},"TrackioOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"name":{"type":["string","null"],"minLength":1,"default":null},"group":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"resume":{"enum":["never","allow","must"]},"trackio_dir":{"type":["string","null"],"minLength":1,"default":null}}}},"$id":"trackspec:tracking-config"};
 const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
 const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}};
 const schema20 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const schema21 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}};
 const schema22 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string"},"dir":{"type":"string","minLength":1},"resume":{"type":"boolean"},"dvcyaml":{"type":["string","boolean","null"],"minLength":1},"save_dvc_exp":{"type":"boolean"}}};
+const schema23 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"name":{"type":["string","null"],"minLength":1,"default":null},"group":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"resume":{"enum":["never","allow","must"]},"trackio_dir":{"type":["string","null"],"minLength":1,"default":null}}};
 const func0 = deepEqual;
 const pattern1 = new RegExp("^[^/\\\\#?%:]+$", "u");
 
@@ -1097,7 +1098,7 @@ let data2 = data.log_with;
 const _errs7 = errors;
 let valid1 = false;
 const _errs8 = errors;
-if(!(((((((data2 === "tensorboard") || (data2 === "wandb")) || (data2 === "comet_ml")) || (data2 === "aim")) || (data2 === "mlflow")) || (data2 === "dvclive")) || (data2 === "all"))){
+if(!((((((((data2 === "tensorboard") || (data2 === "wandb")) || (data2 === "comet_ml")) || (data2 === "aim")) || (data2 === "mlflow")) || (data2 === "dvclive")) || (data2 === "trackio")) || (data2 === "all"))){
 const err6 = {instancePath:instancePath+"/log_with",schemaPath:"#/properties/log_with/anyOf/0/enum",keyword:"enum",params:{allowedValues: schema16.properties.log_with.anyOf[0].enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err6];
@@ -1125,7 +1126,7 @@ errors++;
 const len0 = data2.length;
 for(let i0=0; i0<len0; i0++){
 let data3 = data2[i0];
-if(!(((((((data3 === "tensorboard") || (data3 === "wandb")) || (data3 === "comet_ml")) || (data3 === "aim")) || (data3 === "mlflow")) || (data3 === "dvclive")) || (data3 === "all"))){
+if(!((((((((data3 === "tensorboard") || (data3 === "wandb")) || (data3 === "comet_ml")) || (data3 === "aim")) || (data3 === "mlflow")) || (data3 === "dvclive")) || (data3 === "trackio")) || (data3 === "all"))){
 const err8 = {instancePath:instancePath+"/log_with/" + i0,schemaPath:"#/properties/log_with/anyOf/1/items/enum",keyword:"enum",params:{allowedValues: schema16.properties.log_with.anyOf[1].items.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err8];
@@ -1222,7 +1223,7 @@ if(data.init_kwargs !== undefined){
 let data6 = data.init_kwargs;
 if(data6 && typeof data6 == "object" && !Array.isArray(data6)){
 for(const key1 in data6){
-if(!((((((key1 === "tensorboard") || (key1 === "wandb")) || (key1 === "comet_ml")) || (key1 === "aim")) || (key1 === "mlflow")) || (key1 === "dvclive"))){
+if(!(((((((key1 === "tensorboard") || (key1 === "wandb")) || (key1 === "comet_ml")) || (key1 === "aim")) || (key1 === "mlflow")) || (key1 === "dvclive")) || (key1 === "trackio"))){
 const err14 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err14];
@@ -2489,9 +2490,12 @@ vErrors.push(err111);
 errors++;
 }
 }
-}
-else {
-const err112 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data6.trackio !== undefined){
+let data77 = data6.trackio;
+if(data77 && typeof data77 == "object" && !Array.isArray(data77)){
+for(const key9 in data77){
+if(!((((((key9 === "run_name") || (key9 === "name")) || (key9 === "group")) || (key9 === "config")) || (key9 === "resume")) || (key9 === "trackio_dir"))){
+const err112 = {instancePath:instancePath+"/init_kwargs/trackio",schemaPath:"#/definitions/TrackioOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -2501,9 +2505,11 @@ vErrors.push(err112);
 errors++;
 }
 }
-}
-else {
-const err113 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data77.run_name !== undefined){
+let data78 = data77.run_name;
+if(typeof data78 === "string"){
+if(func2(data78) < 1){
+const err113 = {instancePath:instancePath+"/init_kwargs/trackio/run_name",schemaPath:"#/definitions/TrackioOptions/properties/run_name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -2512,20 +2518,315 @@ vErrors.push(err113);
 }
 errors++;
 }
+}
+else {
+const err114 = {instancePath:instancePath+"/init_kwargs/trackio/run_name",schemaPath:"#/definitions/TrackioOptions/properties/run_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err114];
+}
+else {
+vErrors.push(err114);
+}
+errors++;
+}
+}
+if(data77.name !== undefined){
+let data79 = data77.name;
+if((typeof data79 !== "string") && (data79 !== null)){
+const err115 = {instancePath:instancePath+"/init_kwargs/trackio/name",schemaPath:"#/definitions/TrackioOptions/properties/name/type",keyword:"type",params:{type: schema23.properties.name.type},message:"must be string,null"};
+if(vErrors === null){
+vErrors = [err115];
+}
+else {
+vErrors.push(err115);
+}
+errors++;
+}
+if(typeof data79 === "string"){
+if(func2(data79) < 1){
+const err116 = {instancePath:instancePath+"/init_kwargs/trackio/name",schemaPath:"#/definitions/TrackioOptions/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err116];
+}
+else {
+vErrors.push(err116);
+}
+errors++;
+}
+}
+}
+if(data77.group !== undefined){
+let data80 = data77.group;
+if((typeof data80 !== "string") && (data80 !== null)){
+const err117 = {instancePath:instancePath+"/init_kwargs/trackio/group",schemaPath:"#/definitions/TrackioOptions/properties/group/type",keyword:"type",params:{type: schema23.properties.group.type},message:"must be string,null"};
+if(vErrors === null){
+vErrors = [err117];
+}
+else {
+vErrors.push(err117);
+}
+errors++;
+}
+}
+if(data77.config !== undefined){
+let data81 = data77.config;
+if((!(data81 && typeof data81 == "object" && !Array.isArray(data81))) && (data81 !== null)){
+const err118 = {instancePath:instancePath+"/init_kwargs/trackio/config",schemaPath:"#/definitions/TrackioOptions/properties/config/type",keyword:"type",params:{type: schema23.properties.config.type},message:"must be object,null"};
+if(vErrors === null){
+vErrors = [err118];
+}
+else {
+vErrors.push(err118);
+}
+errors++;
+}
+}
+if(data77.resume !== undefined){
+let data82 = data77.resume;
+if(!(((data82 === "never") || (data82 === "allow")) || (data82 === "must"))){
+const err119 = {instancePath:instancePath+"/init_kwargs/trackio/resume",schemaPath:"#/definitions/TrackioOptions/properties/resume/enum",keyword:"enum",params:{allowedValues: schema23.properties.resume.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err119];
+}
+else {
+vErrors.push(err119);
+}
+errors++;
+}
+}
+if(data77.trackio_dir !== undefined){
+let data83 = data77.trackio_dir;
+if((typeof data83 !== "string") && (data83 !== null)){
+const err120 = {instancePath:instancePath+"/init_kwargs/trackio/trackio_dir",schemaPath:"#/definitions/TrackioOptions/properties/trackio_dir/type",keyword:"type",params:{type: schema23.properties.trackio_dir.type},message:"must be string,null"};
+if(vErrors === null){
+vErrors = [err120];
+}
+else {
+vErrors.push(err120);
+}
+errors++;
+}
+if(typeof data83 === "string"){
+if(func2(data83) < 1){
+const err121 = {instancePath:instancePath+"/init_kwargs/trackio/trackio_dir",schemaPath:"#/definitions/TrackioOptions/properties/trackio_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err121];
+}
+else {
+vErrors.push(err121);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err122 = {instancePath:instancePath+"/init_kwargs/trackio",schemaPath:"#/definitions/TrackioOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err122];
+}
+else {
+vErrors.push(err122);
+}
+errors++;
+}
+}
+}
+else {
+const err123 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err123];
+}
+else {
+vErrors.push(err123);
+}
+errors++;
+}
+}
+}
+else {
+const err124 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err124];
+}
+else {
+vErrors.push(err124);
+}
+errors++;
+}
 validate15.errors = vErrors;
 return errors === 0;
 }
 
-export const validateWandBOptions = validate16;
-const schema23 = {"$id":"trackspec:options:wandb","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
+export const validateTrackioOptions = validate16;
+const schema24 = {"$id":"trackspec:options:trackio","type":"object","additionalProperties":false,"required":["run_name"],"properties":{"run_name":{"type":"string","minLength":1},"name":{"type":["string","null"],"minLength":1,"default":null},"group":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"resume":{"enum":["never","allow","must"]},"trackio_dir":{"type":["string","null"],"minLength":1,"default":null}}};
 
 function validate16(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+/*# sourceURL="trackspec:options:trackio" */;
+let vErrors = null;
+let errors = 0;
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.run_name === undefined){
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "run_name"},message:"must have required property '"+"run_name"+"'"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+for(const key0 in data){
+if(!((((((key0 === "run_name") || (key0 === "name")) || (key0 === "group")) || (key0 === "config")) || (key0 === "resume")) || (key0 === "trackio_dir"))){
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+}
+if(data.run_name !== undefined){
+let data0 = data.run_name;
+if(typeof data0 === "string"){
+if(func2(data0) < 1){
+const err2 = {instancePath:instancePath+"/run_name",schemaPath:"#/properties/run_name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+}
+else {
+const err3 = {instancePath:instancePath+"/run_name",schemaPath:"#/properties/run_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+}
+if(data.name !== undefined){
+let data1 = data.name;
+if((typeof data1 !== "string") && (data1 !== null)){
+const err4 = {instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: schema24.properties.name.type},message:"must be string,null"};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+if(typeof data1 === "string"){
+if(func2(data1) < 1){
+const err5 = {instancePath:instancePath+"/name",schemaPath:"#/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+}
+if(data.group !== undefined){
+let data2 = data.group;
+if((typeof data2 !== "string") && (data2 !== null)){
+const err6 = {instancePath:instancePath+"/group",schemaPath:"#/properties/group/type",keyword:"type",params:{type: schema24.properties.group.type},message:"must be string,null"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+}
+if(data.config !== undefined){
+let data3 = data.config;
+if((!(data3 && typeof data3 == "object" && !Array.isArray(data3))) && (data3 !== null)){
+const err7 = {instancePath:instancePath+"/config",schemaPath:"#/properties/config/type",keyword:"type",params:{type: schema24.properties.config.type},message:"must be object,null"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data.resume !== undefined){
+let data4 = data.resume;
+if(!(((data4 === "never") || (data4 === "allow")) || (data4 === "must"))){
+const err8 = {instancePath:instancePath+"/resume",schemaPath:"#/properties/resume/enum",keyword:"enum",params:{allowedValues: schema24.properties.resume.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+if(data.trackio_dir !== undefined){
+let data5 = data.trackio_dir;
+if((typeof data5 !== "string") && (data5 !== null)){
+const err9 = {instancePath:instancePath+"/trackio_dir",schemaPath:"#/properties/trackio_dir/type",keyword:"type",params:{type: schema24.properties.trackio_dir.type},message:"must be string,null"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+if(typeof data5 === "string"){
+if(func2(data5) < 1){
+const err10 = {instancePath:instancePath+"/trackio_dir",schemaPath:"#/properties/trackio_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err11 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+}
+validate16.errors = vErrors;
+return errors === 0;
+}
+
+export const validateWandBOptions = validate17;
+const schema25 = {"$id":"trackspec:options:wandb","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
+
+function validate17(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="trackspec:options:wandb" */;
 let vErrors = null;
 let errors = 0;
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
-if(!(func3.call(schema23.properties, key0))){
+if(!(func3.call(schema25.properties, key0))){
 const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err0];
@@ -2539,7 +2840,7 @@ errors++;
 if(data.run_name !== undefined){
 let data0 = data.run_name;
 if((typeof data0 !== "string") && (data0 !== null)){
-const err1 = {instancePath:instancePath+"/run_name",schemaPath:"#/properties/run_name/type",keyword:"type",params:{type: schema23.properties.run_name.type},message:"must be string,null"};
+const err1 = {instancePath:instancePath+"/run_name",schemaPath:"#/properties/run_name/type",keyword:"type",params:{type: schema25.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -2552,7 +2853,7 @@ errors++;
 if(data.entity !== undefined){
 let data1 = data.entity;
 if((typeof data1 !== "string") && (data1 !== null)){
-const err2 = {instancePath:instancePath+"/entity",schemaPath:"#/properties/entity/type",keyword:"type",params:{type: schema23.properties.entity.type},message:"must be string,null"};
+const err2 = {instancePath:instancePath+"/entity",schemaPath:"#/properties/entity/type",keyword:"type",params:{type: schema25.properties.entity.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -2565,7 +2866,7 @@ errors++;
 if(data.name !== undefined){
 let data2 = data.name;
 if((typeof data2 !== "string") && (data2 !== null)){
-const err3 = {instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: schema23.properties.name.type},message:"must be string,null"};
+const err3 = {instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: schema25.properties.name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -2578,7 +2879,7 @@ errors++;
 if(data.id !== undefined){
 let data3 = data.id;
 if((typeof data3 !== "string") && (data3 !== null)){
-const err4 = {instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: schema23.properties.id.type},message:"must be string,null"};
+const err4 = {instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: schema25.properties.id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -2603,7 +2904,7 @@ errors++;
 if(data.group !== undefined){
 let data4 = data.group;
 if((typeof data4 !== "string") && (data4 !== null)){
-const err6 = {instancePath:instancePath+"/group",schemaPath:"#/properties/group/type",keyword:"type",params:{type: schema23.properties.group.type},message:"must be string,null"};
+const err6 = {instancePath:instancePath+"/group",schemaPath:"#/properties/group/type",keyword:"type",params:{type: schema25.properties.group.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -2616,7 +2917,7 @@ errors++;
 if(data.job_type !== undefined){
 let data5 = data.job_type;
 if((typeof data5 !== "string") && (data5 !== null)){
-const err7 = {instancePath:instancePath+"/job_type",schemaPath:"#/properties/job_type/type",keyword:"type",params:{type: schema23.properties.job_type.type},message:"must be string,null"};
+const err7 = {instancePath:instancePath+"/job_type",schemaPath:"#/properties/job_type/type",keyword:"type",params:{type: schema25.properties.job_type.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -2629,7 +2930,7 @@ errors++;
 if(data.tags !== undefined){
 let data6 = data.tags;
 if((!(Array.isArray(data6))) && (data6 !== null)){
-const err8 = {instancePath:instancePath+"/tags",schemaPath:"#/properties/tags/type",keyword:"type",params:{type: schema23.properties.tags.type},message:"must be array,null"};
+const err8 = {instancePath:instancePath+"/tags",schemaPath:"#/properties/tags/type",keyword:"type",params:{type: schema25.properties.tags.type},message:"must be array,null"};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -2657,7 +2958,7 @@ errors++;
 if(data.notes !== undefined){
 let data8 = data.notes;
 if((typeof data8 !== "string") && (data8 !== null)){
-const err10 = {instancePath:instancePath+"/notes",schemaPath:"#/properties/notes/type",keyword:"type",params:{type: schema23.properties.notes.type},message:"must be string,null"};
+const err10 = {instancePath:instancePath+"/notes",schemaPath:"#/properties/notes/type",keyword:"type",params:{type: schema25.properties.notes.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -2670,7 +2971,7 @@ errors++;
 if(data.config !== undefined){
 let data9 = data.config;
 if((!(data9 && typeof data9 == "object" && !Array.isArray(data9))) && (data9 !== null)){
-const err11 = {instancePath:instancePath+"/config",schemaPath:"#/properties/config/type",keyword:"type",params:{type: schema23.properties.config.type},message:"must be object,null"};
+const err11 = {instancePath:instancePath+"/config",schemaPath:"#/properties/config/type",keyword:"type",params:{type: schema25.properties.config.type},message:"must be object,null"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -2683,7 +2984,7 @@ errors++;
 if(data.mode !== undefined){
 let data10 = data.mode;
 if(!(((data10 === "online") || (data10 === "offline")) || (data10 === "disabled"))){
-const err12 = {instancePath:instancePath+"/mode",schemaPath:"#/properties/mode/enum",keyword:"enum",params:{allowedValues: schema23.properties.mode.enum},message:"must be equal to one of the allowed values"};
+const err12 = {instancePath:instancePath+"/mode",schemaPath:"#/properties/mode/enum",keyword:"enum",params:{allowedValues: schema25.properties.mode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -2696,7 +2997,7 @@ errors++;
 if(data.dir !== undefined){
 let data11 = data.dir;
 if((typeof data11 !== "string") && (data11 !== null)){
-const err13 = {instancePath:instancePath+"/dir",schemaPath:"#/properties/dir/type",keyword:"type",params:{type: schema23.properties.dir.type},message:"must be string,null"};
+const err13 = {instancePath:instancePath+"/dir",schemaPath:"#/properties/dir/type",keyword:"type",params:{type: schema25.properties.dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -2709,7 +3010,7 @@ errors++;
 if(data.resume !== undefined){
 let data12 = data.resume;
 if(!(((((data12 === "allow") || (data12 === "must")) || (data12 === "never")) || (data12 === "auto")) || (data12 === null))){
-const err14 = {instancePath:instancePath+"/resume",schemaPath:"#/properties/resume/enum",keyword:"enum",params:{allowedValues: schema23.properties.resume.enum},message:"must be equal to one of the allowed values"};
+const err14 = {instancePath:instancePath+"/resume",schemaPath:"#/properties/resume/enum",keyword:"enum",params:{allowedValues: schema25.properties.resume.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -2722,7 +3023,7 @@ errors++;
 if(data.api_key !== undefined){
 let data13 = data.api_key;
 if((typeof data13 !== "string") && (data13 !== null)){
-const err15 = {instancePath:instancePath+"/api_key",schemaPath:"#/properties/api_key/type",keyword:"type",params:{type: schema23.properties.api_key.type},message:"must be string,null"};
+const err15 = {instancePath:instancePath+"/api_key",schemaPath:"#/properties/api_key/type",keyword:"type",params:{type: schema25.properties.api_key.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -2842,6 +3143,6 @@ vErrors.push(err24);
 }
 errors++;
 }
-validate16.errors = vErrors;
+validate17.errors = vErrors;
 return errors === 0;
 }

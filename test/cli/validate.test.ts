@@ -21,12 +21,12 @@ describe('trackspec validate', () => {
     expect(r.code).toBe(1);
     expect(r.stdout.trimEnd().split('\n')).toEqual([
       // anyOf (name | list of names) collapsed to the best match: the bad list item.
-      `${FIX}/invalid.yaml:2:25  error  /log_with/1  must be one of "tensorboard", "wandb", "comet_ml", "aim", "mlflow", "dvclive", "all"; got "mlfow"`,
+      `${FIX}/invalid.yaml:2:25  error  /log_with/1  must be one of "tensorboard", "wandb", "comet_ml", "aim", "mlflow", "dvclive", "trackio", "all"; got "mlfow"`,
       `${FIX}/invalid.yaml:3:14  error  /logging_dir  must be string or null, got integer 42`,
       `${FIX}/invalid.yaml:6:5  error  /init_kwargs/tensorboard/flush_sec  unknown tensorboard option "flush_sec"; did you mean "flush_secs"?`,
       `${FIX}/invalid.yaml:8:17  error  /init_kwargs/mlflow/nested_run  must be boolean, got string "no"`,
       `${FIX}/invalid.yaml:9:11  error  /init_kwargs/mlflow/tags  must be object or string or null, got array ["a","b"]`,
-      `${FIX}/invalid.yaml:10:3  error  /init_kwargs/neptune  unknown backend "neptune"; expected one of "tensorboard", "wandb", "comet_ml", "aim", "mlflow", "dvclive"`,
+      `${FIX}/invalid.yaml:10:3  error  /init_kwargs/neptune  unknown backend "neptune"; expected one of "tensorboard", "wandb", "comet_ml", "aim", "mlflow", "dvclive", "trackio"`,
     ]);
     expect(r.stderr).toBe('6 problem(s) in 1 of 1 file(s)\n');
   });

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
-  BackendError, ConfigError, GeneralTracker, TensorBoardTracker, Tracking, setWarningHandler, type Values,
+  BackendError, ConfigError, GeneralTracker, TensorBoardTracker, Tracking, TrackioTracker, setWarningHandler, type Values,
 } from '../../generated/index.gen.js';
 import { listEventFiles, readEvents, scalarOf } from '../../runtime/backends/tensorboard/index.js';
 import { tempDir } from '../support/helpers.js';
@@ -61,7 +61,7 @@ describe('log_with', () => {
   it('unknown names throw, listing the valid names', () => {
     const make = () => new Tracking({ log_with: 'tensorbaord' });
     expect(make).toThrow(ConfigError);
-    expect(make).toThrow(`unsupported tracker "tensorbaord"; choose from 'tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'dvclive', 'all'`);
+    expect(make).toThrow(`unsupported tracker "tensorbaord"; choose from 'tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'dvclive', 'trackio', 'all'`);
     expect(() => new Tracking({ log_with: 'TensorBoard' })).toThrow(ConfigError); // exact, case-sensitive
   });
 
@@ -75,7 +75,11 @@ describe('log_with', () => {
 
   it('"all" expands to the available built-ins; duplicates are removed', () => {
     const tr = new Tracking({ log_with: ['tensorboard', 'all', 'tensorboard', 'mlflow', 'mlflow'], logging_dir: '/tmp' });
-    expect(tr.logWith.map((e) => (e as { trackerName: string }).trackerName)).toEqual(['tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'dvclive']);
+    expect(tr.logWith.map((e) => (e as { trackerName: string }).trackerName)).toEqual([
+      'tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'dvclive',
+      // trackio needs node:sqlite (Node.js >= 22.13): 'all' leaves it out elsewhere, as Accelerate skips unavailable trackers
+      ...(TrackioTracker.available ? ['trackio'] : []),
+    ]);
   });
 
   it('custom GeneralTracker instances are accepted and deduplicated', () => {

@@ -18,7 +18,7 @@ describe('output', () => {
     expect(r.files).toEqual([
       'README.md', 'aim.gen.ts', 'aim.options.gen.ts', 'comet_ml.gen.ts', 'comet_ml.options.gen.ts', 'config.gen.ts',
       'dvclive.gen.ts', 'dvclive.options.gen.ts', 'index.gen.ts', 'manifest.json', 'mlflow.gen.ts', 'mlflow.options.gen.ts', 'tensorboard.gen.ts',
-      'tensorboard.options.gen.ts', 'tracking-config.schema.json', 'validators.gen.d.ts', 'validators.gen.js',
+      'tensorboard.options.gen.ts', 'tracking-config.schema.json', 'trackio.gen.ts', 'trackio.options.gen.ts', 'validators.gen.d.ts', 'validators.gen.js',
       'wandb.gen.ts', 'wandb.options.gen.ts',
     ]);
   });

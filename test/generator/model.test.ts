@@ -11,7 +11,7 @@ const byName = Object.fromEntries(model.backends.map((b) => [b.name, b]));
 
 describe('model: backends', () => {
   it('has the Accelerate backends in Accelerate order', () => {
-    expect(model.backends.map((b) => b.name)).toEqual(['tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'dvclive']);
+    expect(model.backends.map((b) => b.name)).toEqual(['tensorboard', 'wandb', 'comet_ml', 'aim', 'mlflow', 'dvclive', 'trackio']);
   });
 
   it.each([
@@ -72,6 +72,7 @@ describe('model: environment precedence', () => {
       ['mlflow', 'tracking_uri', 'MLFLOW_TRACKING_URI', 'string', false],
       ['mlflow', 'spool_dir', 'TRACKSPEC_SPOOL_DIR', 'string', false],
       ['dvclive', 'resume', 'DVCLIVE_RESUME', 'boolean', false],
+      ['trackio', 'trackio_dir', 'TRACKIO_DIR', 'string', false],
     ]);
   });
 
