@@ -43,9 +43,18 @@ function nodeSqlite(): NodeSqlite | null {
   return cached;
 }
 
-/** Whether this Node.js has a SQLite the trackio backend can use. */
+/**
+ * Whether this Node.js has node:sqlite, decided from the version and flags without loading it
+ * (loading prints Node's ExperimentalWarning, which importing the SDK must not do): Node.js >= 22.13
+ * (23.4 on the 23 line), or 22.5–22.12 / 23.0–23.3 started with --experimental-sqlite.
+ */
 export function sqliteAvailable(): boolean {
-  return nodeSqlite() !== null;
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  if (major > 23 || (major === 23 && minor >= 4) || (major === 22 && minor >= 13)) return true;
+  if ((major === 22 && minor >= 5) || major === 23) {
+    return [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].includes('--experimental-sqlite');
+  }
+  return false;
 }
 
 /** The ConfigError for a Node.js without node:sqlite. */
