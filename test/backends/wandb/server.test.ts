@@ -1,7 +1,7 @@
 // Tests of the local W&B backend test server (reference: wandb-comet-aim.md A.2 / A.5).
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULT_API_KEY, WandbTestServer, graphqlOperation, type WandbTestServerOptions } from './server.js';
+import { DEFAULT_API_KEY, MAX_LINE_BYTES, WandbTestServer, graphqlOperation, type WandbTestServerOptions } from './server.js';
 
 interface Reply {
   status: number;
@@ -262,6 +262,52 @@ describe('file_stream', () => {
     expect(run.problems).toEqual([]);
   });
 
+  it('upstream rule: the summary is the line at the highest offset (a lower offset does not replace it)', async () => {
+    const c = await start();
+    await c.upsert({ name: 'r', project: 'p' });
+    const s = (line: unknown, offset: number) => c.stream('r', { files: { 'wandb-summary.json': { offset, content: [JSON.stringify(line)] } } });
+    await s({ loss: 1 }, 0);
+    await s({ loss: 0.5 }, 3); // a client that moves the summary line (what trackspec did before)
+    expect((await s({ loss: 0.1 }, 0)).status).toBe(200);
+    expect(c.server.run('test-entity', 'p', 'r')!).toMatchObject({ summary: { loss: 0.5 }, summaryOffset: 3 });
+    await s({ loss: 0.05 }, 3);
+    expect(c.server.run('test-entity', 'p', 'r')!.summary).toEqual({ loss: 0.05 });
+  });
+
+  it('upstream rule: config and summaryMetrics accept bare NaN/Infinity (wandb-core writes them)', async () => {
+    const c = await start();
+    const r = await c.gql(UPSERT, { name: 'n', project: 'p', config: '{"a": {"value": NaN}, "b": {"value": -Infinity}}' }, 'UpsertBucket');
+    expect(r.status).toBe(200);
+    const cfg = c.server.run('test-entity', 'p', 'n')!.config as Record<string, { value: number }>;
+    expect([cfg.a!.value, cfg.b!.value]).toEqual([NaN, -Infinity]);
+  });
+
+  it('upstream rule: RunResumeStatus answers wandbConfig(keys) from the config\'s _wandb (null without it)', async () => {
+    const c = await start();
+    const q = `query RunResumeStatus($project: String, $entity: String, $name: String!) { model(name: $project, entityName: $entity) { bucket(name: $name, missingOk: true) { id wandbConfig(keys: ["t"]) } } }`;
+    c.server.seedRun('test-entity', 'p', 'started', 1);
+    c.server.seedRun('test-entity', 'p', 'bare', 1, {}, { started: false });
+    await c.gql(UPSERT, { name: 'mine', project: 'p', config: JSON.stringify({ _wandb: { value: { t: { '1': [1] }, m: [] } }, a: { value: 1 } }) }, 'UpsertBucket');
+    const wc = async (name: string) => (await c.gql(q, { project: 'p', name }, 'RunResumeStatus')).json.data.model.bucket.wandbConfig;
+    expect(JSON.parse(await wc('started'))).toEqual({ t: { '13': 'seeded' } });
+    expect(await wc('bare')).toBeNull();
+    expect(JSON.parse(await wc('mine'))).toEqual({ t: { '1': [1] } });
+  });
+
+  it('upstream rule: a request over 10 MiB is refused with 413, a line over the line limit with 400; nothing stored', async () => {
+    const c = await start();
+    await c.upsert({ name: 'r', project: 'p' });
+    const big = 'x'.repeat(3 << 20);
+    const tooBig = await c.history('r', 0, [0, 1, 2, 3].map((i) => row(i, { big })));
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.json.error).toMatch(/over the limit of 10485760 bytes/);
+    const line = await c.history('r', 0, [row(0, { big: 'y'.repeat(MAX_LINE_BYTES) })]);
+    expect(line.status).toBe(400);
+    expect(line.json.error).toMatch(/over the line limit/);
+    expect((await c.history('r', 0, [0, 1, 2].map((i) => row(i, { big })))).status).toBe(200);
+    expect(c.server.run('test-entity', 'p', 'r')!.history).toHaveLength(3);
+  });
+
   it('complete/exitcode; writes after completion are reported; a new upsert resumes', async () => {
     const c = await start();
     await c.upsert({ name: 'r', project: 'p' });
@@ -290,10 +336,10 @@ describe('seedRun, faults, restart, recording', () => {
     let run = c.server.run('test-entity', 'p', 'old')!;
     expect(run.history.map((h) => h.offset)).toEqual([0, 1, 2, 3]);
     expect(run.history[3]!.row).toMatchObject({ _step: 3, _runtime: 3 });
-    expect(run).toMatchObject({ config: { lr: { value: 0.1 } }, upserts: 0, complete: false, summary: { _step: 3 } });
+    expect(run).toMatchObject({ config: { lr: { value: 0.1 }, _wandb: { value: { t: {} } } }, upserts: 0, complete: false, summary: { _step: 3 } });
     const status = await c.gql(RESUME, { project: 'p', name: 'old' }, 'RunResumeStatus');
     expect(status.json.data.model.bucket.historyLineCount).toBe(4);
-    expect(JSON.parse(status.json.data.model.bucket.config)).toEqual({ lr: { value: 0.1 } });
+    expect(JSON.parse(status.json.data.model.bucket.config)).toEqual({ lr: { value: 0.1 }, _wandb: { value: { t: { '13': 'seeded' } } } });
     const up = await c.upsert({ name: 'old', project: 'p' });
     expect(up).toMatchObject({ inserted: false, bucket: { historyLineCount: 4 } });
     expect((await c.history('old', 4, [row(4)])).status).toBe(200);

@@ -34,7 +34,15 @@
 // - seedRun(config): plain values are stored wrapped as `{key: {value}}`; a config whose values all already are
 //   `{value}` objects is stored as is. Seeded rows are `{_step: i, _runtime: i, _timestamp, loss}`, the summary is
 //   the last row, the run is not complete, `upserts` is 0.
-// - RunResumeStatus: `historyTail` is always '[]'.
+// - RunResumeStatus: `historyTail` is always '[]'. `wandbConfig(keys: [...])` (when the query asks for it) is the
+//   JSON of those keys of the config's `_wandb` value, or null without `_wandb`: W&B's clients count a run as
+//   started only when it has `t` (wandb-core runbranch/resume.go).
+// - Upstream rules enforced (wandb-core v0.28.2 is the reference, no W&B server exists here):
+//   - a request body over MAX_REQUEST_BYTES (10 MiB, wandb-core's request cap) → 413, nothing stored;
+//   - a history or summary line over MAX_LINE_BYTES (10 MiB − 100 KiB) → 400 and a problem;
+//   - the summary is the line at the HIGHEST offset ever written to wandb-summary.json (as W&B's own test spy,
+//     spy.py: a client must overwrite one fixed line; a lower offset than stored is kept but not shown);
+//   - config and summaryMetrics are W&B JSON: bare NaN / Infinity / -Infinity are accepted (wandb-core sends them).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes, randomInt } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
@@ -63,6 +71,9 @@ export const HISTORY_FILE = 'wandb-history.jsonl';
 export const SUMMARY_FILE = 'wandb-summary.json';
 export const EVENTS_FILE = 'wandb-events.jsonl';
 export const OUTPUT_FILE = 'output.log';
+/** wandb-core's file_stream limits (filestream.go): request ≈ 10 MiB, line 10 MiB − 100 KiB. */
+export const MAX_REQUEST_BYTES = 10 << 20;
+export const MAX_LINE_BYTES = (10 << 20) - (100 << 10);
 
 export interface WandbTestServerOptions {
   /** The only accepted API key (any non-empty string; real W&B keys are 40 chars). Default DEFAULT_API_KEY. */
@@ -101,8 +112,10 @@ export interface WandbRun {
   upserts: number;
   /** by offset, ascending, one per line (an offset re-sent replaces its line) */
   history: HistoryLine[];
-  /** last line of wandb-summary.json (or the last UpsertBucket summaryMetrics) */
+  /** the wandb-summary.json line at the highest offset (or the last UpsertBucket summaryMetrics) */
   summary: Record<string, unknown> | null;
+  /** offset of that summary line (-1: none written through file_stream) */
+  summaryOffset: number;
   complete: boolean;
   exitcode: number | null;
   /** empty-body (`{}`) file_stream posts */
@@ -205,10 +218,14 @@ export class WandbTestServer extends LoopbackTestServer {
     return [...this.store.values()].map(publicRun);
   }
 
-  /** Pre-create a run (for resume tests) with N history lines. */
-  seedRun(entity: string, project: string, runId: string, historyLines: number, config: Obj = {}): void {
+  /**
+   * Pre-create a run (for resume tests) with N history lines. `started` (default true) gives it the
+   * `_wandb.t` a W&B client sends; false seeds a run no client started (e.g. a sweep run made ahead).
+   */
+  seedRun(entity: string, project: string, runId: string, historyLines: number, config: Obj = {}, options: { started?: boolean } = {}): void {
     const r = this.newRun(entity, project, runId);
     r.config = isWandbConfigForm(config) ? structuredClone(config) : Object.fromEntries(Object.entries(config).map(([k, v]) => [k, k === '_wandb' ? v : { value: v }]));
+    if (options.started !== false && !('_wandb' in r.config)) r.config._wandb = { value: { t: { '13': 'seeded' } } };
     const t0 = Date.now() / 1000 - historyLines;
     for (let i = 0; i < historyLines; i++) {
       const row = { _step: i, _runtime: i, _timestamp: t0 + i, loss: 1 / (i + 1) };
@@ -252,7 +269,8 @@ export class WandbTestServer extends LoopbackTestServer {
         gzipError = true;
       }
     }
-    const bodyText = raw.toString('utf8');
+    const tooLarge = raw.length > MAX_REQUEST_BYTES;
+    const bodyText = tooLarge ? '' : raw.toString('utf8');
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const query: Record<string, string | string[]> = {};
     for (const [k, v] of url.searchParams) {
@@ -312,6 +330,10 @@ export class WandbTestServer extends LoopbackTestServer {
       fail(401, 'user is not logged in (send Authorization: Basic base64("api:<key>"))');
       return;
     }
+    if (tooLarge) {
+      fail(413, `Request body of ${raw.length} bytes is over the limit of ${MAX_REQUEST_BYTES} bytes`);
+      return;
+    }
     if (gzipError) {
       fail(400, 'Content-Encoding gzip, but the body is not valid gzip');
       return;
@@ -353,6 +375,7 @@ export class WandbTestServer extends LoopbackTestServer {
       upserts: 0,
       history: [],
       summary: null,
+      summaryOffset: -1,
       complete: false,
       exitcode: null,
       heartbeats: 0,
@@ -391,7 +414,7 @@ export class WandbTestServer extends LoopbackTestServer {
       case 'UpsertBucket':
         return [200, { data: { upsertBucket: this.upsertBucket(variables) } }];
       case 'RunResumeStatus':
-        return [200, { data: { model: this.resumeStatus(variables) } }];
+        return [200, { data: { model: this.resumeStatus(variables, body.query) } }];
       default:
         return [200, { errors: [{ message: `Unknown operation: ${operation ?? '(none found in the query)'}` }], data: null }];
     }
@@ -418,7 +441,7 @@ export class WandbTestServer extends LoopbackTestServer {
       let val: unknown = x;
       if (typeof x === 'string') {
         try {
-          val = JSON.parse(x);
+          val = parseWandbJson(x); // W&B JSON: bare NaN/Infinity are valid (wandb-core's simplejsonext)
         } catch {
           throw new ApiError(400, `Variable "$${k}" got invalid value; JSONString: not valid JSON`);
         }
@@ -467,7 +490,7 @@ export class WandbTestServer extends LoopbackTestServer {
     };
   }
 
-  private resumeStatus(v: Obj): unknown {
+  private resumeStatus(v: Obj, query: string): unknown {
     const s = (k: string): string | undefined => (typeof v[k] === 'string' && v[k] ? (v[k] as string) : undefined);
     const project = s('project') ?? s('modelName') ?? DEFAULT_PROJECT;
     const entity = s('entity') ?? s('entityName') ?? this.defaultEntity;
@@ -488,6 +511,7 @@ export class WandbTestServer extends LoopbackTestServer {
             eventsLineCount: r.fileLines.get(EVENTS_FILE) ?? 0,
             logLineCount: r.fileLines.get(OUTPUT_FILE) ?? 0,
             historyTail: '[]',
+            ...wandbConfigField(r.config, query),
           }
         : null,
     };
@@ -528,6 +552,9 @@ export class WandbTestServer extends LoopbackTestServer {
 
     const parseLines = (file: string, offset: number, content: string[]): Obj[] =>
       content.map((line, i) => {
+        if (line.length * 3 > MAX_LINE_BYTES && Buffer.byteLength(line) > MAX_LINE_BYTES) {
+          reject(`${file} line at offset ${offset + i} is ${Buffer.byteLength(line)} bytes, over the line limit of ${MAX_LINE_BYTES}`);
+        }
         let row: unknown;
         try {
           row = parseWandbJson(line);
@@ -576,7 +603,14 @@ export class WandbTestServer extends LoopbackTestServer {
         }
       }
     }
-    if (summaryRows.length > 0) r.summary = summaryRows[summaryRows.length - 1]!;
+    if (summaryEntry && summaryRows.length > 0) {
+      // The line at the highest offset is the summary (W&B's spy.py); a lower offset does not replace it.
+      const top = summaryEntry[1] + summaryRows.length - 1;
+      if (top >= r.summaryOffset) {
+        r.summary = summaryRows[summaryRows.length - 1]!;
+        r.summaryOffset = top;
+      }
+    }
     for (const [file, offset, content] of entries) {
       if (file === HISTORY_FILE || file === SUMMARY_FILE) continue;
       r.fileLines.set(file, Math.max(r.fileLines.get(file) ?? 0, offset + content.length));
@@ -588,6 +622,17 @@ export class WandbTestServer extends LoopbackTestServer {
     }
     return { exitcode: null, limits: {} };
   }
+}
+
+/** `wandbConfig` of RunResumeStatus: the asked keys of the config's `_wandb` value, as a JSON string (null without `_wandb`). */
+function wandbConfigField(config: Obj, query: string): { wandbConfig?: string | null } {
+  const m = /wandbConfig\s*\(\s*keys\s*:\s*\[([^\]]*)\]\s*\)/.exec(query);
+  if (!m) return /\bwandbConfig\b/.test(query) ? { wandbConfig: null } : {};
+  const keys = [...m[1]!.matchAll(/"([^"]*)"/g)].map((k) => k[1]!);
+  const w = config._wandb;
+  const inner = isObj(w) && 'value' in w ? w.value : w;
+  if (!isObj(inner)) return { wandbConfig: null };
+  return { wandbConfig: JSON.stringify(Object.fromEntries(keys.filter((k) => k in inner).map((k) => [k, inner[k]]))) };
 }
 
 function publicRun(r: RunState): WandbRun {
