@@ -13,8 +13,12 @@
  *   original object. Error messages name the origin and path, never the query string.
  * - `signal`: aborting rejects with the signal's reason (as `fetch` does), not with an
  *   `HttpTransportError`, so retry loops stop.
+ * - `proxyFromEnv` (opt-in, off by default): `HTTPS_PROXY`/`HTTP_PROXY` (and lower-case) for the
+ *   origin's scheme, unless `NO_PROXY` names the host or the host is loopback, as Go's
+ *   `http.ProxyFromEnvironment` decides (W&B's client). http targets go to the proxy in absolute
+ *   form, https targets through a CONNECT tunnel (undici `ProxyAgent`).
  */
-import type { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import { BackendError } from '../core/errors.js';
 import { lazy } from './lazy.js';
 
@@ -34,6 +38,39 @@ export interface HttpClientOptions {
   connections?: number;
   /** For error messages, e.g. `mlflow`. */
   backend: string;
+  /** Honour HTTP(S)_PROXY / NO_PROXY from `env` (default false). */
+  proxyFromEnv?: boolean;
+  /** Environment for `proxyFromEnv` (default process.env). */
+  env?: Record<string, string | undefined>;
+}
+
+const isLoopback = (host: string): boolean =>
+  host === 'localhost' || host.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '[::1]' || host === '::1';
+
+/**
+ * The proxy URL for `url` from the environment, or undefined: Go's `ProxyFromEnvironment` rules
+ * (scheme-specific variable, lower case first; loopback never proxied; `NO_PROXY` entries `*`,
+ * `host`, `.domain`/`domain` (and subdomains), optionally `:port`).
+ */
+export function proxyFor(url: URL, env: Record<string, string | undefined> = process.env): string | undefined {
+  const pick = (name: string): string | undefined => env[name.toLowerCase()] || env[name.toUpperCase()] || undefined;
+  const proxy = url.protocol === 'https:' ? pick('HTTPS_PROXY') : pick('HTTP_PROXY');
+  if (!proxy) return undefined;
+  const host = url.hostname.toLowerCase();
+  if (isLoopback(host)) return undefined;
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  for (const raw of (pick('NO_PROXY') ?? '').split(/[,\s]+/)) {
+    let entry = raw.trim().toLowerCase();
+    if (!entry) continue;
+    if (entry === '*') return undefined;
+    let entryPort: string | undefined;
+    const m = /^(.*?):(\d+)$/.exec(entry);
+    if (m && !entry.endsWith(']')) [, entry, entryPort] = m as unknown as [string, string, string];
+    if (entryPort && entryPort !== port) continue;
+    entry = entry.replace(/^\*?\./, '');
+    if (host === entry || host.endsWith(`.${entry}`)) return undefined;
+  }
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(proxy) ? proxy : `http://${proxy}`;
 }
 
 export interface HttpResponse<T = unknown> {
@@ -188,7 +225,9 @@ export class HttpClient {
   private readonly headers: Record<string, string>;
   private readonly jsonHeaders: Record<string, string>;
   private readonly timeoutMs: number;
-  private readonly pool: Pool;
+  private readonly pool: Dispatcher;
+  /** Set when requests go through a proxy agent (which needs the origin on each request). */
+  private readonly viaProxy: boolean;
   private readonly redact: Redactor;
   private closed = false;
 
@@ -228,16 +267,29 @@ export class HttpClient {
     this.headers = headers;
     this.jsonHeaders = { ...headers, 'content-type': 'application/json' };
     this.timeoutMs = options.timeoutMs ?? 30_000;
-    this.pool = new (loadUndici().Pool)(this.origin, {
+    const tls = url.protocol === 'https:' && options.insecureTls ? { rejectUnauthorized: false } : {};
+    const poolOptions = {
       connections: options.connections ?? 8,
       pipelining: 1,
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
-      connect: {
-        timeout: Math.min(this.timeoutMs, 10_000),
-        ...(url.protocol === 'https:' && options.insecureTls ? { rejectUnauthorized: false } : {}),
-      },
-    });
+      connect: { timeout: Math.min(this.timeoutMs, 10_000), ...tls },
+    };
+    const proxy = options.proxyFromEnv ? proxyFor(url, options.env) : undefined;
+    this.viaProxy = proxy !== undefined;
+    if (proxy !== undefined) {
+      let proxyUrl: URL;
+      try {
+        proxyUrl = new URL(proxy);
+      } catch {
+        throw new BackendError(options.backend, 'invalid proxy URL in HTTPS_PROXY/HTTP_PROXY (expected http://host:port)');
+      }
+      for (const part of [proxyUrl.username, proxyUrl.password, decodeURIComponent(proxyUrl.password)]) if (part) secrets.push(part);
+      this.redact = makeRedactor(secrets);
+      this.pool = new (loadUndici().ProxyAgent)({ ...poolOptions, uri: proxy, proxyTunnel: false, requestTls: tls });
+    } else {
+      this.pool = new (loadUndici().Pool)(this.origin, poolOptions);
+    }
   }
 
   /**
@@ -268,6 +320,7 @@ export class HttpClient {
     try {
       const res = await this.pool.request({
         path: fullPath + encodeQuery(init?.query),
+        ...(this.viaProxy ? { origin: this.origin } : {}),
         method,
         headers: hasBody ? this.jsonHeaders : this.headers,
         body: hasBody ? JSON.stringify(init!.json) : undefined,

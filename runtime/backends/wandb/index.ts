@@ -20,11 +20,20 @@ import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../
 import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
 import { postSync } from '../../io/exit-post.js';
 import { registerExitHook } from '../../io/exit-hooks.js';
-import { HttpClient, HttpTransportError, httpError } from '../../io/http.js';
+import { HttpClient, HttpStatusError, HttpTransportError, httpError } from '../../io/http.js';
 import { lazy } from '../../io/lazy.js';
-import { RetryDeadlineError, withRetry } from '../../io/retry.js';
+import { RetryDeadlineError, withRetry, type RetryDecision } from '../../io/retry.js';
 import { WriteAhead } from '../../io/write-ahead.js';
-import { OfflineRunWriter, type WandbRunInfo } from './offline.js';
+import { OfflineRunWriter, parseValueJson, trackspecVersion, type WandbRunInfo } from './offline.js';
+import { netrcPassword } from './netrc.js';
+
+/** Where a run starts: history offset, step, and (resume) the earlier summary and runtime. */
+interface RunStart {
+  offset: number;
+  step: number;
+  summary?: Record<string, unknown>;
+  runtimeSecs?: number;
+}
 
 const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 
@@ -92,10 +101,15 @@ export function configForm(config: Record<string, unknown>): Record<string, { va
   return Object.fromEntries(Object.entries(config).map(([k, v]) => [k, { value: v }]));
 }
 
+/** Characters of the last value jsonValue() returned (a rough size, for the line limit). */
+let valueChars = 0;
+
 /** A JSON copy of a value, or a ValidationError naming the key (cycles, oversized strings). */
 function jsonValue(key: string, v: unknown): unknown {
+  valueChars = 24;
   if (typeof v === 'number') return Number.isFinite(v) ? v : v > 0 ? Infinity : v < 0 ? -Infinity : NaN;
   if (typeof v === 'string') {
+    valueChars = v.length;
     if (v.length > MAX_VALUE_CHARS) {
       throw new ValidationError(`WandBTracker.log(): "${key}" is a string of ${v.length} characters; W&B history values are limited to ${MAX_VALUE_CHARS}`, [
         { pointer: `/${key}`, code: 'too-large', message: `string longer than ${MAX_VALUE_CHARS} characters` },
@@ -117,6 +131,7 @@ function jsonValue(key: string, v: unknown): unknown {
       { pointer: `/${key}`, code: 'too-large', message: 'value too large' },
     ]);
   }
+  valueChars = text.length;
   return JSON.parse(text);
 }
 
@@ -143,34 +158,156 @@ export interface WandbConnection {
   deadlineMs: number;
 }
 
+/**
+ * W&B's file_stream limits (wandb-core `filestream.go`): one history/summary line at most
+ * 10 MiB − 100 KiB (longer lines are skipped with a warning), one request about 10 MiB (rows are
+ * split over several posts). Mutable for tests.
+ */
+export const WANDB_LIMITS = { maxLineBytes: (10 << 20) - (100 << 10), maxRequestBytes: 10 << 20 };
+/** Room kept in a request for the JSON envelope (file names, offsets, quotes and commas per line). */
+const ENVELOPE_BYTES = 64 << 10;
+
+/** Statuses wandb-core never retries (`RetryMostFailures`); every other 4xx/5xx (408, 429, 500, …) is retried. */
+const PERMANENT = new Set([400, 401, 403, 404, 409, 410, 413, 422, 501]);
+/** UpsertBucket's own policy: as above, but a 409 (conflict) is retried. */
+const PERMANENT_UPSERT = new Set([400, 401, 403, 404, 410, 413, 422, 501]);
+/** Retries per call, as wandb-core: GraphQL 20, file_stream 10085 (about 7 days at 60 s). */
+const MAX_RETRIES = { graphql: 20, fileStream: 10_085 };
+
+export function wandbClassify(err: unknown, permanent: ReadonlySet<number> = PERMANENT): RetryDecision {
+  if (err instanceof HttpTransportError) return err.code === 'ECLOSED' ? { retry: false } : { retry: true };
+  if (err instanceof HttpStatusError) {
+    const s = err.status;
+    if (permanent.has(s)) return { retry: false };
+    if (s >= 400 || s < 200) return err.retryAfterMs !== undefined ? { retry: true, afterMs: err.retryAfterMs } : { retry: true };
+  }
+  return { retry: false };
+}
+
+/**
+ * withRetry with W&B's policy. The retry deadline (`retry_deadline_secs`) bounds only the time the
+ * server is unreachable or failing: a wait the server asked for (`Retry-After`) is honoured in full
+ * and not counted against it, as wandb-core does (it never turns a slow-down into "unreachable").
+ */
+export function wandbRetry<T>(conn: WandbConnection, fn: () => Promise<T>, opts: { maxRetries: number; permanent?: ReadonlySet<number> }): Promise<T> {
+  let serverWaits = 0; // ms slept because the server asked for it
+  let asked = 0; // the Retry-After of the decision being made (excluded from the deadline check)
+  let retries = 0;
+  return withRetry(fn, {
+    policy: { deadlineMs: conn.deadlineMs },
+    backend: 'wandb',
+    classify: (e) => {
+      const d = wandbClassify(e, opts.permanent);
+      if (!d.retry) return d;
+      if (++retries > opts.maxRetries) return { retry: false };
+      asked = d.afterMs ?? 0;
+      return d;
+    },
+    now: () => Date.now() - serverWaits - asked,
+    sleep: async (ms) => {
+      await new Promise((r) => setTimeout(r, ms));
+      serverWaits += Math.min(ms, asked);
+      asked = 0;
+    },
+  });
+}
+
 export function wandbConnect(baseUrl: string, apiKey: string, deadlineMs: number): WandbConnection {
   return {
-    http: new HttpClient({ baseUrl, headers: { authorization: `Basic ${Buffer.from(`api:${apiKey}`).toString('base64')}` }, backend: 'wandb' }),
+    http: new HttpClient({
+      baseUrl,
+      headers: { authorization: `Basic ${Buffer.from(`api:${apiKey}`).toString('base64')}`, 'user-agent': USER_AGENT() },
+      backend: 'wandb',
+      proxyFromEnv: true,
+    }),
     deadlineMs,
   };
 }
 
+const USER_AGENT = (): string => `trackspec/${trackspecVersion()} (wandb)`;
+
 export async function graphql<T>(conn: WandbConnection, operationName: string, query: string, variables: Record<string, unknown>): Promise<T> {
-  return withRetry(
+  return wandbRetry(
+    conn,
     async () => {
       const res = await conn.http.request<{ data?: T; errors?: { message: string }[] }>('POST', '/graphql', { json: { operationName, query, variables } });
-      if (res.status < 200 || res.status >= 300) throw httpError('wandb', operationName, res);
+      const messages = Array.isArray(res.body?.errors) ? res.body.errors.map((e) => e?.message).filter((m) => typeof m === 'string').join('; ') : '';
+      if (res.status < 200 || res.status >= 300) {
+        const e = httpError('wandb', operationName, res);
+        if (!messages) throw e;
+        // wandb-core uses the GraphQL errors[].message as the error text (gqlerrors.go).
+        throw new HttpStatusError('wandb', `${operationName} failed: HTTP ${res.status} ${messages}${e.retryAfterMs !== undefined ? ` (retry after ${e.retryAfterMs} ms)` : ''}`, {
+          status: res.status, retryAfterMs: e.retryAfterMs, body: res.body, serverMessage: messages,
+        });
+      }
       const body = res.body;
-      if (body.errors?.length) throw new BackendError('wandb', `${operationName}: ${body.errors.map((e) => e.message).join('; ')}`, { status: res.status });
+      if (messages) throw new BackendError('wandb', `${operationName}: ${messages}`, { status: res.status });
       return body.data as T;
     },
-    { policy: { deadlineMs: conn.deadlineMs }, backend: 'wandb' },
+    { maxRetries: MAX_RETRIES.graphql, permanent: operationName === 'UpsertBucket' ? PERMANENT_UPSERT : PERMANENT },
   );
 }
 
+export const fileStreamPath = (entity: string, project: string, runId: string): string =>
+  `/files/${encodeURIComponent(entity)}/${encodeURIComponent(project)}/${encodeURIComponent(runId)}/file_stream`;
+
 export async function fileStream(conn: WandbConnection, entity: string, project: string, runId: string, body: Record<string, unknown>): Promise<void> {
-  await withRetry(
+  await wandbRetry(
+    conn,
     async () => {
-      const res = await conn.http.request('POST', `/files/${encodeURIComponent(entity)}/${encodeURIComponent(project)}/${encodeURIComponent(runId)}/file_stream`, { json: body });
+      const res = await conn.http.request('POST', fileStreamPath(entity, project, runId), { json: body });
       if (res.status < 200 || res.status >= 300) throw httpError('wandb', 'file_stream', res);
     },
-    { policy: { deadlineMs: conn.deadlineMs }, backend: 'wandb' },
+    { maxRetries: MAX_RETRIES.fileStream },
   );
+}
+
+/** Upper bound of a line's UTF-8 size (exact for long lines). */
+const lineBytes = (l: string): number => (l.length < 4096 ? l.length * 3 : Buffer.byteLength(l));
+
+/**
+ * Split history lines (contiguous offsets) into file_stream posts of at most about
+ * `maxRequestBytes`, as wandb-core does; `extraBytes` is kept free in the last post (the summary).
+ */
+export function chunkLines<T>(items: readonly T[], line: (t: T) => string): T[][] {
+  const cap = WANDB_LIMITS.maxRequestBytes - ENVELOPE_BYTES;
+  const out: T[][] = [];
+  let cur: T[] = [];
+  let size = 0;
+  for (const it of items) {
+    const n = lineBytes(line(it)) + 8;
+    if (cur.length > 0 && size + n > cap) {
+      out.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push(it);
+    size += n;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
+/** The summary line, or undefined (with a warning) when it is over W&B's line limit (wandb-core skips it). */
+export function summaryLine(summary: Record<string, unknown>, warn: (m: string) => void): string | undefined {
+  const line = wandbJson(summary);
+  if (lineBytes(line) > WANDB_LIMITS.maxLineBytes && Buffer.byteLength(line) > WANDB_LIMITS.maxLineBytes) {
+    warn(`wandb: the run summary is ${Buffer.byteLength(line)} bytes, over W&B's line limit of ${WANDB_LIMITS.maxLineBytes}; it was not sent (as wandb-core skips it)`);
+    return undefined;
+  }
+  return line;
+}
+
+/** Merge a row into the summary leaf by leaf (nested dicts merged, as wandb-core's runsummary). Never aliases the row's objects. */
+export function mergeSummary(target: Record<string, unknown>, src: Readonly<Record<string, unknown>>): void {
+  for (const k in src) {
+    const v = src[k];
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const t = target[k];
+      const into = t !== null && typeof t === 'object' && !Array.isArray(t) ? (t as Record<string, unknown>) : (target[k] = {});
+      mergeSummary(into as Record<string, unknown>, v as Record<string, unknown>);
+    } else target[k] = v;
+  }
 }
 
 export const UPSERT_BUCKET = `mutation UpsertBucket($id: String, $name: String, $project: String, $entity: String, $groupName: String, $description: String, $displayName: String, $notes: String, $config: JSONString, $host: String, $jobType: String, $tags: [String!], $summaryMetrics: JSONString) {
@@ -181,8 +318,17 @@ export const UPSERT_BUCKET = `mutation UpsertBucket($id: String, $name: String, 
 }`;
 const VIEWER = 'query Viewer { viewer { id entity username } }';
 const RESUME_STATUS = `query RunResumeStatus($project: String, $entity: String, $name: String!) {
-  model(name: $project, entityName: $entity) { bucket(name: $name, missingOk: true) { id name historyLineCount summaryMetrics config } }
+  model(name: $project, entityName: $entity) { id name entity { id name } bucket(name: $name, missingOk: true) { id name summaryMetrics displayName logLineCount historyLineCount eventsLineCount historyTail eventsTail config tags notes wandbConfig(keys: ["t"]) } }
 }`;
+
+/**
+ * The \`_wandb\` config entries a resume depends on: W&B's clients treat a run as started only when
+ * \`_wandb.t\` (telemetry) exists (wandb-core runbranch/resume.go), so without it \`resume="must"\`
+ * fails and "allow" starts over. \`t\` is a TelemetryRecord as a dict by field number (13 = platform).
+ */
+export function wandbInternalConfig(): Record<string, unknown> {
+  return { t: { '13': `${process.platform}-${process.arch}` }, m: [] };
+}
 
 export interface UpsertVariables {
   name: string;
@@ -204,27 +350,59 @@ export async function upsertBucket(conn: WandbConnection, v: UpsertVariables): P
   if (v.groupName) variables.groupName = v.groupName;
   if (v.jobType) variables.jobType = v.jobType;
   if (v.tags) variables.tags = v.tags;
-  if (v.config) variables.config = wandbJson(configForm(v.config));
+  if (v.config) variables.config = wandbJson(configForm({ _wandb: wandbInternalConfig(), ...v.config }));
   const data = await graphql<{ upsertBucket: { bucket: { historyLineCount?: number } } }>(conn, 'UpsertBucket', UPSERT_BUCKET, variables);
   return { historyLineCount: Number(data.upsertBucket.bucket.historyLineCount ?? 0) };
 }
 
-export async function resumeStatus(conn: WandbConnection, entity: string, project: string, runId: string): Promise<{ historyLineCount: number; lastStep: number | null; summary: Record<string, unknown> } | undefined> {
-  const data = await graphql<{ model: { bucket: { historyLineCount?: number; summaryMetrics?: string } | null } | null }>(conn, 'RunResumeStatus', RESUME_STATUS, {
+export interface ResumeStatus {
+  historyLineCount: number;
+  lastStep: number | null;
+  summary: Record<string, unknown>;
+  /** Top-level config values (unwrapped from {value}), without `_wandb`. */
+  config: Record<string, unknown>;
+  /** Seconds the run has run so far (summary `_wandb.runtime`, else `_runtime`). */
+  runtimeSecs: number;
+  /** False when the run exists but no client started it (no `_wandb.t`): W&B treats it as new. */
+  started: boolean;
+}
+
+export async function resumeStatus(conn: WandbConnection, entity: string, project: string, runId: string): Promise<ResumeStatus | undefined> {
+  const data = await graphql<{ model: { bucket: { historyLineCount?: number; summaryMetrics?: string; config?: string; wandbConfig?: string | null } | null } | null }>(conn, 'RunResumeStatus', RESUME_STATUS, {
     project, entity, name: runId,
   });
   const b = data.model?.bucket;
   if (!b) return undefined;
+  let started = false;
+  try {
+    const w = b.wandbConfig ? (parseValueJson(b.wandbConfig) as Record<string, unknown> | null) : null;
+    started = w !== null && typeof w === 'object' && 't' in w;
+  } catch {
+    // unreadable: not started
+  }
+  const config: Record<string, unknown> = {};
+  try {
+    const c = parseValueJson(b.config ?? '{}') as Record<string, unknown>;
+    for (const [k, v] of Object.entries(c ?? {})) {
+      if (k === '_wandb') continue;
+      config[k] = v !== null && typeof v === 'object' && !Array.isArray(v) && 'value' in v ? (v as { value: unknown }).value : v;
+    }
+  } catch {
+    // no usable config
+  }
   let lastStep: number | null = null;
   let summary: Record<string, unknown> = {};
+  let runtimeSecs = 0;
   try {
-    const s = JSON.parse(b.summaryMetrics ?? '{}') as { _step?: number };
+    const s = parseValueJson(b.summaryMetrics ?? '{}') as { _step?: number; _runtime?: number; _wandb?: { runtime?: number } };
     if (s !== null && typeof s === 'object') summary = s;
     if (typeof s._step === 'number') lastStep = s._step;
+    const rt = s._wandb?.runtime ?? s._runtime;
+    if (typeof rt === 'number' && Number.isFinite(rt) && rt > 0) runtimeSecs = rt;
   } catch {
     // no usable summary
   }
-  return { historyLineCount: Number(b.historyLineCount ?? 0), lastStep, summary };
+  return { historyLineCount: Number(b.historyLineCount ?? 0), lastStep, summary, config, runtimeSecs, started };
 }
 
 class WandbRunDriver implements TrackerDriver<WandbRun> {
@@ -232,7 +410,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   readonly #ctx: DriverContext;
   readonly #info: WandbRunInfo;
   readonly #root: string;
-  readonly #startMs = Date.now();
+  readonly #startMs: number;
   #conn: WandbConnection | undefined;
   #offline: OfflineRunWriter | undefined;
   #offlineOpening: Promise<OfflineRunWriter> | undefined;
@@ -243,9 +421,16 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   readonly #walOn: boolean;
   #step: number;
   #pending: Record<string, unknown> | undefined;
-  #summary: Record<string, unknown> = {};
-  #summaryLine = 0;
+  #summary: Record<string, unknown>;
+  /** Rough characters of the pending row (exact size checked at commit only when it could be over the line limit). */
+  #pendingChars = 0;
   #offset: number;
+  /** Offset of the first history line the server has not accepted. */
+  #acceptedTo: number;
+  /** A post the server refused for good (4xx): streaming stopped, the rows are kept in the .wandb file. */
+  #refused: Error | undefined;
+  /** Rows over W&B's line limit, skipped with a warning. */
+  #skipped = 0;
   readonly #batcher: Batcher<Row>;
   #heartbeat: NodeJS.Timeout | undefined;
   #lastPost = Date.now();
@@ -255,13 +440,17 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   #finished = false;
   #unregisterExit: () => void;
 
-  constructor(info: WandbRunInfo, root: string, conn: WandbConnection | undefined, startOffset: number, startStep: number, ctx: DriverContext, options: WandBDriverOptions) {
+  constructor(info: WandbRunInfo, root: string, conn: WandbConnection | undefined, start: RunStart, ctx: DriverContext, options: WandBDriverOptions) {
     this.#ctx = ctx;
     this.#info = info;
     this.#root = root;
     this.#conn = conn;
-    this.#offset = startOffset;
-    this.#step = startStep;
+    this.#offset = start.offset;
+    this.#acceptedTo = start.offset;
+    this.#step = start.step;
+    this.#summary = start.summary ?? {};
+    // A resumed run's runtime continues from the earlier sessions' (wandb-core resume.go).
+    this.#startMs = Date.now() - (start.runtimeSecs ?? 0) * 1000;
     this.#baseUrl = options.base_url.replace(/\/+$/, '');
     this.#authHeaders = options.api_key ? { authorization: `Basic ${Buffer.from(`api:${options.api_key}`).toString('base64')}` } : {};
     const self = this;
@@ -308,7 +497,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       },
       onFailed: async (rows, error) => {
         if (isUnreachable(error)) await this.#fallBack(rows);
-        else if (this.#walOn) this.#wal.acked(rows); // refused (4xx): reported by flush(), not replayable
+        else await this.#refuse(rows, error);
       },
       overflow: (items) => {
         // Past the in-memory cap: the run continues in the .wandb file, rows in offset order.
@@ -333,16 +522,55 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     this.#unregisterExit = registerExitHook((reason) => this.#onExit(reason));
   }
 
+  /**
+   * Post rows (contiguous offsets) in requests of at most about 10 MiB, the summary with the last
+   * one: the whole summary as one line, always at offset 0 (wandb-core's SummaryLineNum).
+   */
   async #post(rows: Row[]): Promise<void> {
     this.#fold(rows);
     if (!this.#conn) return this.#fallBack(rows);
-    this.#lastPost = Date.now();
-    await fileStream(this.#conn, this.#info.entity, this.#info.project, this.#info.runId, {
-      files: {
-        [HISTORY]: { offset: rows[0]!.offset, content: rows.map(lineOf) },
-        [SUMMARY]: { offset: this.#summaryLine++, content: [wandbJson(this.#summary)] },
-      },
-    });
+    const chunks = chunkLines(rows, lineOf);
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i]!;
+      if (!this.#conn) return this.#fallBack(chunk);
+      this.#lastPost = Date.now();
+      const files: Record<string, unknown> = { [HISTORY]: { offset: chunk[0]!.offset, content: chunk.map(lineOf) } };
+      if (i === chunks.length - 1) {
+        const line = this.#summaryLine();
+        if (line !== undefined) files[SUMMARY] = { offset: 0, content: [line] };
+      }
+      await fileStream(this.#conn, this.#info.entity, this.#info.project, this.#info.runId, { files });
+      this.#acceptedTo = chunk[chunk.length - 1]!.offset + 1;
+      if (this.#walOn && chunks.length > 1) this.#wal.acked(chunk);
+    }
+  }
+
+  /** The summary line (with `_wandb.runtime` in whole seconds, as wandb-core), or undefined when over the line limit. */
+  #summaryLine(): string | undefined {
+    const w = this.#summary._wandb;
+    this.#summary._wandb = { ...(w !== null && typeof w === 'object' ? w : {}), runtime: Math.floor((Date.now() - this.#startMs) / 1000) };
+    return summaryLine(this.#summary, (m) => this.#ctx.warnOnce('summary:too-long', m));
+  }
+
+  /**
+   * The server refused a post for good (e.g. 413, 400): stop streaming (wandb-core stops its
+   * file_stream on a non-retryable error) and keep every row not accepted, and all later ones, in
+   * the .wandb file at their offsets for `trackspec sync`. finish() reports it; the run is not
+   * marked complete with rows missing.
+   */
+  async #refuse(rows: Row[], error: unknown): Promise<void> {
+    const rest = rows.filter((r) => r.offset >= this.#acceptedTo);
+    if (this.#walOn) this.#wal.acked(rows.filter((r) => r.offset < this.#acceptedTo));
+    if (!this.#refused) {
+      this.#refused = error as Error;
+      this.#ctx.warn(`wandb: the server refused a post for good (${(error as Error).message}); streaming stopped and every row from offset ${rest[0]?.offset ?? this.#acceptedTo} on is kept in a .wandb file under ${this.#root} (upload it with \`trackspec sync ${this.#root}\` or \`wandb sync\`)`);
+    }
+    this.#goOffline();
+    const w = await this.#openOffline(rest[0]?.offset ?? this.#acceptedTo);
+    this.#toOffline(w, rest);
+    w.summary(this.#summary);
+    await w.flush();
+    if (this.#walOn) this.#wal.acked(rest); // durable in the .wandb file now
   }
 
   /** The server stayed unreachable: continue in a .wandb file (rows not yet accepted go there first). */
@@ -399,7 +627,10 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
 
   #merge(values: Readonly<Values>): void {
     const p = (this.#pending ??= {});
-    for (const key in values) p[key] = jsonValue(key, values[key]);
+    for (const key in values) {
+      p[key] = jsonValue(key, values[key]);
+      this.#pendingChars += valueChars + key.length;
+    }
   }
 
   /** Commit the pending row (already a private copy: it becomes the row). The summary is folded in the background. */
@@ -407,18 +638,35 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     const row = this.#pending;
     if (!row) return;
     this.#pending = undefined;
+    const chars = this.#pendingChars;
+    this.#pendingChars = 0;
+    const step = this.#step++;
+    // An empty row is not written, but the step advances (wandb-core handler.go).
+    let empty = true;
+    for (const _k in row) {
+      empty = false;
+      break;
+    }
+    if (empty) return;
     const now = Date.now();
-    row._step = this.#step++;
+    row._step = step;
     row._runtime = (now - this.#startMs) / 1000;
     row._timestamp = now / 1000;
-    const r: Row = { offset: this.#offset++, row };
+    const r: Row = { offset: this.#offset, row };
+    // A JSON character takes at most 6 bytes (\uXXXX): only a row that could be over the line limit is measured.
+    if (chars * 6 > WANDB_LIMITS.maxLineBytes && Buffer.byteLength(lineOf(r)) > WANDB_LIMITS.maxLineBytes) {
+      this.#skipped++;
+      this.#ctx.warn(`wandb: the row at step ${step} is ${Buffer.byteLength(lineOf(r))} bytes as JSON, over W&B's line limit of ${WANDB_LIMITS.maxLineBytes}; it was skipped (as wandb-core skips it)`);
+      return;
+    }
+    this.#offset++;
     this.#batcher.push(r);
     if (this.#walOn) this.#wal.push(r);
   }
 
   /** The summary as of the given rows (latest value per key). */
   #fold(rows: readonly Row[]): Record<string, unknown> {
-    for (const r of rows) Object.assign(this.#summary, r.row);
+    for (const r of rows) mergeSummary(this.#summary, r.row);
     return this.#summary;
   }
 
@@ -482,6 +730,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     } catch (e) {
       if (!isUnreachable(e)) failure = e; // unreachable: the rows went to the offline file (warned)
     }
+    if (this.#refused) failure = undefined; // reported below, with where the rows are
     const runtime = (Date.now() - this.#startMs) / 1000;
     if (this.#conn) {
       try {
@@ -500,6 +749,13 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     }
     this.#unregisterExit();
     await this.#wal.close();
+    if (this.#refused) {
+      throw new BackendError(
+        'wandb',
+        `the server refused a post for good (${this.#refused.message}); the run was not marked complete, and every row it did not accept is kept in ${offline?.path ?? this.#root}: upload it with \`trackspec sync ${this.#root}\` or \`wandb sync\``,
+        { cause: this.#refused, status: (this.#refused as { status?: number }).status },
+      );
+    }
     if (failure) throw failure;
   }
 
@@ -513,18 +769,19 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     // if the server does not answer, write them to the offline file (trackspec sync uploads it).
     this.#finished = true;
     this.#commit();
-    const code = reason === 'exit' ? (uncaught || (process.exitCode ?? 0) !== 0 ? 1 : 0) : 1;
+    // As W&B's exit hooks: an uncaught exception is 1, a signal 255, process.exit(n) n.
+    const code = reason === 'exit' ? (uncaught ? 1 : Number(process.exitCode ?? 0) || 0) : 255;
     const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending()].sort((a, b) => a.offset - b.offset);
     this.#fold(rest);
     if (this.#conn) {
-      const url = `${this.#baseUrl}/files/${encodeURIComponent(this.#info.entity)}/${encodeURIComponent(this.#info.project)}/${encodeURIComponent(this.#info.runId)}/file_stream`;
+      const url = `${this.#baseUrl}${fileStreamPath(this.#info.entity, this.#info.project, this.#info.runId)}`;
       const requests = [];
-      for (let i = 0; i < rest.length; i += 1000) {
-        const chunk = rest.slice(i, i + 1000);
-        requests.push({ url, body: { files: { [HISTORY]: { offset: chunk[0]!.offset, content: chunk.map((r) => wandbJson(r.row)) } } } });
+      for (const chunk of chunkLines(rest, lineOf)) {
+        requests.push({ url, body: { files: { [HISTORY]: { offset: chunk[0]!.offset, content: chunk.map(lineOf) } } } });
       }
-      requests.push({ url, body: { files: { [SUMMARY]: { offset: this.#summaryLine++, content: [wandbJson(this.#summary)] } }, complete: true, exitcode: code } });
-      if (postSync(requests, { headers: this.#authHeaders })) {
+      const line = this.#summaryLine();
+      requests.push({ url, body: { ...(line !== undefined ? { files: { [SUMMARY]: { offset: 0, content: [line] } } } : {}), complete: true, exitcode: code } });
+      if (postSync(requests, { headers: { ...this.#authHeaders, 'user-agent': USER_AGENT() } })) {
         this.#settleWal(rest);
         return;
       }
@@ -567,6 +824,36 @@ class DisabledDriver implements TrackerDriver<WandbRun> {
   async finish(): Promise<void> {}
 }
 
+/** W&B's own checks (wandb_settings.py validate_project / validate_run_id / validate_run_tags), before any request. */
+export function validateNames(project: string, runId: string | null, tags: readonly string[] | null): void {
+  const bad = (option: string, message: string): never => {
+    throw new ConfigError(`WandBTracker: ${message}`, { option });
+  };
+  if (project.length > 128) bad('run_name', `invalid project name ${JSON.stringify(project)}: longer than 128 characters`);
+  const projectChars = [...'/\\#?%:'].filter((c) => project.includes(c));
+  if (projectChars.length > 0) bad('run_name', `invalid project name ${JSON.stringify(project)}: it cannot contain any of / \\ # ? % : (found ${projectChars.join(' ')})`);
+  if (runId !== null) {
+    if (runId.length === 0) bad('id', 'the run id cannot be empty');
+    if (runId.trim() !== runId || runId.trim() === '') bad('id', `invalid run id ${JSON.stringify(runId)}: it cannot start or end with whitespace`);
+    const idChars = [...":;,#?/'"].filter((c) => runId.includes(c));
+    if (idChars.length > 0) bad('id', `invalid run id ${JSON.stringify(runId)}: it cannot contain any of : ; , # ? / ' (found ${idChars.join(' ')})`);
+  }
+  for (const [i, tag] of (tags ?? []).entries()) {
+    if (tag.length < 1 || tag.length > 64) bad('tags', `tag ${i} (${JSON.stringify(tag.length > 70 ? `${tag.slice(0, 64)}…` : tag)}) is ${tag.length} characters; W&B tags must be 1 to 64 characters`);
+  }
+}
+
+/** The API key `wandb login` stored in ~/.netrc (or $NETRC) for the base URL's host[:port]. */
+export function apiKeyFromNetrc(baseUrl: string, env: Record<string, string | undefined> = process.env): string | undefined {
+  let host: string;
+  try {
+    host = new URL(baseUrl).host; // host, plus :port when the URL has one
+  } catch {
+    return undefined;
+  }
+  return netrcPassword(host, env);
+}
+
 function newRunId(): string {
   const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
   return [...crypto().randomBytes(8)].map((b) => alphabet[b % alphabet.length]).join('');
@@ -579,6 +866,7 @@ export const driver: BackendDriver<WandBDriverOptions, WandbRun> = {
     const runId = options.id ?? newRunId();
     const root = options.dir ?? process.cwd();
     if (options.mode === 'disabled') return new DisabledDriver(runId, options.entity ?? '', project);
+    validateNames(project, options.id, options.tags);
     const info: WandbRunInfo = {
       runId,
       entity: options.entity ?? '',
@@ -593,48 +881,58 @@ export const driver: BackendDriver<WandBDriverOptions, WandbRun> = {
       host: hostname(),
     };
     if (options.mode === 'offline') {
-      return new WandbRunDriver(info, root, undefined, 0, 0, ctx, options);
+      return new WandbRunDriver(info, root, undefined, { offset: 0, step: 0 }, ctx, options);
     }
-    if (!options.api_key) {
-      throw new ConfigError('WandBTracker: no API key: set WANDB_API_KEY (or pass api_key), or log offline with mode: "offline" / WANDB_MODE=offline', {
+    const apiKey = options.api_key ?? apiKeyFromNetrc(options.base_url);
+    if (!apiKey) {
+      throw new ConfigError('WandBTracker: no API key: set WANDB_API_KEY (or pass api_key, or run `wandb login`, which writes it to ~/.netrc), or log offline with mode: "offline" / WANDB_MODE=offline', {
         option: 'api_key',
         envVar: 'WANDB_API_KEY',
       });
     }
-    const conn = wandbConnect(options.base_url, options.api_key, options.retry_deadline_secs * 1000);
+    options = { ...options, api_key: apiKey };
+    const conn = wandbConnect(options.base_url, apiKey, options.retry_deadline_secs * 1000);
     try {
       if (!info.entity) {
         const v = await graphql<{ viewer: { entity: string } | null }>(conn, 'Viewer', VIEWER, {});
         info.entity = v.viewer?.entity ?? '';
       }
-      let offset = 0;
-      let step = 0;
+      const start: RunStart = { offset: 0, step: 0 };
       const resume = options.resume;
       if (resume && resume !== 'never' && options.id) {
-        const status = await resumeStatus(conn, info.entity, project, runId);
+        const found = await resumeStatus(conn, info.entity, project, runId);
+        // A run no client started (no _wandb.t) does not count as existing (wandb-core resume.go).
+        const status = found?.started ? found : undefined;
         if (!status && resume === 'must') {
-          throw new BackendError('wandb', `resume "must": run ${runId} does not exist in ${info.entity}/${project}`, { code: 'RUN_NOT_FOUND' });
+          throw new BackendError('wandb', `resume "must": run ${runId} does not exist in ${info.entity}/${project}${found ? ' (it exists, but no W&B client started it: its config has no _wandb.t)' : ''}`, { code: 'RUN_NOT_FOUND' });
         }
         if (status) {
-          offset = status.historyLineCount;
-          step = status.lastStep === null ? 0 : status.lastStep + 1;
+          start.offset = status.historyLineCount;
+          // Starting step: summary _step, +1 when there is history (resume.go).
+          start.step = status.lastStep === null ? 0 : status.lastStep + (status.historyLineCount > 0 ? 1 : 0);
+          start.summary = status.summary;
+          start.runtimeSecs = status.runtimeSecs;
+          // The server replaces the config: the earlier keys not set now are sent back (MergeResumedConfig).
+          for (const [k, v] of Object.entries(status.config)) if (!(k in info.config)) info.config[k] = v;
           info.resumed = true;
         }
       } else if (resume === 'never' && options.id) {
         const status = await resumeStatus(conn, info.entity, project, runId);
-        if (status) throw new BackendError('wandb', `resume "never": run ${runId} already exists in ${info.entity}/${project}; pick another id`, { code: 'RUN_EXISTS' });
+        if (status?.started) throw new BackendError('wandb', `resume "never": run ${runId} already exists in ${info.entity}/${project}; pick another id`, { code: 'RUN_EXISTS' });
       }
       const up = await upsertBucket(conn, {
         name: runId, project, entity: info.entity, displayName: info.displayName, notes: info.notes, groupName: info.group,
         jobType: info.jobType, tags: info.tags, config: info.config,
       });
-      if (info.resumed) offset = Math.max(offset, up.historyLineCount);
-      return new WandbRunDriver(info, root, conn, offset, step, ctx, options);
+      // historyLineCount > 0 is the history offset whether or not the run is resumed (runupserter.go):
+      // reusing an id appends instead of overwriting line 0.
+      start.offset = Math.max(start.offset, up.historyLineCount);
+      return new WandbRunDriver(info, root, conn, start, ctx, options);
     } catch (e) {
       if (isUnreachable(e)) {
         await conn.http.close();
         ctx.warn(`wandb: the server at ${options.base_url} is unreachable; logging offline under ${root} (upload later with \`trackspec sync ${root}\` or \`wandb sync\`)`);
-        return new WandbRunDriver(info, root, undefined, 0, 0, ctx, options);
+        return new WandbRunDriver(info, root, undefined, { offset: 0, step: 0 }, ctx, options);
       }
       await conn.http.close();
       if (e instanceof TrackspecError) throw e;

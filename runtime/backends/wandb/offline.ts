@@ -85,7 +85,7 @@ export function wandbRecordType(): PbType {
 let version: string | undefined;
 
 /** trackspec's version, from the package.json above this module ('unknown' if none is found). */
-function trackspecVersion(): string {
+export function trackspecVersion(): string {
   if (version !== undefined) return version;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {

@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { readEnv, type Env } from '../../core/env.js';
 import { describeRanges } from '../../io/framing.js';
 import { listSpools, replaySpool, SpoolDamagedError, type SyncSummary } from '../../io/spool.js';
-import { fileStream, graphql, resumeStatus, upsertBucket, wandbConnect, wandbJson, type WandbSpoolRow } from './index.js';
+import { apiKeyFromNetrc, chunkLines, fileStream, graphql, resumeStatus, summaryLine, upsertBucket, wandbConnect, wandbJson, type WandbSpoolRow } from './index.js';
 import { findOfflineRuns, markSynced, parseValueJson, readWandbFile } from './offline.js';
 
 /**
@@ -26,10 +26,10 @@ export async function syncWandbSpools(dir: string, options: { out?: (line: strin
   const spools = (await listSpools(dir, 'wandb')).filter((s) => s.pending > 0);
   const summary: SyncSummary = { spools: spools.length, sent: 0, duplicates: 0, failed: [] };
   if (spools.length === 0) return summary;
-  const apiKey = readEnv(env, 'WANDB_API_KEY');
   for (const s of spools) {
     const meta = (s.header.meta ?? {}) as { entity?: string; project?: string; run_id?: string };
     const baseUrl = readEnv(env, 'WANDB_BASE_URL') ?? s.header.target;
+    const apiKey = readEnv(env, 'WANDB_API_KEY') ?? apiKeyFromNetrc(baseUrl, env);
     out(`${s.path}: ${s.pending} history row(s) of W&B run ${meta.entity}/${meta.project}/${meta.run_id} → ${baseUrl}`);
     if (s.damaged.length > 0) out(`  damaged: ${describeRanges(s.damaged)} cannot be read; every intact record before and after is uploaded`);
     if (!apiKey || !meta.project || !meta.run_id) {
@@ -48,12 +48,9 @@ export async function syncWandbSpools(dir: string, options: { out?: (line: strin
         while (i < rows.length) {
           let j = i + 1;
           while (j < rows.length && rows[j]!.o === rows[j - 1]!.o + 1) j++;
-          await fileStream(conn, entity, project, runId, {
-            files: {
-              'wandb-history.jsonl': { offset: rows[i]!.o, content: rows.slice(i, j).map((r) => r.l) },
-              'wandb-summary.json': { offset: 0, content: [wandbJson(values)] },
-            },
-          });
+          for (const chunk of chunkLines(rows.slice(i, j), (r) => r.l)) {
+            await fileStream(conn, entity, project, runId, { files: { 'wandb-history.jsonl': { offset: chunk[0]!.o, content: chunk.map((r) => r.l) } } });
+          }
           i = j;
         }
       };
@@ -68,7 +65,9 @@ export async function syncWandbSpools(dir: string, options: { out?: (line: strin
         summary.sent += e.sent;
         failure = e;
       }
-      await fileStream(conn, entity, project, runId, { files: { 'wandb-summary.json': { offset: 0, content: [wandbJson(values)] } }, complete: true, exitcode: 1 });
+      // The summary: one line, always at offset 0, as wandb-core writes it.
+      const line = summaryLine(values, out);
+      await fileStream(conn, entity, project, runId, { ...(line !== undefined ? { files: { 'wandb-summary.json': { offset: 0, content: [line] } } } : {}), complete: true, exitcode: 1 });
       if (failure) throw failure;
     } catch (e) {
       summary.failed.push({ path: s.path, error: (e as Error).message });
@@ -86,8 +85,8 @@ export async function syncWandbRuns(dir: string, options: { out?: (line: string)
   const files = await findOfflineRuns(dir);
   const summary: SyncSummary = { spools: files.length, sent: 0, duplicates: 0, failed: [] };
   if (files.length === 0) return summary;
-  const apiKey = readEnv(env, 'WANDB_API_KEY');
   const baseUrl = readEnv(env, 'WANDB_BASE_URL') ?? 'https://api.wandb.ai';
+  const apiKey = readEnv(env, 'WANDB_API_KEY') ?? apiKeyFromNetrc(baseUrl, env);
   for (const file of files) {
     out(`${file}: W&B offline run → ${baseUrl}`);
     if (!apiKey) {
@@ -128,18 +127,19 @@ export async function syncWandbRuns(dir: string, options: { out?: (line: string)
         name: run.runId, project: run.project, entity: run.entity, displayName: run.displayName, notes: run.notes,
         groupName: run.group, jobType: run.jobType, tags: run.tags, config,
       });
+      // At most 1000 rows and about 10 MiB per post (wandb-core's request cap).
+      let sent = 0;
       for (let i = 0; i < lines.length; i += 1000) {
-        const chunk = lines.slice(i, i + 1000);
-        await fileStream(conn, run.entity, run.project, run.runId, {
-          files: {
-            'wandb-history.jsonl': { offset: base + i, content: chunk },
-            'wandb-summary.json': { offset: 0, content: [wandbJson(summaryValues)] },
-          },
-        });
-        out(`  ${Math.min(i + 1000, lines.length)}/${lines.length} history rows`);
+        for (const chunk of chunkLines(lines.slice(i, i + 1000), (l) => l)) {
+          await fileStream(conn, run.entity, run.project, run.runId, { files: { 'wandb-history.jsonl': { offset: base + sent, content: chunk } } });
+          sent += chunk.length;
+        }
+        out(`  ${sent}/${lines.length} history rows`);
       }
+      // The summary: one line, always at offset 0, as wandb-core writes it.
+      const line = summaryLine(summaryValues, out);
       await fileStream(conn, run.entity, run.project, run.runId, {
-        files: { 'wandb-summary.json': { offset: 0, content: [wandbJson(summaryValues)] } },
+        ...(line !== undefined ? { files: { 'wandb-summary.json': { offset: 0, content: [line] } } } : {}),
         complete: true,
         exitcode: exitCode ?? 1,
       });
