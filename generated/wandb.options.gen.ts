@@ -53,7 +53,7 @@ export interface WandBOptions {
    */
   job_type?: (string | null);
   /**
-   * Run tags.
+   * Run tags (each 1 to 64 characters, as wandb.init checks).
    *
    * Environment: `WANDB_TAGS` (list).
    *
@@ -101,7 +101,7 @@ export interface WandBOptions {
    */
   resume?: ("allow" | "must" | "never" | "auto" | null);
   /**
-   * API key (prefer the environment variable). Never printed.
+   * API key (prefer the environment variable). Never printed. Without it, the key `wandb login` stored in $NETRC or ~/.netrc for the base URL's host[:port].
    *
    * Environment: `WANDB_API_KEY` (string).
    */
@@ -133,7 +133,7 @@ export interface WandBOptions {
    */
   write_ahead?: boolean;
   /**
-   * How long one request is retried (connection errors, 429 honouring Retry-After, 5xx; exponential backoff with jitter) before the run falls back to an offline .wandb file.
+   * How long an unreachable or failing server (connection errors, 408, 5xx, …; exponential backoff with jitter) is retried before the run falls back to an offline .wandb file. Waits the server asks for (Retry-After, e.g. on 429) are honoured in full and not counted.
    *
    * Default: `60`.
    */

@@ -1,10 +1,12 @@
 /**
  * Weights & Biases backend.
  *
- * - Online: GraphQL `UpsertBucket` (config as `{key: {value}}`), then `file_stream` posts of history
- *   rows (`_step`, `_runtime`, `_timestamp`) at contiguous line offsets plus the current summary;
- *   an empty post as heartbeat when idle; `complete` + `exitcode` at finish (1 when the process dies
- *   of an error). Offsets make every post idempotent, so retries never duplicate a row.
+ * - Online, as wandb-core 0.28.2: GraphQL `UpsertBucket` (config as `{key: {value}}` with `_wandb.t`),
+ *   then `file_stream` posts (≤ ~10 MiB each) of history rows (`_step`, `_runtime`, `_timestamp`) at
+ *   contiguous line offsets plus the summary, one line always at offset 0; an empty post as heartbeat
+ *   when idle; `complete` + `exitcode` at finish (at exit: 1 uncaught error, 255 signal, n exit(n)).
+ *   Offsets make every post idempotent, so retries never duplicate a row. A post refused for good
+ *   stops streaming: the rest of the run goes to the .wandb file and the run is not completed.
  * - Steps, as W&B: `log(values, step)` with a higher step commits the pending row and moves to that
  *   step; the same step merges into the pending row; a lower step is ignored with a warning;
  *   `log(values)` without a step merges into the pending row and commits it (the step then advances).
