@@ -1,7 +1,7 @@
 /**
  * Tracker config files (YAML or JSON): parsing with source positions, validation with the generated
- * validator, and issues located as FILE:LINE:COL. Used by `loadTrackingConfig` and `trackspec validate`.
- * The YAML library is loaded on first use so importing the SDK stays cheap.
+ * validator, and issues located as FILE:LINE:COL. Used by `loadTrackingConfig`, `trackspec validate` and
+ * the generator's spec loader. js-yaml is loaded on first use so importing the SDK stays cheap.
  */
 import { open } from 'node:fs/promises';
 import { ConfigError, ValidationError, type ValidationIssue } from './errors.js';
@@ -23,100 +23,19 @@ export interface CheckResult {
   issues: LocatedIssue[];
 }
 
-type YamlModule = typeof import('yaml');
-let yamlModule: Promise<YamlModule> | undefined;
-const loadYaml = () => (yamlModule ??= import('yaml'));
-
-type YamlNode = import('yaml').Node | import('yaml').Pair | null | undefined;
-type YamlMap = import('yaml').YAMLMap<unknown, unknown>;
-type YamlPair = import('yaml').Pair<unknown, unknown>;
-
-/** The property name a map key becomes in the parsed object. */
-function keyName(yaml: YamlModule, key: unknown): string {
-  return yaml.isScalar(key) ? String(key.value) : String(key);
-}
+type JsYaml = typeof import('js-yaml');
+type YamlEvent = import('js-yaml').Event;
+type Schema = import('js-yaml').Schema;
+let jsYamlModule: Promise<JsYaml> | undefined;
+const loadJsYaml = () => (jsYamlModule ??= import('js-yaml'));
 
 /**
- * Index of each map's pairs by key, built once per map on first lookup, so locating N issues in a
- * map of N keys is linear (a scan per issue was quadratic: 80,000 keys took 42 s).
+ * Deepest nesting of collections accepted. Tracker configs nest a few levels; js-yaml's parser
+ * recurses (~1,600 levels fit the default stack), and the parser used before gave out at ~850.
  */
-function pairIndex(yaml: YamlModule, cache: WeakMap<YamlMap, Map<string, YamlPair>>, map: YamlMap): Map<string, YamlPair> {
-  let index = cache.get(map);
-  if (!index) {
-    index = new Map();
-    for (const p of map.items) {
-      const k = keyName(yaml, p.key);
-      if (!index.has(k)) index.set(k, p);
-    }
-    cache.set(map, index);
-  }
-  return index;
-}
-
-/** Position of the node at `pointer`; `atKey` points at the key of the last segment instead of its value. */
-function locate(
-  yaml: YamlModule,
-  doc: import('yaml').Document,
-  lineCounter: import('yaml').LineCounter,
-  cache: WeakMap<YamlMap, Map<string, YamlPair>>,
-  pointer: string,
-  atKey: boolean,
-): { line: number; col: number } {
-  let node: YamlNode = doc.contents;
-  let offset = (doc.contents as import('yaml').Node | null)?.range?.[0] ?? 0;
-  const segs = pointerSegments(pointer);
-  for (let i = 0; i < segs.length; i++) {
-    const seg = segs[i]!;
-    const last = i === segs.length - 1;
-    if (yaml.isMap(node)) {
-      const pair = pairIndex(yaml, cache, node).get(seg);
-      if (!pair) break;
-      const keyNode = pair.key as import('yaml').Node | null;
-      if (last && atKey && keyNode?.range) {
-        offset = keyNode.range[0];
-        break;
-      }
-      node = pair.value as YamlNode;
-      const r = (node as import('yaml').Node | null)?.range ?? keyNode?.range;
-      if (r) offset = r[0];
-    } else if (yaml.isSeq(node)) {
-      node = node.items[Number(seg)] as YamlNode;
-      const r = (node as import('yaml').Node | null)?.range;
-      if (r) offset = r[0];
-    } else break;
-  }
-  const pos = lineCounter.linePos(offset);
-  return { line: pos.line, col: pos.col };
-}
-
-/**
- * Repeated keys in any map, found with one Set per map (the yaml library's own `uniqueKeys` check
- * compares every pair with every earlier one: quadratic). Keys are compared as the property names
- * they become, so `1` and `"1"` clash too (one would silently overwrite the other). Iterative, so a
- * deeply nested document cannot overflow the stack here.
- */
-function duplicateKeys(yaml: YamlModule, root: unknown): { offset: number; key: string }[] {
-  const found: { offset: number; key: string }[] = [];
-  const stack: unknown[] = [root];
-  const seen = new Set<unknown>();
-  while (stack.length > 0) {
-    const node = stack.pop();
-    if (seen.has(node)) continue;
-    seen.add(node);
-    if (yaml.isMap(node)) {
-      const keys = new Set<string>();
-      for (const p of node.items) {
-        const k = keyName(yaml, p.key);
-        if (keys.has(k)) found.push({ offset: (p.key as import('yaml').Node | null)?.range?.[0] ?? 0, key: k });
-        else keys.add(k);
-        stack.push(p.value);
-      }
-    } else if (yaml.isSeq(node)) {
-      for (const item of node.items) stack.push(item);
-    }
-  }
-  return found.sort((a, b) => a.offset - b.offset);
-}
+const MAX_DEPTH = 1000;
+/** Alias expansions allowed per document, counted as the `yaml` library counted them (its `maxAliasCount`). */
+const MAX_ALIAS_COUNT = 100;
 
 /** A parse problem: `code` is `parse`, `duplicate-key`, `alias-limit` or `too-deep`. */
 export interface ParseProblem {
@@ -137,57 +56,403 @@ export interface Located {
 
 const STACK_OVERFLOW = /Maximum call stack size exceeded/;
 
+/** Offset → 1-based line and column (UTF-16 code units, as the `yaml` library's LineCounter); the line table is built on first use. */
+function lineCounter(text: string): (offset: number) => { line: number; col: number } {
+  let starts: number[] | undefined;
+  return (offset) => {
+    if (!starts) {
+      starts = [0];
+      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+    }
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, col: offset - starts[lo]! + 1 };
+  };
+}
+
+/**
+ * One document as js-yaml's flat event list (the parser's output, with source offsets), and what
+ * locating, duplicate keys and the alias limit need from it. Event `i` is a node; its subtree runs to
+ * `end(i)` (a POP for collections), so its next sibling is `end(i) + 1`. Everything is built on first
+ * use, in time linear in the events.
+ */
+class EventDoc {
+  private ends: Int32Array | undefined;
+  private readonly maps = new Map<number, Map<string, number>>();
+  private readonly seqs = new Map<number, number[]>();
+  private implicitFirst: Set<string> | null | undefined;
+  private targets: Map<number, number> | undefined;
+
+  constructor(
+    private readonly y: JsYaml,
+    private readonly text: string,
+    readonly events: YamlEvent[],
+    /** Index of the document's DOCUMENT event. */
+    private readonly docIndex: number,
+    private readonly schema: Schema,
+  ) {}
+
+  /** Index of the root node, or -1 for an empty document. */
+  get root(): number {
+    const i = this.docIndex + 1;
+    return i < this.events.length && this.events[i]!.type !== this.y.EVENT_ID.POP ? i : -1;
+  }
+
+  /** Index of the last event of the node at `i` (its POP for a collection). */
+  end(i: number): number {
+    if (!this.ends) {
+      const E = this.y.EVENT_ID;
+      const ends = new Int32Array(this.events.length);
+      const open: number[] = [];
+      for (let j = 0; j < this.events.length; j++) {
+        const t = this.events[j]!.type;
+        if (t === E.SCALAR || t === E.ALIAS) ends[j] = j;
+        else if (t === E.POP) ends[open.pop()!] = j;
+        else open.push(j);
+      }
+      this.ends = ends;
+    }
+    return this.ends[i]!;
+  }
+
+  /** Where the node at `i` starts, as the `yaml` library's `range[0]`: the quote, the `|`/`>`, the `*`, the `[`/`{`, the first key or `-`. -1 for an empty scalar without anchor or tag. */
+  offset(i: number): number {
+    const ev = this.events[i]!;
+    const E = this.y.EVENT_ID;
+    const S = this.y.SCALAR_STYLE;
+    switch (ev.type) {
+      case E.SCALAR:
+        if (ev.valueStart < 0) return Math.max(ev.anchorEnd, ev.tagEnd); // empty: after its props, if any
+        if (ev.style === S.SINGLE_QUOTED || ev.style === S.DOUBLE_QUOTED) return ev.valueStart - 1;
+        if (ev.style === S.LITERAL_BLOCK || ev.style === S.FOLDED_BLOCK) return this.blockIndicator(i);
+        return ev.valueStart;
+      case E.ALIAS:
+        return ev.anchorStart - 1;
+      case E.MAPPING:
+      case E.SEQUENCE:
+        return ev.start;
+      default:
+        return -1;
+    }
+  }
+
+  /**
+   * The `|` or `>` of a block scalar: its content starts on the line after the header, so the
+   * indicator is the first `|`/`>` on the header line after whatever precedes it there (the key, a
+   * `-`, the scalar's own anchor and tag); only a comment can follow it.
+   */
+  private blockIndicator(i: number): number {
+    const ev = this.events[i] as import('js-yaml').ScalarEvent;
+    const text = this.text;
+    const headerEnd = ev.valueStart - 1;
+    let lo = text.lastIndexOf('\n', headerEnd - 1) + 1;
+    lo = Math.max(lo, ev.anchorEnd, ev.tagEnd);
+    for (let j = i - 1; j >= 0; j--) {
+      const prev = this.events[j]!;
+      const E = this.y.EVENT_ID;
+      if (prev.type === E.SCALAR) lo = Math.max(lo, prev.valueEnd, prev.anchorEnd, prev.tagEnd);
+      else if (prev.type === E.ALIAS) lo = Math.max(lo, prev.anchorEnd);
+      else if (prev.type === E.MAPPING || prev.type === E.SEQUENCE) lo = Math.max(lo, prev.start, prev.anchorEnd, prev.tagEnd);
+      else continue;
+      break;
+    }
+    for (let j = lo; j < headerEnd; j++) {
+      const c = text.charCodeAt(j);
+      if (c === 0x7c /* | */ || c === 0x3e /* > */) return j;
+    }
+    return ev.valueStart;
+  }
+
+  /** An empty item of a block sequence is where the `yaml` library put it: just after its `-`. */
+  private emptyItem(i: number): number {
+    const E = this.y.EVENT_ID;
+    let lo = 0;
+    for (let j = i - 1; j >= 0; j--) {
+      const prev = this.events[j]!;
+      if (prev.type === E.SCALAR) lo = Math.max(prev.valueEnd, prev.anchorEnd, prev.tagEnd);
+      else if (prev.type === E.ALIAS) lo = prev.anchorEnd;
+      else if (prev.type === E.MAPPING || prev.type === E.SEQUENCE) lo = prev.start;
+      else continue;
+      break;
+    }
+    const text = this.text;
+    for (let j = lo; j < text.length; j++) {
+      const c = text[j];
+      if (c === '#' && (j === 0 || /\s/.test(text[j - 1]!))) {
+        const eol = text.indexOf('\n', j);
+        if (eol < 0) break;
+        j = eol;
+      } else if (c === '-' && (j + 1 === text.length || /\s/.test(text[j + 1]!))) return j + 1;
+    }
+    return -1;
+  }
+
+  /** The property name the key at `i` becomes (js-yaml's object maps use `String(key)`); undefined for a collection key. */
+  keyName(i: number): string | undefined {
+    const y = this.y;
+    const ev = this.events[i]!;
+    if (ev.type === y.EVENT_ID.ALIAS) {
+      const t = this.aliasTargets().get(i);
+      return t !== undefined && this.events[t]!.type === y.EVENT_ID.SCALAR ? this.keyName(t) : undefined;
+    }
+    if (ev.type !== y.EVENT_ID.SCALAR) return undefined;
+    const source = y.getScalarValue(this.text, ev);
+    if (ev.tagStart < 0 && (ev.style !== y.SCALAR_STYLE.PLAIN || !this.mayResolve(source))) return source;
+    // A plain key that may be a null, bool, int or float, or a tagged key: resolve it as js-yaml does.
+    try {
+      const value = y.constructFromEvents([this.events[this.docIndex]!, ev, { type: y.EVENT_ID.POP }], { source: this.text, schema: this.schema })[0];
+      return value !== null && typeof value === 'object' ? undefined : String(value);
+    } catch {
+      return source; // js-yaml's own construction reports it
+    }
+  }
+
+  /** For each alias event, the event it refers to: the last node before it with that anchor. */
+  aliasTargets(): Map<number, number> {
+    if (!this.targets) {
+      const E = this.y.EVENT_ID;
+      const targets = new Map<number, number>();
+      const byName = new Map<string, number>();
+      for (let i = 0; i < this.events.length; i++) {
+        const ev = this.events[i]!;
+        if (ev.type === E.ALIAS) {
+          const t = byName.get(this.text.slice(ev.anchorStart, ev.anchorEnd));
+          if (t !== undefined) targets.set(i, t);
+        } else if ((ev.type === E.SCALAR || ev.type === E.MAPPING || ev.type === E.SEQUENCE) && ev.anchorStart >= 0) {
+          byName.set(this.text.slice(ev.anchorStart, ev.anchorEnd), i);
+        }
+      }
+      this.targets = targets;
+    }
+    return this.targets;
+  }
+
+  /** Whether a plain scalar could resolve to something other than a string in this schema (by its first character). */
+  private mayResolve(source: string): boolean {
+    if (this.implicitFirst === undefined) {
+      let first: Set<string> | null = new Set();
+      for (const tag of this.schema.tags) {
+        if (tag.nodeKind !== 'scalar' || !tag.implicit || tag.tagName === 'tag:yaml.org,2002:str') continue;
+        if (tag.implicitFirstChars === null) first = null;
+        else if (first) for (const c of tag.implicitFirstChars) first.add(c);
+      }
+      this.implicitFirst = first;
+    }
+    return this.implicitFirst === null || this.implicitFirst.has(source.charAt(0));
+  }
+
+  /** Key index of the mapping at `m`: property name → event index of its (first) key. */
+  mapIndex(m: number): Map<string, number> {
+    let index = this.maps.get(m);
+    if (!index) {
+      index = new Map();
+      const POP = this.y.EVENT_ID.POP;
+      for (let k = m + 1; this.events[k]!.type !== POP; k = this.end(this.end(k) + 1) + 1) {
+        const name = this.keyName(k);
+        if (name !== undefined && !index.has(name)) index.set(name, k);
+      }
+      this.maps.set(m, index);
+    }
+    return index;
+  }
+
+  /** Event indexes of the items of the sequence at `s`. */
+  seqItems(s: number): number[] {
+    let items = this.seqs.get(s);
+    if (!items) {
+      items = [];
+      const POP = this.y.EVENT_ID.POP;
+      for (let k = s + 1; this.events[k]!.type !== POP; k = this.end(k) + 1) items.push(k);
+      this.seqs.set(s, items);
+    }
+    return items;
+  }
+
+  /** Offset of the node at `pointer`, or of its key with `atKey` (as the `yaml`-based locator did). */
+  locate(pointer: string, atKey: boolean): number {
+    const E = this.y.EVENT_ID;
+    let node = this.root;
+    if (node < 0) return 0;
+    let offset = Math.max(this.offset(node), 0);
+    const segs = pointerSegments(pointer);
+    for (let i = 0; i < segs.length; i++) {
+      const seg = segs[i]!;
+      const type = this.events[node]!.type;
+      if (type === E.MAPPING) {
+        const key = this.mapIndex(node).get(seg);
+        if (key === undefined) break;
+        if (i === segs.length - 1 && atKey) return Math.max(this.offset(key), offset);
+        node = this.end(key) + 1;
+        const at = this.offset(node);
+        offset = at >= 0 ? at : Math.max(this.offset(key), offset);
+      } else if (type === E.SEQUENCE) {
+        const seq = this.events[node] as import('js-yaml').SequenceEvent;
+        const item = this.seqItems(node)[Number(seg)];
+        if (item === undefined) break;
+        node = item;
+        let at = this.offset(node);
+        if (at < 0 && seq.style === this.y.COLLECTION_STYLE.BLOCK) at = this.emptyItem(node);
+        if (at >= 0) offset = at;
+      } else break;
+    }
+    return offset;
+  }
+
+  /** Repeated keys in every mapping (keys compared as the property names they become, so `1` and `"1"` clash), in document order. */
+  duplicateKeys(): { offset: number; key: string }[] {
+    const found: { offset: number; key: string }[] = [];
+    const { MAPPING, POP } = this.y.EVENT_ID;
+    for (let m = 0; m < this.events.length; m++) {
+      if (this.events[m]!.type !== MAPPING) continue;
+      const seen = new Set<string>();
+      for (let k = m + 1; this.events[k]!.type !== POP; k = this.end(this.end(k) + 1) + 1) {
+        const name = this.keyName(k);
+        if (name === undefined) continue;
+        if (seen.has(name)) found.push({ offset: this.offset(k), key: name });
+        else seen.add(name);
+      }
+    }
+    return found.sort((a, b) => a.offset - b.offset);
+  }
+
+  /**
+   * The first alias, when the document expands aliases more than MAX_ALIAS_COUNT times by the rule
+   * of the `yaml` library used before (Document.toJS's `maxAliasCount`: each anchor counts its
+   * aliases, weighted by the largest such count inside it), so the same documents are refused.
+   * js-yaml itself expands aliases by reference, cheaply, but whatever walks the value afterwards
+   * (validation, logging the config) would not. Linear: each anchor's weight is computed once.
+   */
+  aliasBomb(): number | undefined {
+    const E = this.y.EVENT_ID;
+    const events = this.events;
+    let first = -1;
+    for (let i = 0; i < events.length && first < 0; i++) if (events[i]!.type === E.ALIAS) first = i;
+    if (first < 0) return undefined;
+    const target = this.aliasTargets();
+    const data = new Map<number, { count: number; aliasCount: number; weighed: boolean }>();
+    const weigh = (t: number): number => {
+      const ev = events[t]!;
+      if (ev.type === E.SCALAR) return 1;
+      let max = 0;
+      for (let j = t + 1; j < this.end(t); j++) {
+        const leaf = events[j]!;
+        let c = 0;
+        if (leaf.type === E.SCALAR) c = 1;
+        else if (leaf.type === E.ALIAS) {
+          const d = data.get(target.get(j) ?? -1);
+          c = d ? d.count * d.aliasCount : 0;
+        }
+        if (c > max) max = c;
+      }
+      return max;
+    };
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i]!;
+      if (ev.type === E.ALIAS) {
+        const d = data.get(target.get(i) ?? -1);
+        if (!d) continue;
+        d.count += 1;
+        if (!d.weighed) {
+          d.aliasCount = weigh(target.get(i)!);
+          d.weighed = true;
+        }
+        if (d.count * d.aliasCount > MAX_ALIAS_COUNT) return first;
+      } else if ((ev.type === E.SCALAR || ev.type === E.MAPPING || ev.type === E.SEQUENCE) && ev.anchorStart >= 0) {
+        data.set(i, { count: 1, aliasCount: 0, weighed: false });
+      }
+    }
+    return undefined;
+  }
+}
+
+function yamlProblem(y: JsYaml, e: unknown, at: (offset: number) => { line: number; col: number }): ParseProblem | undefined {
+  if (e instanceof RangeError && STACK_OVERFLOW.test(e.message)) return { ...at(0), code: 'too-deep', message: 'nesting too deep for the parser' };
+  if (!(e instanceof y.YAMLException)) return undefined;
+  let offset = e.mark?.position ?? 0;
+  if (offset > 0 && e.mark?.buffer[offset - 1] === '*') offset--; // an alias: at its `*`, not its name
+  const pos = at(offset);
+  if (e.reason.startsWith('nesting exceeded maxDepth')) return { ...pos, code: 'too-deep', message: 'nesting too deep for the parser' };
+  return { ...pos, code: 'parse', message: e.reason };
+}
+
 /**
  * Parse YAML or JSON text keeping source positions. Never throws on bad input: syntax errors,
- * repeated keys, alias bombs (more alias expansions than the yaml library's `maxAliasCount`) and
- * nesting too deep for the parser are all returned as located errors.
+ * repeated keys, alias bombs (by the `yaml` library's `maxAliasCount` rule, 100) and nesting deeper
+ * than 1,000 levels are all returned as located errors.
+ *
+ * One parse, linear in the text: js-yaml's parser emits a flat list of events with source offsets,
+ * js-yaml builds the value from those events (YAML 1.2 core schema; 1.1 under a `%YAML 1.1`
+ * directive), and positions are worked out from the same events only when something asks for one
+ * (an issue to locate, a repeated key).
  */
 export async function parseLocated(text: string): Promise<Located> {
-  const yaml = await loadYaml();
-  const lineCounter = new yaml.LineCounter();
-  const doc = yaml.parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false });
-  const at = (offset: number) => lineCounter.linePos(offset);
-  const cache = new WeakMap<YamlMap, Map<string, YamlPair>>();
-  const result = (data: unknown, errors: ParseProblem[]): Located => ({
-    data,
-    errors,
-    locate: (pointer, atKey) => locate(yaml, doc, lineCounter, cache, pointer, atKey),
-  });
-  const errors: ParseProblem[] = doc.errors.map((e) => {
-    const pos = at(e.pos[0]);
-    const message = e.message.split('\n')[0]!;
-    if (STACK_OVERFLOW.test(message)) return { ...pos, code: 'too-deep', message: 'nesting too deep for the parser' };
-    return { ...pos, code: 'parse', message };
-  });
-  if (errors.length > 0) return result(undefined, errors);
-  const dups = duplicateKeys(yaml, doc.contents);
-  if (dups.length > 0) {
-    return result(
-      undefined,
-      dups.map((d) => ({ ...at(d.offset), code: 'duplicate-key', message: `Map keys must be unique; ${JSON.stringify(d.key)} is repeated` })),
-    );
-  }
+  const y = await loadJsYaml();
+  const at = lineCounter(text);
+  const failed = (errors: ParseProblem[]): Located => ({ data: undefined, errors, locate: () => at(0) });
+  let events: YamlEvent[];
   try {
-    return result(doc.toJS(), []);
+    events = y.parseEvents(text, { maxDepth: MAX_DEPTH });
   } catch (e) {
-    if (e instanceof ReferenceError && /alias/i.test(e.message)) {
-      // An alias bomb ("billion laughs"): report where the first alias is, not the library's stack.
-      let offset = 0;
-      yaml.visit(doc, {
-        Alias(_key, node) {
-          offset = node.range?.[0] ?? 0;
-          return yaml.visit.BREAK;
-        },
-      });
-      return result(undefined, [
-        { ...at(offset), code: 'alias-limit', message: 'too many alias expansions (a YAML alias bomb?); the limit is 100 per document' },
-      ]);
-    }
-    if (e instanceof RangeError && STACK_OVERFLOW.test(e.message)) {
-      return result(undefined, [{ ...at(0), code: 'too-deep', message: 'nesting too deep for the parser' }]);
-    }
-    throw e;
+    const problem = yamlProblem(y, e, at);
+    if (!problem) throw e;
+    return failed([problem]);
   }
+  const E = y.EVENT_ID;
+  let second = -1;
+  for (let i = 1; i < events.length; i++) {
+    if (events[i]!.type === E.DOCUMENT) {
+      second = i;
+      break;
+    }
+  }
+  if (second > 0) return failed([{ ...at(secondDocument(y, text, events, second)), code: 'parse', message: 'more than one YAML document (a second "---"); a config file is one document' }]);
+  if (events.length === 0) return { data: null, errors: [], locate: () => at(0) };
+  const docEvent = events[0] as import('js-yaml').DocumentEvent;
+  const schema = docEvent.directives.some((d) => d.kind === 'yaml' && d.version === '1.1') ? y.YAML11_SCHEMA : y.CORE_SCHEMA;
+  const doc = new EventDoc(y, text, events, 0, schema);
+  const locate = (pointer: string, atKey: boolean) => at(doc.locate(pointer, atKey));
+  let data: unknown;
+  try {
+    data = y.constructFromEvents(events, { source: text, schema })[0] ?? null;
+  } catch (e) {
+    if (e instanceof y.YAMLException && e.reason === 'duplicated mapping key') {
+      // js-yaml stops at the first; list them all.
+      const dups = doc.duplicateKeys();
+      if (dups.length > 0) {
+        return failed(dups.map((d) => ({ ...at(d.offset), code: 'duplicate-key', message: `Map keys must be unique; ${JSON.stringify(d.key)} is repeated` })));
+      }
+    }
+    const problem = yamlProblem(y, e, at);
+    if (!problem) throw e;
+    return failed([problem]);
+  }
+  const bomb = doc.aliasBomb();
+  if (bomb !== undefined) {
+    return failed([{ ...at(doc.offset(bomb)), code: 'alias-limit', message: `too many alias expansions (a YAML alias bomb?); the limit is ${MAX_ALIAS_COUNT} per document` }]);
+  }
+  return { data, errors: [], locate };
+}
+
+/** Offset of the second document's `---` (or of its first node). */
+function secondDocument(y: JsYaml, text: string, events: YamlEvent[], second: number): number {
+  const doc = new EventDoc(y, text, events, 0, y.CORE_SCHEMA);
+  let before = 0;
+  for (let i = 0; i < second; i++) before = Math.max(before, doc.offset(i));
+  let content = text.length;
+  for (let i = second + 1; i < events.length && events[i]!.type !== y.EVENT_ID.DOCUMENT; i++) {
+    const o = doc.offset(i);
+    if (o >= 0) {
+      content = o;
+      break;
+    }
+  }
+  const marker = text.lastIndexOf('---', content);
+  return marker > before ? marker : content < text.length ? content : before;
 }
 
 /**
@@ -251,6 +516,16 @@ function tooLarge(size: number, maxBytes: number, limitName = 'the maxBytes opti
  * from (for did-you-mean on unknown keys).
  */
 export async function checkConfigText(file: string, text: string, validate: Validator, schema: unknown): Promise<CheckResult> {
+  return check(file, text, validate, () => schema);
+}
+
+/** checkConfigText, asking for the schema only once the document has failed validation (with ajv's errors). */
+async function check(
+  file: string,
+  text: string,
+  validate: Validator,
+  schemaFor: (errors: NonNullable<Validator['errors']>) => unknown,
+): Promise<CheckResult> {
   const parsed = await parseLocated(text);
   if (parsed.errors.length > 0) {
     return {
@@ -275,6 +550,7 @@ export async function checkConfigText(file: string, text: string, validate: Vali
     if (segs.length === 2 && segs[0] === 'init_kwargs') return `${segs[1]} option`;
     return 'key';
   };
+  const schema = await schemaFor(validate.errors ?? []);
   const issues = humanizeErrors(validate.errors, { data, schema, noun }).map((issue): LocatedIssue => {
     const pos = parsed.locate(issue.pointer, issue.code === 'unknown-key');
     return { pointer: issue.pointer, code: issue.code, message: issue.message, file, line: pos.line, col: pos.col, severity: 'error' };
@@ -300,11 +576,8 @@ export async function loadConfigFile<T>(path: string, validate: Validator, loadS
   const read = await readConfigText(path, options);
   if ('issue' in read) throw new ConfigError(`${path}: not a readable tracker config:\n${listIssues([read.issue])}`, { issues: [read.issue] });
   const text = read.text;
-  // The schema is only needed to explain failures; validate first without it.
-  let result = await checkConfigText(path, text, validate, undefined);
-  if (result.issues.length > 0 && result.issues.some((i) => i.code === 'unknown-key')) {
-    result = await checkConfigText(path, text, validate, await loadSchema());
-  }
+  // The schema is only needed for did-you-mean on unknown keys: load it only then (one parse, one validation).
+  const result = await check(path, text, validate, (errors) => (errors.some((e) => e.keyword === 'additionalProperties') ? loadSchema() : undefined));
   if (result.issues.some((i) => NOT_A_CONFIG.has(i.code))) {
     throw new ConfigError(`${path}: not a readable tracker config:\n${listIssues(result.issues)}`, { issues: result.issues });
   }
