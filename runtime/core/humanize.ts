@@ -45,10 +45,14 @@ export function jsonType(v: unknown): string {
   return typeof v;
 }
 
+/** levenshtein's one row, reused (a new typed array per call was most of humanizing 80,000 unknown keys). */
+let row = new Uint32Array(64);
+
 /** Edit distance of a and b, or `limit + 1` as soon as it must exceed `limit`. */
 function levenshtein(a: string, b: string, limit: number): number {
   if (Math.abs(a.length - b.length) > limit) return limit + 1;
-  const prev = new Uint32Array(b.length + 1);
+  if (row.length < b.length + 1) row = new Uint32Array(b.length + 1);
+  const prev = row;
   for (let j = 0; j <= b.length; j++) prev[j] = j;
   for (let i = 1; i <= a.length; i++) {
     let diag = prev[0]!;
