@@ -85,6 +85,7 @@ class EventDoc {
   private ends: Int32Array | undefined;
   private readonly maps = new Map<number, Map<string, number>>();
   private readonly seqs = new Map<number, number[]>();
+  private readonly dashes = new Map<number, number[]>();
   private implicitFirst: Set<string> | null | undefined;
   private targets: Map<number, number> | undefined;
 
@@ -168,28 +169,54 @@ class EventDoc {
     return ev.valueStart;
   }
 
-  /** An empty item of a block sequence is where the `yaml` library put it: just after its `-`. */
-  private emptyItem(i: number): number {
+  /** An empty value is where the `yaml` library put it: after the `:` that follows its key and any blanks (-1 if no `:` does). */
+  private emptyValue(key: number): number {
+    const ev = this.events[key]!;
     const E = this.y.EVENT_ID;
-    let lo = 0;
-    for (let j = i - 1; j >= 0; j--) {
-      const prev = this.events[j]!;
-      if (prev.type === E.SCALAR) lo = Math.max(prev.valueEnd, prev.anchorEnd, prev.tagEnd);
-      else if (prev.type === E.ALIAS) lo = prev.anchorEnd;
-      else if (prev.type === E.MAPPING || prev.type === E.SEQUENCE) lo = prev.start;
-      else continue;
-      break;
-    }
+    let j: number;
+    if (ev.type === E.SCALAR) j = ev.valueEnd + (ev.style === this.y.SCALAR_STYLE.SINGLE_QUOTED || ev.style === this.y.SCALAR_STYLE.DOUBLE_QUOTED ? 1 : 0);
+    else if (ev.type === E.ALIAS) j = ev.anchorEnd;
+    else return -1;
+    if (j < 0) return -1;
     const text = this.text;
-    for (let j = lo; j < text.length; j++) {
-      const c = text[j];
-      if (c === '#' && (j === 0 || /\s/.test(text[j - 1]!))) {
-        const eol = text.indexOf('\n', j);
-        if (eol < 0) break;
-        j = eol;
-      } else if (c === '-' && (j + 1 === text.length || /\s/.test(text[j + 1]!))) return j + 1;
+    while (j < text.length && (text[j] === ' ' || text[j] === '\t' || text[j] === '\r' || text[j] === '\n')) j++;
+    if (text[j] !== ':') return -1;
+    j++;
+    while (text[j] === ' ' || text[j] === '\t') j++;
+    return j;
+  }
+
+  /**
+   * An empty item of a block sequence is where the `yaml` library put it: after its `-` and any
+   * blanks. The sequence's dashes are the first one (its start) and every later line whose first
+   * non-blank is a `-` in the same column, up to a line that starts further left or with something
+   * else in that column; found once per sequence.
+   */
+  private emptyItem(seq: number, item: number): number {
+    let dashes = this.dashes.get(seq);
+    if (!dashes) {
+      const text = this.text;
+      const start = (this.events[seq] as import('js-yaml').SequenceEvent).start;
+      const col = start - (text.lastIndexOf('\n', start - 1) + 1);
+      const isDash = (j: number) => text[j] === '-' && (j + 1 === text.length || /\s/.test(text[j + 1]!));
+      dashes = [start];
+      for (let ls = text.indexOf('\n', start) + 1; ls > 0 && ls < text.length; ls = text.indexOf('\n', ls) + 1) {
+        let j = ls;
+        while (text[j] === ' ') j++;
+        if (text[j] === '\n' || text[j] === '\r' || text[j] === '#' || j === text.length) continue; // blank or comment line
+        if (j - ls < col) break;
+        if (j - ls === col) {
+          if (!isDash(j)) break;
+          dashes.push(j);
+        }
+      }
+      this.dashes.set(seq, dashes);
     }
-    return -1;
+    let j = dashes[item];
+    if (j === undefined) return -1;
+    j++;
+    while (this.text[j] === ' ' || this.text[j] === '\t') j++;
+    return j;
   }
 
   /** The property name the key at `i` becomes (js-yaml's object maps use `String(key)`); undefined for a collection key. */
@@ -288,19 +315,34 @@ class EventDoc {
         if (key === undefined) break;
         if (i === segs.length - 1 && atKey) return Math.max(this.offset(key), offset);
         node = this.end(key) + 1;
-        const at = this.offset(node);
+        let at = this.offset(node);
+        if (at < 0) at = this.emptyValue(key);
         offset = at >= 0 ? at : Math.max(this.offset(key), offset);
       } else if (type === E.SEQUENCE) {
+        const seqIndex = node;
         const seq = this.events[node] as import('js-yaml').SequenceEvent;
         const item = this.seqItems(node)[Number(seg)];
         if (item === undefined) break;
         node = item;
         let at = this.offset(node);
-        if (at < 0 && seq.style === this.y.COLLECTION_STYLE.BLOCK) at = this.emptyItem(node);
+        if (at < 0 && seq.style === this.y.COLLECTION_STYLE.BLOCK) at = this.emptyItem(seqIndex, Number(seg));
         if (at >= 0) offset = at;
       } else break;
     }
     return offset;
+  }
+
+  /** The first key that is a mapping or a sequence (js-yaml's object maps refuse them), or -1. */
+  firstComplexKey(): number {
+    const { MAPPING, SEQUENCE, POP } = this.y.EVENT_ID;
+    for (let m = 0; m < this.events.length; m++) {
+      if (this.events[m]!.type !== MAPPING) continue;
+      for (let k = m + 1; this.events[k]!.type !== POP; k = this.end(this.end(k) + 1) + 1) {
+        const t = this.events[k]!.type;
+        if (t === MAPPING || t === SEQUENCE) return k;
+      }
+    }
+    return -1;
   }
 
   /** Repeated keys in every mapping (keys compared as the property names they become, so `1` and `"1"` clash), in document order. */
@@ -396,7 +438,7 @@ export async function parseLocated(text: string): Promise<Located> {
   const failed = (errors: ParseProblem[]): Located => ({ data: undefined, errors, locate: () => at(0) });
   let events: YamlEvent[];
   try {
-    events = y.parseEvents(text, { maxDepth: MAX_DEPTH });
+    events = y.parseEvents(text, { maxDepth: MAX_DEPTH + 1 }); // js-yaml counts the document as a level
   } catch (e) {
     const problem = yamlProblem(y, e, at);
     if (!problem) throw e;
@@ -429,6 +471,11 @@ export async function parseLocated(text: string): Promise<Located> {
     }
     const problem = yamlProblem(y, e, at);
     if (!problem) throw e;
+    if (e instanceof y.YAMLException && e.reason.includes('complex keys')) {
+      // js-yaml points at the map; point at the key.
+      const key = doc.firstComplexKey();
+      if (key >= 0) Object.assign(problem, at(doc.offset(key)));
+    }
     return failed([problem]);
   }
   const bomb = doc.aliasBomb();
