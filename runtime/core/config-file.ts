@@ -88,6 +88,10 @@ class EventDoc {
   private readonly dashes = new Map<number, number[]>();
   private implicitFirst: Set<string> | null | undefined;
   private targets: Map<number, number> | undefined;
+  /** js-yaml's constants, held here: reading them through the module namespace on every event was slow. */
+  private readonly E: JsYaml['EVENT_ID'];
+  private readonly S: JsYaml['SCALAR_STYLE'];
+  private readonly scalarValue: JsYaml['getScalarValue'];
 
   constructor(
     private readonly y: JsYaml,
@@ -96,18 +100,22 @@ class EventDoc {
     /** Index of the document's DOCUMENT event. */
     private readonly docIndex: number,
     private readonly schema: Schema,
-  ) {}
+  ) {
+    this.E = y.EVENT_ID;
+    this.S = y.SCALAR_STYLE;
+    this.scalarValue = y.getScalarValue;
+  }
 
   /** Index of the root node, or -1 for an empty document. */
   get root(): number {
     const i = this.docIndex + 1;
-    return i < this.events.length && this.events[i]!.type !== this.y.EVENT_ID.POP ? i : -1;
+    return i < this.events.length && this.events[i]!.type !== this.E.POP ? i : -1;
   }
 
   /** Index of the last event of the node at `i` (its POP for a collection). */
   end(i: number): number {
     if (!this.ends) {
-      const E = this.y.EVENT_ID;
+      const E = this.E;
       const ends = new Int32Array(this.events.length);
       const open: number[] = [];
       for (let j = 0; j < this.events.length; j++) {
@@ -124,8 +132,8 @@ class EventDoc {
   /** Where the node at `i` starts, as the `yaml` library's `range[0]`: the quote, the `|`/`>`, the `*`, the `[`/`{`, the first key or `-`. -1 for an empty scalar without anchor or tag. */
   offset(i: number): number {
     const ev = this.events[i]!;
-    const E = this.y.EVENT_ID;
-    const S = this.y.SCALAR_STYLE;
+    const E = this.E;
+    const S = this.S;
     switch (ev.type) {
       case E.SCALAR:
         if (ev.valueStart < 0) return Math.max(ev.anchorEnd, ev.tagEnd); // empty: after its props, if any
@@ -155,7 +163,7 @@ class EventDoc {
     lo = Math.max(lo, ev.anchorEnd, ev.tagEnd);
     for (let j = i - 1; j >= 0; j--) {
       const prev = this.events[j]!;
-      const E = this.y.EVENT_ID;
+      const E = this.E;
       if (prev.type === E.SCALAR) lo = Math.max(lo, prev.valueEnd, prev.anchorEnd, prev.tagEnd);
       else if (prev.type === E.ALIAS) lo = Math.max(lo, prev.anchorEnd);
       else if (prev.type === E.MAPPING || prev.type === E.SEQUENCE) lo = Math.max(lo, prev.start, prev.anchorEnd, prev.tagEnd);
@@ -172,9 +180,9 @@ class EventDoc {
   /** An empty value is where the `yaml` library put it: after the `:` that follows its key and any blanks (-1 if no `:` does). */
   private emptyValue(key: number): number {
     const ev = this.events[key]!;
-    const E = this.y.EVENT_ID;
+    const E = this.E;
     let j: number;
-    if (ev.type === E.SCALAR) j = ev.valueEnd + (ev.style === this.y.SCALAR_STYLE.SINGLE_QUOTED || ev.style === this.y.SCALAR_STYLE.DOUBLE_QUOTED ? 1 : 0);
+    if (ev.type === E.SCALAR) j = ev.valueEnd + (ev.style === this.S.SINGLE_QUOTED || ev.style === this.S.DOUBLE_QUOTED ? 1 : 0);
     else if (ev.type === E.ALIAS) j = ev.anchorEnd;
     else return -1;
     if (j < 0) return -1;
@@ -223,16 +231,16 @@ class EventDoc {
   keyName(i: number): string | undefined {
     const y = this.y;
     const ev = this.events[i]!;
-    if (ev.type === y.EVENT_ID.ALIAS) {
+    if (ev.type === this.E.ALIAS) {
       const t = this.aliasTargets().get(i);
-      return t !== undefined && this.events[t]!.type === y.EVENT_ID.SCALAR ? this.keyName(t) : undefined;
+      return t !== undefined && this.events[t]!.type === this.E.SCALAR ? this.keyName(t) : undefined;
     }
-    if (ev.type !== y.EVENT_ID.SCALAR) return undefined;
-    const source = y.getScalarValue(this.text, ev);
-    if (ev.tagStart < 0 && (ev.style !== y.SCALAR_STYLE.PLAIN || !this.mayResolve(source))) return source;
+    if (ev.type !== this.E.SCALAR) return undefined;
+    const source = this.scalarValue(this.text, ev);
+    if (ev.tagStart < 0 && (ev.style !== this.S.PLAIN || !this.mayResolve(source))) return source;
     // A plain key that may be a null, bool, int or float, or a tagged key: resolve it as js-yaml does.
     try {
-      const value = y.constructFromEvents([this.events[this.docIndex]!, ev, { type: y.EVENT_ID.POP }], { source: this.text, schema: this.schema })[0];
+      const value = y.constructFromEvents([this.events[this.docIndex]!, ev, { type: this.E.POP }], { source: this.text, schema: this.schema })[0];
       return value !== null && typeof value === 'object' ? undefined : String(value);
     } catch {
       return source; // js-yaml's own construction reports it
@@ -242,7 +250,7 @@ class EventDoc {
   /** For each alias event, the event it refers to: the last node before it with that anchor. */
   aliasTargets(): Map<number, number> {
     if (!this.targets) {
-      const E = this.y.EVENT_ID;
+      const E = this.E;
       const targets = new Map<number, number>();
       const byName = new Map<string, number>();
       for (let i = 0; i < this.events.length; i++) {
@@ -278,7 +286,7 @@ class EventDoc {
     let index = this.maps.get(m);
     if (!index) {
       index = new Map();
-      const POP = this.y.EVENT_ID.POP;
+      const POP = this.E.POP;
       for (let k = m + 1; this.events[k]!.type !== POP; k = this.end(this.end(k) + 1) + 1) {
         const name = this.keyName(k);
         if (name !== undefined && !index.has(name)) index.set(name, k);
@@ -293,7 +301,7 @@ class EventDoc {
     let items = this.seqs.get(s);
     if (!items) {
       items = [];
-      const POP = this.y.EVENT_ID.POP;
+      const POP = this.E.POP;
       for (let k = s + 1; this.events[k]!.type !== POP; k = this.end(k) + 1) items.push(k);
       this.seqs.set(s, items);
     }
@@ -302,7 +310,7 @@ class EventDoc {
 
   /** Offset of the node at `pointer`, or of its key with `atKey` (as the `yaml`-based locator did). */
   locate(pointer: string, atKey: boolean): number {
-    const E = this.y.EVENT_ID;
+    const E = this.E;
     let node = this.root;
     if (node < 0) return 0;
     let offset = Math.max(this.offset(node), 0);
@@ -334,7 +342,7 @@ class EventDoc {
 
   /** The first key that is a mapping or a sequence (js-yaml's object maps refuse them), or -1. */
   firstComplexKey(): number {
-    const { MAPPING, SEQUENCE, POP } = this.y.EVENT_ID;
+    const { MAPPING, SEQUENCE, POP } = this.E;
     for (let m = 0; m < this.events.length; m++) {
       if (this.events[m]!.type !== MAPPING) continue;
       for (let k = m + 1; this.events[k]!.type !== POP; k = this.end(this.end(k) + 1) + 1) {
@@ -348,7 +356,7 @@ class EventDoc {
   /** Repeated keys in every mapping (keys compared as the property names they become, so `1` and `"1"` clash), in document order. */
   duplicateKeys(): { offset: number; key: string }[] {
     const found: { offset: number; key: string }[] = [];
-    const { MAPPING, POP } = this.y.EVENT_ID;
+    const { MAPPING, POP } = this.E;
     for (let m = 0; m < this.events.length; m++) {
       if (this.events[m]!.type !== MAPPING) continue;
       const seen = new Set<string>();
@@ -370,7 +378,7 @@ class EventDoc {
    * (validation, logging the config) would not. Linear: each anchor's weight is computed once.
    */
   aliasBomb(): number | undefined {
-    const E = this.y.EVENT_ID;
+    const E = this.E;
     const events = this.events;
     let first = -1;
     for (let i = 0; i < events.length && first < 0; i++) if (events[i]!.type === E.ALIAS) first = i;
