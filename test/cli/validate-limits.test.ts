@@ -1,6 +1,6 @@
 // Config files that are not configs: too large, binary, alias bombs, too deep, repeated keys.
 // `trackspec validate` reports them as located problems (exit 1, no stack trace);
-// loadTrackingConfig throws a ConfigError listing them. (Timings are in test/bench/core.bench.ts.)
+// loadTrackingConfig throws a ConfigError listing them. (Timings are in test/bench/validate.bench.ts.)
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
