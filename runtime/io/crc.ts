@@ -4,9 +4,9 @@
  *
  * The checksums come from packages, never hand-written: `@node-rs/crc32` (SSE4.2 / ARMv8 CRC
  * instructions, prebuilt binaries shipped through npm as optional dependencies) and, when no binary
- * exists for the platform, a fallback: `@aws-crypto/crc32c` (pure JS, about 15x slower) for CRC-32C,
- * Node's own `zlib.crc32` for CRC-32. Both are loaded on first use so importing the SDK does not pay
- * for them.
+ * exists for the platform, a fallback: `crc-32`'s CRC-32C (SheetJS, pure JS, table-driven; 60 KB and
+ * no dependencies, where `@aws-crypto/crc32c` brought 2.4 MB of AWS SDK types) for CRC-32C, Node's
+ * own `zlib.crc32` for CRC-32. Both are loaded on first use so importing the SDK does not pay for them.
  */
 import { createRequire } from 'node:module';
 import { lazy } from './lazy.js';
@@ -39,8 +39,7 @@ function loadCrc32c(): { fn: CrcFn; impl: string } {
     const native = mod.crc32c;
     return { fn: (data, initial) => native(data, initial) >>> 0, impl: '@node-rs/crc32' };
   }
-  const js = require('@aws-crypto/crc32c') as { crc32c(data: Uint8Array): number };
-  return { fn: (data) => js.crc32c(data) >>> 0, impl: '@aws-crypto/crc32c' };
+  return { fn: crc32cPortable, impl: 'crc-32' };
 }
 
 function loadCrc32(): { fn: CrcFn; impl: string } {
@@ -52,6 +51,9 @@ function loadCrc32(): { fn: CrcFn; impl: string } {
   return { fn: (data, initial) => zlib().crc32(data, initial ?? 0) >>> 0, impl: 'node:zlib' };
 }
 
+/** The pure-JS CRC-32C used where `@node-rs/crc32` has no binary (exported for its test). */
+export const crc32cPortable: CrcFn = (data, initial) => (require('crc-32/crc32c') as { buf(data: Uint8Array, seed?: number): number }).buf(data, initial) >>> 0;
+
 let loaded32c: { fn: CrcFn; impl: string } | undefined;
 let loaded32: { fn: CrcFn; impl: string } | undefined;
 
@@ -60,7 +62,7 @@ export function crc32c(data: Uint8Array): number {
   return (loaded32c ??= loadCrc32c()).fn(data);
 }
 
-/** Which package computes CRC-32C (`@node-rs/crc32` or `@aws-crypto/crc32c`). */
+/** Which package computes CRC-32C (`@node-rs/crc32` or `crc-32`). */
 export function crc32cImplementation(): string {
   return (loaded32c ??= loadCrc32c()).impl;
 }

@@ -4,7 +4,7 @@
  *
  * The checksum itself comes from a package, never hand-written: `@node-rs/crc32` (SSE4.2 / ARMv8
  * CRC instructions, prebuilt binaries shipped through npm as optional dependencies) and, when no
- * binary exists for the platform, the pure-JS `@aws-crypto/crc32c` (about 15x slower).
+ * binary exists for the platform, the pure-JS `crc-32` (table-driven, several times slower).
  */
 export { crc32c, crc32cImplementation } from '../../io/crc.js';
 import { crc32c } from '../../io/crc.js';
