@@ -5,13 +5,13 @@
 export { TrackspecError, ConfigError, ValidationError, BackendError } from './core/errors.js';
 export type { ValidationIssue, ConfigErrorDetails, BackendErrorDetails } from './core/errors.js';
 export { GeneralTracker } from './core/general-tracker.js';
-export type { ImageLogger, TableLogger } from './core/general-tracker.js';
+export type { ImageLogger, TableLogger, ArtifactLogger } from './core/general-tracker.js';
 export { SpecTracker } from './core/spec-tracker.js';
 export type { TrackerDescriptor } from './core/spec-tracker.js';
 export { TrackingBase } from './core/tracking.js';
 export type { TrackerClass, TrackingOptions, TrackingConfigInput, LogWithEntry } from './core/tracking.js';
 export { unavailableDriver } from './core/driver.js';
-export type { BackendDriver, TrackerDriver, DriverContext, DriverHandle, ImageData, TableData, Values } from './core/driver.js';
+export type { BackendDriver, TrackerDriver, DriverContext, DriverHandle, ImageData, TableData, Values, ArtifactRequest } from './core/driver.js';
 export { resolveOptions } from './core/options.js';
 export type { OptionDescriptor, EnvSource, Validator } from './core/options.js';
 export { readEnv, parseEnv } from './core/env.js';

@@ -66,6 +66,7 @@ function trackerFile(t: TsMorph, b: BackendIR, model: ModelIR): SourceFileStruct
   if (b.capabilities.log_images) runtimeTypes.push('ImageData', 'Values');
   if (b.capabilities.log_table) runtimeTypes.push('TableData');
   if (b.capabilities.log_table && !b.capabilities.log_images) runtimeTypes.push('Values');
+  if (b.capabilities.artifacts && !b.capabilities.log_images) runtimeTypes.push('ImageData');
   const props: OptionalKind<PropertyDeclarationStructure>[] = [
     { name: 'trackerName', isStatic: true, isReadonly: true, initializer: lit(b.name), docs: ['Backend name (the key of init_kwargs and log kwargs).'] },
     { name: 'requiresLoggingDirectory', isStatic: true, isReadonly: true, initializer: String(b.requiresLoggingDirectory) },
@@ -104,6 +105,44 @@ function trackerFile(t: TsMorph, b: BackendIR, model: ModelIR): SourceFileStruct
       returnType: 'void',
       statements: ['this.logTableImpl(name, table, step, kwargs);'],
     });
+  }
+  if (b.capabilities.artifacts) {
+    methods.push(
+      {
+        name: 'logArtifact',
+        docs: [
+          'Upload one local file as an artifact of the run, as `<artifactPath>/<file name>` (or `<file name>`).\n' +
+            'Returns at once; the upload runs in the background and `flush()`/`finish()` report its failure.\n' +
+            'A missing file, a path that is not a file, or an `artifactPath` with `..` or absolute is a `ValidationError` here.',
+        ],
+        parameters: [
+          { name: 'localPath', type: 'string' },
+          { name: 'artifactPath', type: 'string', hasQuestionToken: true },
+        ],
+        returnType: 'void',
+        statements: ["this.logArtifactImpl('logArtifact', { kind: 'file', localPath, artifactPath });"],
+      },
+      {
+        name: 'logArtifacts',
+        docs: ['Upload every file below a local directory, keeping their relative paths (under `artifactPath` if given). Returns at once, as `logArtifact`.'],
+        parameters: [
+          { name: 'localDir', type: 'string' },
+          { name: 'artifactPath', type: 'string', hasQuestionToken: true },
+        ],
+        returnType: 'void',
+        statements: ["this.logArtifactImpl('logArtifacts', { kind: 'dir', localDir, artifactPath });"],
+      },
+      {
+        name: 'logFigure',
+        docs: ['Store an image (`{ data, height, width, channels }`, HWC uint8, PNG-encoded here; or PNG bytes) as the artifact file `artifactFile` (e.g. `plots/roc.png`). Returns at once, as `logArtifact`.'],
+        parameters: [
+          { name: 'image', type: 'ImageData | Uint8Array' },
+          { name: 'artifactFile', type: 'string' },
+        ],
+        returnType: 'void',
+        statements: ["this.logArtifactImpl('logFigure', { kind: 'figure', image, artifactFile });"],
+      },
+    );
   }
   const importAs = b.driverExport === 'driver' ? undefined : 'driver';
   return {

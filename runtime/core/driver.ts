@@ -23,6 +23,12 @@ export interface TableData {
   data?: unknown[][];
 }
 
+/** What the generated `logArtifact` / `logArtifacts` / `logFigure` methods hand to a driver (artifacts capability). */
+export type ArtifactRequest =
+  | { kind: 'file'; localPath: string; artifactPath: string | undefined }
+  | { kind: 'dir'; localDir: string; artifactPath: string | undefined }
+  | { kind: 'figure'; image: ImageData | Uint8Array; artifactFile: string };
+
 export interface DriverContext {
   /** Spec name of the backend, e.g. `tensorboard`. */
   readonly backend: string;
@@ -50,6 +56,11 @@ export interface TrackerDriver<H> {
     kwargs: Readonly<Values> | undefined,
   ): void;
   logTable?(name: string, table: TableData, step: number | undefined, kwargs: Readonly<Values> | undefined): void;
+  /**
+   * Queue an artifact (artifacts capability). Bad input throws here (ValidationError); the upload
+   * runs in the background and its failure is reported by flush()/finish().
+   */
+  logArtifact?(request: ArtifactRequest): void;
   /** Resolve when everything logged so far is durable; reject with the first write failure. */
   flush(): Promise<void>;
   /** Flush, then close the run. Called once. */

@@ -38,3 +38,8 @@ export interface ImageLogger {
 export interface TableLogger {
   logTable(name: string, table: TableData, step?: number, kwargs?: Values): void;
 }
+export interface ArtifactLogger {
+  logArtifact(localPath: string, artifactPath?: string): void;
+  logArtifacts(localDir: string, artifactPath?: string): void;
+  logFigure(image: ImageData | Uint8Array, artifactFile: string): void;
+}

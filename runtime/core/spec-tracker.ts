@@ -2,7 +2,7 @@
  * The base class of every generated tracker: option resolution, main-process gating, value rules,
  * start/finish lifecycle, and hand-off to the backend driver.
  */
-import type { BackendDriver, DriverContext, ImageData, TableData, TrackerDriver, Values } from './driver.js';
+import type { ArtifactRequest, BackendDriver, DriverContext, ImageData, TableData, TrackerDriver, Values } from './driver.js';
 import { BackendError, TrackspecError, ValidationError } from './errors.js';
 import { GeneralTracker } from './general-tracker.js';
 import { resolveOptions, type OptionDescriptor, type Validator } from './options.js';
@@ -157,6 +157,14 @@ export abstract class SpecTracker<R, H> extends GeneralTracker<H> {
     checkStep(`${this.#descriptor.className}.logTable()`, step);
     if (!d.logTable) throw new TrackspecError(`${this.#descriptor.className}: this backend cannot log tables`);
     d.logTable(name, table, step, kwargs);
+  }
+
+  /** Shared implementation for generated `logArtifact` / `logArtifacts` / `logFigure` methods (artifacts capability). */
+  protected logArtifactImpl(method: string, request: ArtifactRequest): void {
+    if (this.#gated) return;
+    const d = this.#started(method);
+    if (!d.logArtifact) throw new TrackspecError(`${this.#descriptor.className}: this backend cannot log artifacts`);
+    d.logArtifact(request);
   }
 
   override async flush(): Promise<void> {

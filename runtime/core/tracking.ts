@@ -71,6 +71,9 @@ class BlankTracker extends GeneralTracker<undefined> {
   }
   logImages(): void {}
   logTable(): void {}
+  logArtifact(): void {}
+  logArtifacts(): void {}
+  logFigure(): void {}
 }
 
 function checkInstance(t: GeneralTracker): void {

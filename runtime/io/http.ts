@@ -87,6 +87,16 @@ export interface RequestInit {
   signal?: AbortSignal;
   /** Return a 2xx response body as bytes (a Buffer) instead of parsing it; other statuses are parsed as usual. */
   bytes?: boolean;
+  /**
+   * A raw request body instead of `json` (PUT uploads): bytes, or a readable stream that undici
+   * streams with backpressure (a file is never read whole). A stream can be sent once: a retry needs
+   * a new one. Give `content-length` in `headers` for a stream.
+   */
+  body?: Uint8Array | NodeJS.ReadableStream;
+  /** Extra request headers (e.g. content-type of a raw body); the client's own headers win for credentials. */
+  headers?: Record<string, string>;
+  /** Overall limit for this request instead of the client's `timeoutMs` (0 = none; undici's idle timeouts still apply). */
+  timeoutMs?: number;
 }
 
 /** A connection-level failure: no HTTP response was received. */
@@ -312,18 +322,21 @@ export class HttpClient {
 
     const controller = new AbortController();
     const timeout = new TimeoutSentinel('timeout');
-    const timer = setTimeout(() => controller.abort(timeout), this.timeoutMs);
+    const limitMs = init?.timeoutMs ?? this.timeoutMs;
+    const timer = limitMs > 0 ? setTimeout(() => controller.abort(timeout), limitMs) : undefined;
     const onUserAbort = (): void => controller.abort(userSignal!.reason);
     userSignal?.addEventListener('abort', onUserAbort, { once: true });
 
     const hasBody = init?.json !== undefined;
+    const raw = init?.body;
+    const headers = raw !== undefined ? { ...init?.headers, ...this.headers } : hasBody ? { ...init?.headers, ...this.jsonHeaders } : init?.headers ? { ...init.headers, ...this.headers } : this.headers;
     try {
       const res = await this.pool.request({
         path: fullPath + encodeQuery(init?.query),
         ...(this.viaProxy ? { origin: this.origin } : {}),
         method,
-        headers: hasBody ? this.jsonHeaders : this.headers,
-        body: hasBody ? JSON.stringify(init!.json) : undefined,
+        headers,
+        body: raw !== undefined ? (raw as Uint8Array) : hasBody ? JSON.stringify(init!.json) : undefined,
         signal: controller.signal,
       });
       if (init?.bytes && res.statusCode >= 200 && res.statusCode < 300) {
@@ -352,7 +365,7 @@ export class HttpClient {
       if (err === timeout || controller.signal.reason === timeout) {
         throw new HttpTransportError(
           this.backend,
-          `${what}: no complete response within ${this.timeoutMs} ms (ETIMEDOUT)`,
+          `${what}: no complete response within ${limitMs} ms (ETIMEDOUT)`,
           'ETIMEDOUT',
           what,
         );
@@ -368,7 +381,7 @@ export class HttpClient {
         mayHaveReached(err),
       );
     } finally {
-      clearTimeout(timer);
+      if (timer !== undefined) clearTimeout(timer);
       userSignal?.removeEventListener('abort', onUserAbort);
     }
   }

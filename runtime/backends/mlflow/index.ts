@@ -16,9 +16,9 @@
  *   (pending metrics are sent first, synchronously, or spooled).
  */
 import { hostname, userInfo } from 'node:os';
-import { resolve as resolvePath } from 'node:path';
+import { basename, join, relative, resolve as resolvePath, sep } from 'node:path';
 import { Batcher } from '../../io/batcher.js';
-import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
+import type { ArtifactRequest, BackendDriver, DriverContext, ImageData, TableData, TrackerDriver, Values } from '../../core/driver.js';
 import { parseEnv, readEnv, type Env } from '../../core/env.js';
 import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
 import { registerExitHook } from '../../io/exit-hooks.js';
@@ -27,6 +27,21 @@ import { postSync } from '../../io/exit-post.js';
 import { RetryDeadlineError } from '../../io/retry.js';
 import { defaultSpoolDir, listSpools } from '../../io/spool.js';
 import { WriteAhead } from '../../io/write-ahead.js';
+import { walkFiles } from '../../io/fs-util.js';
+import { checkImage, encodePng } from '../../io/image.js';
+import { lazy } from '../../io/lazy.js';
+import {
+  artifactTarget,
+  ArtifactUploads,
+  checkArtifactPath,
+  checkLocal,
+  copyWithDigest,
+  sendArtifact,
+  type ArtifactFailure,
+  type ArtifactSource,
+  type ArtifactTarget,
+} from './artifacts.js';
+import { compressImageSize, encodeWebpLossless } from './webp.js';
 import { FileStore, MetricWriteError } from './file-store.js';
 import {
   keyProblem,
@@ -65,6 +80,8 @@ export interface MLflowDriverOptions {
 /** Spooled record shapes (JSON lines in the spool). */
 export type SpoolRecord =
   | { t: 'metric'; run: string; key: string; value: number | string; ts: number; step: number }
+  /** An artifact the server did not take in time: its bytes are copied to `file` (relative to the spool file's folder). */
+  | { t: 'artifact'; run: string; uri: string; path: string; file: string; size: number; sha256: string; source: string }
   | { t: 'param'; run: string; key: string; value: string }
   | { t: 'tag'; run: string; key: string; value: string }
   | { t: 'status'; run: string; status: RunStatus; end: number };
@@ -204,6 +221,71 @@ function checkTagOption(tags: readonly MlflowKV[]): void {
   }
 }
 
+const cryptoLazy = lazy<typeof import('node:crypto')>('node:crypto');
+
+/** MLflow's rule for image keys (log_image). */
+const IMAGE_KEY = /^[a-zA-Z0-9_\-./ ]+$/;
+/** Characters MLflow's log_table refuses in artifact_file (_check_artifact_file_string). */
+const TABLE_FORBIDDEN = ['"', "'", ',', ':', '[', ']', '{', '}'];
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/** PNG bytes of a logFigure() image: HWC images are encoded, PNG bytes copied (the caller may reuse them). */
+function figureBytes(image: ImageData | Uint8Array): Uint8Array {
+  if (image instanceof Uint8Array) {
+    if (image.length < 8 || PNG_SIGNATURE.some((b, i) => image[i] !== b)) {
+      throw new ValidationError('MLflowTracker.logFigure(): image bytes are not a PNG (no PNG signature); pass PNG bytes or an image { data, height, width, channels }', [
+        { pointer: '/image', code: 'image', message: 'not a PNG' },
+      ]);
+    }
+    return Uint8Array.from(image);
+  }
+  checkImage(image, '/image');
+  return encodePng(image);
+}
+
+/** Python's json.dumps (default separators, ensure_ascii) for the small JSON values of MLflow tags. */
+export function pyJsonDumps(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  if (typeof v === 'string') return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (Array.isArray(v)) return `[${v.map(pyJsonDumps).join(', ')}]`;
+  return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `${pyJsonDumps(k)}: ${pyJsonDumps(x)}`).join(', ')}}`;
+}
+
+/** A table as pandas' `to_json(orient="split", index=False)` writes it; NaN/±Infinity/undefined → null. */
+function tableJson(columns: string[], rows: unknown[][]): string {
+  return JSON.stringify({ columns, data: rows }, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v)) || v === undefined ? null : v);
+}
+
+/** Check a logTable() table: columns are strings, every row an array as long as columns, cells JSON values. */
+function checkTable(name: string, table: TableData): { columns: string[]; data: unknown[][] } {
+  const issues: { pointer: string; code: string; message: string }[] = [];
+  if (table === null || typeof table !== 'object') issues.push({ pointer: '', code: 'table', message: 'must be an object { columns, data }' });
+  else {
+    const { columns, data } = table;
+    if (!Array.isArray(columns) || columns.some((c) => typeof c !== 'string')) issues.push({ pointer: '/columns', code: 'table', message: 'columns must be an array of strings' });
+    else if (new Set(columns).size !== columns.length) issues.push({ pointer: '/columns', code: 'table', message: 'columns must be distinct' });
+    if (data !== undefined && !Array.isArray(data)) issues.push({ pointer: '/data', code: 'table', message: 'data must be an array of rows' });
+    if (issues.length === 0) {
+      (data ?? []).forEach((row, i) => {
+        if (!Array.isArray(row)) issues.push({ pointer: `/data/${i}`, code: 'table', message: `row ${i} is not an array` });
+        else if (row.length !== columns!.length) issues.push({ pointer: `/data/${i}`, code: 'table', message: `row ${i} has ${row.length} cells for ${columns!.length} columns` });
+      });
+      if (issues.length === 0) {
+        try {
+          tableJson(columns!, data ?? []);
+        } catch (e) {
+          issues.push({ pointer: '/data', code: 'table', message: `cells must be JSON values: ${(e as Error).message}` });
+        }
+      }
+    }
+  }
+  if (issues.length > 0) throw new ValidationError(`MLflowTracker.logTable(${JSON.stringify(name)}): ${issues.map((i) => i.message).join('; ')}`, issues);
+  return { columns: [...table.columns!], data: (table.data ?? []).map((r) => [...r]) };
+}
+
 class MLflowRunDriver implements TrackerDriver<MLflowRun> {
   readonly handle: MLflowRun;
   readonly #store: MlflowStore;
@@ -224,13 +306,29 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
   #overflow: MetricCall[] = [];
   #finished = false;
   #unregisterExit: () => void;
+  /** Artifact uploads (background) and where they go (resolved on the first artifact). */
+  readonly #uploads = new ArtifactUploads(2);
+  #target: ArtifactTarget | undefined;
+  readonly #retryPolicy: { deadlineMs: number };
+  #imagesTagged = false;
+  /** Tables logged by this tracker (logging one again appends rows, as mlflow.log_table does). */
+  readonly #tables = new Map<string, { columns: string[]; data: unknown[][] }>();
+  /** The run's `mlflow.loggedArtifacts` entries. */
+  #loggedArtifacts: unknown[] = [];
 
-  constructor(store: StoreChoice, info: RunInfo, params: Record<string, string>, options: MLflowDriverOptions, ctx: DriverContext) {
+  constructor(store: StoreChoice, info: RunInfo, params: Record<string, string>, options: MLflowDriverOptions, ctx: DriverContext, tags: Record<string, string> = {}) {
     this.#store = store.store;
     this.#rest = store.rest;
     this.#ctx = ctx;
     this.#info = info;
     this.#spoolDir = options.spool_dir ?? defaultSpoolDir();
+    this.#retryPolicy = { deadlineMs: options.retry_deadline_secs * 1000 };
+    try {
+      const logged: unknown = JSON.parse(tags['mlflow.loggedArtifacts'] ?? '[]');
+      if (Array.isArray(logged)) this.#loggedArtifacts = logged;
+    } catch {
+      // not JSON: replaced by ours when a table is logged
+    }
     for (const [k, v] of Object.entries(params)) this.#params.set(k, v);
     const self = this;
     this.handle = {
@@ -392,6 +490,174 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     }
   }
 
+  // ------------------------------------------------------------------------------------------
+  // artifacts, figures, images, tables
+
+  #artifactTarget(): ArtifactTarget {
+    if (!this.#target) {
+      const rest = this.#rest && { ...this.#rest, http: (this.#store as RestStore).http };
+      this.#target = artifactTarget(this.#info.artifactUri, rest);
+    }
+    return this.#target;
+  }
+
+  /** Queue one artifact; if the server stays unreachable, its bytes are copied into the spool. */
+  #queueArtifact(rel: string, source: ArtifactSource, what: string): void {
+    const target = this.#target!;
+    this.#uploads.add(rel, what, rel, async () => {
+      try {
+        await sendArtifact(target, rel, source, this.#retryPolicy);
+      } catch (e) {
+        if (!isUnreachable(e) || target.kind === 'local') throw e;
+        try {
+          await this.#spoolArtifact(target, rel, source, what);
+        } catch (e2) {
+          throw new BackendError('mlflow', `the server at ${this.#store.target} is unreachable and ${what} could not be kept in the spool either: ${(e2 as Error).message}`, { cause: e2 });
+        }
+        throw e;
+      }
+    });
+  }
+
+  async #spoolArtifact(target: ArtifactTarget, rel: string, source: ArtifactSource, what: string): Promise<void> {
+    const name = `${this.#info.runId}-${cryptoLazy().randomBytes(6).toString('hex')}-${basename(rel).slice(-80)}`;
+    const copy = join(this.#spoolDir, 'mlflow', 'artifacts', name);
+    const { size, sha256 } = await copyWithDigest(source, copy);
+    await this.#toSpool([{ t: 'artifact', run: this.#info.runId, uri: target.uri, path: rel, file: `artifacts/${name}`, size, sha256, source: what }], 'unreachable');
+  }
+
+  /** A tag set after the artifacts queued before it (in order per key); spooled if the server stays unreachable. */
+  #queueTag(key: string, value: string): void {
+    this.#uploads.add(`tag:${key}`, `tag ${key}`, key, async () => {
+      try {
+        await this.#store.logBatch(this.#info.runId, { tags: [{ key, value }] });
+      } catch (e) {
+        if (!isUnreachable(e)) throw e;
+        await this.#toSpool([{ t: 'tag', run: this.#info.runId, key, value }], 'unreachable');
+        throw e;
+      }
+    });
+  }
+
+  #artifactError(failures: ArtifactFailure[]): BackendError {
+    const detail = (e: unknown) => (e instanceof BackendError ? e.message.replace(/^mlflow: /, '') : (e as Error)?.message ?? String(e));
+    const kept = failures.filter((f) => isUnreachable(f.error));
+    const parts = failures.slice(0, 5).map((f) => (isUnreachable(f.error) ? `${f.what} (→ ${f.rel}): server unreachable, kept in the spool` : `${f.what} (→ ${f.rel}): ${detail(f.error)}`));
+    const more = failures.length > 5 ? `; and ${failures.length - 5} more` : '';
+    const sync = kept.length > 0 ? ` — ${kept.length} kept in ${this.#spoolPath ?? this.#spoolDir}; upload them with \`trackspec sync ${this.#spoolDir}\`` : '';
+    const first = failures[0]!.error;
+    return new BackendError('mlflow', `${failures.length} artifact upload(s) failed: ${parts.join('; ')}${more}${sync}`, {
+      cause: first,
+      code: (first as { code?: unknown })?.code as string | undefined,
+    });
+  }
+
+  logArtifact(request: ArtifactRequest): void {
+    const method = request.kind === 'file' ? 'logArtifact()' : request.kind === 'dir' ? 'logArtifacts()' : 'logFigure()';
+    if (this.#finished) throw new TrackspecError(`MLflowTracker.${method} after finish()`);
+    if (request.kind === 'file') {
+      const dir = checkArtifactPath(method, 'artifactPath', request.artifactPath, true);
+      checkLocal(method, 'localPath', request.localPath, 'file');
+      this.#artifactTarget();
+      const file = resolvePath(request.localPath);
+      const rel = dir ? `${dir}/${basename(file)}` : basename(file);
+      this.#queueArtifact(rel, { file }, file);
+    } else if (request.kind === 'dir') {
+      const dir = checkArtifactPath(method, 'artifactPath', request.artifactPath, true);
+      checkLocal(method, 'localDir', request.localDir, 'dir');
+      this.#artifactTarget();
+      const root = resolvePath(request.localDir);
+      this.#uploads.add(`walk:${root}`, root, dir || '.', async () => {
+        for (const f of await walkFiles(root)) {
+          const rel = relative(root, f).split(sep).join('/');
+          this.#queueArtifact(dir ? `${dir}/${rel}` : rel, { file: f }, f);
+        }
+      });
+    } else {
+      const rel = checkArtifactPath(method, 'artifactFile', request.artifactFile, false);
+      const bytes = figureBytes(request.image);
+      this.#artifactTarget();
+      this.#queueArtifact(rel, { bytes }, `figure ${rel}`);
+    }
+  }
+
+  /**
+   * As MLflow 2.12's `log_image(image, key=key, step=step)`: for each image,
+   * `images/<key>%step%<step>%timestamp%<ms>%<uuid>.png` and a thumbnail `…%compressed.webp` (at most
+   * 256 px), '/' in keys stored as '#', and the run tag `mlflow.loggedImages` = "True".
+   */
+  logImages(values: Readonly<Record<string, ImageData | ImageData[]>>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
+    if (this.#finished) throw new TrackspecError('MLflowTracker.logImages() after finish()');
+    let timestamp = Date.now();
+    if (kwargs !== undefined) {
+      for (const k in kwargs) {
+        if (k === 'timestamp' && typeof kwargs[k] === 'number') timestamp = kwargs[k] as number;
+        else this.#ctx.warnOnce(`imgkwarg:${k}`, `mlflow: logImages kwarg '${k}' is not supported and was ignored`);
+      }
+    }
+    const target = this.#artifactTarget();
+    const items: [string, ImageData][] = [];
+    for (const [key, v] of Object.entries(values)) {
+      const pointer = `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+      if (!IMAGE_KEY.test(key)) {
+        throw new ValidationError(`MLflowTracker.logImages(): image key ${JSON.stringify(key)} may only contain letters, digits, '_', '-', '.', ' ' and '/' (MLflow's rule)`, [{ pointer, code: 'mlflow-image-key', message: 'invalid characters' }]);
+      }
+      if (target.kind === 'http' && key.includes('/')) {
+        throw new ValidationError(
+          `MLflowTracker.logImages(): image key ${JSON.stringify(key)}: MLflow stores '/' in image keys as '#', which a tracking server refuses in artifact paths; use another separator (e.g. '_' or '.')`,
+          [{ pointer, code: 'mlflow-image-key', message: "'/' cannot be stored through a tracking server" }],
+        );
+      }
+      const list = Array.isArray(v) ? v : [v];
+      list.forEach((img, i) => {
+        checkImage(img, Array.isArray(v) ? `${pointer}/${i}` : pointer);
+        items.push([key, img]);
+      });
+    }
+    const s = step ?? 0;
+    for (const [key, img] of items) {
+      const base = `images/${key.replace(/\//g, '#')}%step%${s}%timestamp%${timestamp}%${cryptoLazy().randomUUID()}`;
+      this.#queueArtifact(`${base}.png`, { bytes: encodePng(img) }, `image ${key} (step ${s})`);
+      this.#queueArtifact(`${base}%compressed.webp`, { bytes: encodeWebpLossless(compressImageSize(img)) }, `image ${key} (step ${s}) thumbnail`);
+    }
+    if (items.length > 0 && !this.#imagesTagged) {
+      this.#imagesTagged = true;
+      this.#queueTag('mlflow.loggedImages', 'True');
+    }
+  }
+
+  /**
+   * As `mlflow.log_table(data, artifact_file)`: `<name>` (`.json` added when missing) holds
+   * `{"columns": [...], "data": [[...], ...]}` (pandas' orient="split"); logging the same name again
+   * appends the rows; the run tag `mlflow.loggedArtifacts` lists the table as {"path", "type": "table"}.
+   */
+  logTable(name: string, table: TableData, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
+    if (this.#finished) throw new TrackspecError('MLflowTracker.logTable() after finish()');
+    if (typeof name !== 'string' || name === '') throw new ValidationError('MLflowTracker.logTable(): name must be a non-empty string', [{ pointer: '/name', code: 'table', message: 'empty name' }]);
+    const bad = TABLE_FORBIDDEN.find((c) => name.includes(c));
+    if (bad) throw new ValidationError(`MLflowTracker.logTable(): name ${JSON.stringify(name)} contains ${JSON.stringify(bad)}, which MLflow refuses in a table's artifact file`, [{ pointer: '/name', code: 'table', message: `forbidden character ${bad}` }]);
+    const rel = checkArtifactPath('logTable()', 'name', name.endsWith('.json') ? name : `${name}.json`, false);
+    const t = checkTable(name, table);
+    if (step !== undefined) this.#ctx.warnOnce('table:step', 'mlflow: logTable() has no step in MLflow (mlflow.log_table); the step was ignored');
+    if (kwargs !== undefined && Object.keys(kwargs).length > 0) this.#ctx.warnOnce('table:kwargs', 'mlflow: logTable() kwargs are not supported and were ignored');
+    this.#artifactTarget();
+    const prev = this.#tables.get(rel);
+    let merged = t;
+    if (prev) {
+      // pandas.concat([existing, new], ignore_index=True): columns united in order of appearance, missing cells null.
+      const columns = [...prev.columns, ...t.columns.filter((c) => !prev.columns.includes(c))];
+      const pad = (cols: string[], rows: unknown[][]) => rows.map((r) => columns.map((c) => (cols.includes(c) ? r[cols.indexOf(c)] : null)));
+      merged = { columns, data: [...pad(prev.columns, prev.data), ...pad(t.columns, t.data)] };
+    }
+    this.#tables.set(rel, merged);
+    this.#queueArtifact(rel, { bytes: Buffer.from(tableJson(merged.columns, merged.data)) }, `table ${rel}`);
+    const entry = { path: rel, type: 'table' };
+    if (!this.#loggedArtifacts.some((e) => pyJsonDumps(e) === pyJsonDumps(entry))) {
+      this.#loggedArtifacts = [...this.#loggedArtifacts, entry];
+      this.#queueTag('mlflow.loggedArtifacts', pyJsonDumps(this.#loggedArtifacts));
+    }
+  }
+
   async storeInitConfiguration(values: Readonly<Values>): Promise<void> {
     const params: MlflowKV[] = [];
     for (const [key, v] of Object.entries(values)) {
@@ -416,6 +682,18 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
   }
 
   async flush(): Promise<void> {
+    const artifacts = this.#uploads.settle();
+    try {
+      await this.#flushMetrics();
+    } catch (e) {
+      await artifacts;
+      throw e;
+    }
+    const failures = await artifacts;
+    if (failures.length > 0) throw this.#artifactError(failures);
+  }
+
+  async #flushMetrics(): Promise<void> {
     try {
       if (this.#retry.length > 0) await this.#retryFailed();
       await this.#batcher.flush();
@@ -436,11 +714,15 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     const at = activeRuns.indexOf(this);
     if (at >= 0) activeRuns.splice(at, 1);
     let failure: unknown;
+    const artifactFailures = this.#uploads.settle();
     try {
       await this.#batcher.close();
     } catch (e) {
       failure = e;
     }
+    const af = await artifactFailures;
+    if (af.length > 0) failure ??= this.#artifactError(af);
+    if (this.#target?.kind === 'http' && this.#target.own) await this.#target.client.close();
     if (this.#retry.length > 0) {
       try {
         await this.#retryFailed();
@@ -544,6 +826,7 @@ export const driver: BackendDriver<MLflowDriverOptions, MLflowRun> = {
       const parent = options.nested_run ? activeRuns.at(-1) : undefined;
       let info: RunInfo;
       let params: Record<string, string> = {};
+      let runTagsKnown: Record<string, string> = {};
       if (options.run_id && !(options.nested_run && !parent)) {
         // Resume an existing run.
         const existing = await store.getRun(options.run_id);
@@ -553,6 +836,7 @@ export const driver: BackendDriver<MLflowDriverOptions, MLflowRun> = {
         await store.updateRun(options.run_id, 'RUNNING');
         info = { ...existing.info, status: 'RUNNING' };
         params = existing.params;
+        runTagsKnown = existing.tags;
         const extra: MlflowKV[] = [...tags];
         if (parent) extra.push({ key: 'mlflow.parentRunId', value: parent.handle.runId });
         if (extra.length) await store.logBatch(info.runId, { tags: extra });
@@ -591,7 +875,7 @@ export const driver: BackendDriver<MLflowDriverOptions, MLflowRun> = {
         checkKeys('start()', runTags.map((t) => t.key));
         info = await store.createRun({ experimentId, startTime: Date.now(), runName: options.run_name, tags: runTags });
       }
-      const d = new MLflowRunDriver(choice, info, params, options, ctx);
+      const d = new MLflowRunDriver(choice, info, params, options, ctx, runTagsKnown);
       activeRuns.push(d);
       return d;
     } catch (e) {

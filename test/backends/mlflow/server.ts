@@ -2,9 +2,14 @@
 // See /work/shared/reference/mlflow-rest.md for the behaviour it reproduces. Loopback only, in memory.
 //
 // Standalone: node --import tsx test/backends/mlflow/server.ts [--port 5000] [--store sqlite|file] [--no-truncate]
-import { resolve as pathResolve } from 'node:path';
+import { join as pathJoin, resolve as pathResolve } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes, randomInt } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
 import {
   MlflowError,
   UncaughtError,
@@ -46,6 +51,40 @@ export interface MlflowTestServerOptions {
   truncateLongValues?: boolean;
   /** 0 (default) = random free port. */
   port?: number;
+  /**
+   * Where proxied artifacts are stored (the real server's --artifacts-destination). Default: a new
+   * temporary directory, removed by close().
+   */
+  artifactsDir?: string;
+}
+
+/** MLflow's validate_path_is_safe (mlflow/utils/uri.py): no '#', no '..' segment, not absolute. */
+function artifactPathSafe(p: string): boolean {
+  if (p.includes('#')) return false;
+  if (p.split('/').includes('..')) return false;
+  if (p.startsWith('/') || /^[a-zA-Z]:/.test(p) || p.startsWith('\\')) return false;
+  return true;
+}
+
+/** A FileInfo as the server lists it: file_size left out for directories and empty files (proto default). */
+async function fileInfos(dir: string, prefix: string): Promise<Array<{ path: string; is_dir: boolean; file_size?: number }>> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  const out: Array<{ path: string; is_dir: boolean; file_size?: number }> = [];
+  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    if (e.name.endsWith('.upload-tmp')) continue;
+    const path = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push({ path, is_dir: true });
+    else {
+      const size = (await stat(pathJoin(dir, e.name))).size;
+      out.push(size > 0 ? { path, is_dir: false, file_size: size } : { path, is_dir: false });
+    }
+  }
+  return out;
 }
 
 
@@ -228,9 +267,16 @@ export class MlflowTestServer extends LoopbackTestServer {
   private runs = new Map<string, RunRecord>();
   private nextExperimentId = 1;
   private readonly routes: Map<string, { methods: string[]; handler: Handler }>;
+  /** Root of the proxied artifact store (STORE_DIR/mlartifacts of the real server). */
+  readonly artifactsDir: string;
+  readonly #ownArtifactsDir: boolean;
+  /** Called when an artifact PUT's body has been stored, before the answer (tests change files here). */
+  onArtifactPut: ((path: string, bytes: number) => void | Promise<void>) | undefined;
 
   private constructor(options: MlflowTestServerOptions) {
     super();
+    this.#ownArtifactsDir = options.artifactsDir === undefined;
+    this.artifactsDir = options.artifactsDir ?? mkdtempSync(pathJoin(tmpdir(), 'mlflow-test-artifacts-'));
     this.store = options.store ?? 'sqlite';
     this.truncate = options.truncateLongValues ?? true;
     this.port = options.port ?? 0;
@@ -273,6 +319,147 @@ export class MlflowTestServer extends LoopbackTestServer {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  override async close(): Promise<void> {
+    await super.close();
+    if (this.#ownArtifactsDir) rmSync(this.artifactsDir, { recursive: true, force: true });
+  }
+
+  /** Local path of a stored proxied artifact, e.g. `artifactFile('0/<run>/artifacts/a.txt')`. */
+  artifactFile(path: string): string {
+    return pathJoin(this.artifactsDir, ...path.split('/'));
+  }
+
+  /**
+   * The mlflow-artifacts service (handlers.py `_upload_artifact`, `_download_artifact`,
+   * `_list_artifacts_mlflow_artifacts`) and the UI's `/get-artifact`: bodies are streamed to and from
+   * disk, never held in memory. Returns false when the request is not for it.
+   */
+  private async handleArtifacts(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    const m = /^\/(?:api|ajax-api)\/2\.0\/mlflow-artifacts\/artifacts(?:\/(.*))?$/.exec(url.pathname);
+    const getArtifact = url.pathname === '/get-artifact' || /^\/(?:api|ajax-api)\/2\.0\/mlflow\/get-artifact$/.test(url.pathname);
+    if (!m && !getArtifact) return false;
+    const rec: RecordedRequest = {
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      headers: { ...req.headers },
+      body: '',
+      status: 0,
+      at: Date.now(),
+    };
+    this.requests.push(rec);
+    const send = (status: number, body: unknown): void => {
+      rec.status = status;
+      res.writeHead(status, { 'Content-Type': 'application/json' });
+      res.end(typeof body === 'string' ? body : JSON.stringify(body));
+    };
+    const drain = async () => {
+      for await (const _ of req) {
+        // discard
+      }
+    };
+    const faulted = await this.faults.apply(url.pathname, req, (status, headers) => {
+      rec.status = status;
+      res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
+      res.end(JSON.stringify({ error_code: FAULT_CODES[status] ?? 'INTERNAL_ERROR', message: `Injected fault: HTTP ${status}` }));
+    });
+    if (faulted) return true;
+    if (!this.authorized(req.headers.authorization)) {
+      await drain();
+      rec.status = 401;
+      res.writeHead(401, { 'Content-Type': 'text/html; charset=utf-8', 'WWW-Authenticate': 'Basic realm="mlflow"' });
+      res.end(AUTH_401_BODY);
+      return true;
+    }
+    const invalid = () => send(400, { error_code: 'INVALID_PARAMETER_VALUE', message: 'Invalid path' });
+    const download = async (rel: string, name: string) => {
+      const file = this.artifactFile(rel);
+      const st = await stat(file).catch(() => undefined);
+      if (!st || !st.isFile()) {
+        if (st?.isDirectory()) {
+          rec.status = 500;
+          this.internalError(res);
+          return;
+        }
+        send(500, {
+          error_code: 'INTERNAL_ERROR',
+          message: `The following failures occurred while downloading one or more artifacts from ${this.artifactsDir}:\n##### File ${rel} #####\n[Errno 2] No such file or directory: '${file}'`,
+        });
+        return;
+      }
+      rec.status = 200;
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(st.size), 'Content-Disposition': `attachment; filename=${name}` });
+      await pipeline(createReadStream(file), res);
+    };
+
+    if (getArtifact) {
+      if (req.method !== 'GET') {
+        rec.status = 405;
+        res.writeHead(405, { 'Content-Type': 'text/html; charset=utf-8', Allow: 'GET, HEAD, OPTIONS' });
+        res.end(HTML_405);
+        return true;
+      }
+      const runId = url.searchParams.get('run_id') ?? url.searchParams.get('run_uuid') ?? '';
+      const path = url.searchParams.get('path') ?? '';
+      if (!artifactPathSafe(path)) return invalid(), true;
+      const r = this.runs.get(runId);
+      if (!r) return send(404, { error_code: 'RESOURCE_DOES_NOT_EXIST', message: `Run with id=${runId} not found` }), true;
+      const root = this.artifactRoot(r.artifact_uri);
+      await download(root.proxied ? `${root.rel}/${path}` : '', path.split('/').pop()!);
+      return true;
+    }
+
+    const rel = m![1] === undefined ? undefined : decodeURIComponent(m![1]);
+    if (req.method === 'PUT' && rel !== undefined && rel !== '') {
+      if (!artifactPathSafe(rel)) {
+        await drain();
+        return invalid(), true;
+      }
+      const dest = this.artifactFile(rel);
+      const tmp = `${dest}.${randomBytes(4).toString('hex')}.upload-tmp`;
+      await mkdir(pathJoin(dest, '..'), { recursive: true });
+      let bytes = 0;
+      req.on('data', (c: Buffer) => {
+        bytes += c.length;
+      });
+      try {
+        await pipeline(req, createWriteStream(tmp));
+        await rename(tmp, dest);
+      } catch {
+        await rm(tmp, { force: true });
+        return true; // the client went away mid-body
+      }
+      rec.body = `<${bytes} bytes>`;
+      await this.onArtifactPut?.(rel, bytes);
+      send(200, {});
+      return true;
+    }
+    if (req.method === 'GET' && rel !== undefined && rel !== '') {
+      if (!artifactPathSafe(rel)) return invalid(), true;
+      await download(rel, rel.split('/').pop()!);
+      return true;
+    }
+    if (req.method === 'GET' && (rel === undefined || rel === '')) {
+      const path = url.searchParams.get('path') ?? '';
+      if (path && !artifactPathSafe(path)) return invalid(), true;
+      const files = (await fileInfos(this.artifactFile(path), '')).map((f) => f);
+      send(200, files.length ? { files } : {});
+      return true;
+    }
+    await drain();
+    rec.status = 405;
+    res.writeHead(405, { 'Content-Type': 'text/html; charset=utf-8', Allow: 'GET, HEAD, OPTIONS, PUT' });
+    res.end(HTML_405);
+    return true;
+  }
+
+  /** A run's artifact root: proxied (`rel` below artifactsDir) or a local directory the server reads itself. */
+  private artifactRoot(uri: string): { proxied: true; rel: string } | { proxied: false; dir: string } {
+    if (uri.startsWith('mlflow-artifacts:')) return { proxied: true, rel: new URL(uri).pathname.replace(/^\/+/, '').replace(/\/$/, '') };
+    if (uri.startsWith('file:')) return { proxied: false, dir: fileURLToPath(uri) };
+    return { proxied: false, dir: uri };
   }
 
   requireAuth(auth: { bearer?: string; basic?: { username: string; password: string } } | undefined): void {
@@ -336,6 +523,7 @@ export class MlflowTestServer extends LoopbackTestServer {
   }
 
   protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (await this.handleArtifacts(req, res, new URL(req.url ?? '/', 'http://127.0.0.1'))) return;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const bodyText = Buffer.concat(chunks).toString('utf8');
@@ -409,7 +597,7 @@ export class MlflowTestServer extends LoopbackTestServer {
     }
     const contentType = req.headers['content-type'];
     try {
-      const out = route.handler({
+      const out = await route.handler({
         method: method === 'HEAD' ? 'GET' : method,
         path: url.pathname,
         rawQuery: url.search.slice(1),
@@ -1029,10 +1217,15 @@ export class MlflowTestServer extends LoopbackTestServer {
     return out.length ? { metrics: out } : {};
   }
 
-  private listArtifacts(req: Incoming): unknown {
+  private async listArtifacts(req: Incoming): Promise<unknown> {
     const msg = this.message(req, PROTO.listArtifacts, { run_id: ['string', 'required'] });
+    const path = msg.path as string | undefined;
+    if (path !== undefined && !artifactPathSafe(path)) throw invalidParam('Invalid path');
     const r = this.getRunRecord(this.runIdOf(msg));
-    return { root_uri: r.artifact_uri };
+    const root = this.artifactRoot(r.artifact_uri);
+    const dir = root.proxied ? this.artifactFile(path ? `${root.rel}/${path}` : root.rel) : pathJoin(root.dir, ...(path ? path.split('/') : []));
+    const files = await fileInfos(dir, path ?? '');
+    return files.length ? { root_uri: r.artifact_uri, files } : { root_uri: r.artifact_uri };
   }
 
   private searchRuns(req: Incoming): unknown {
