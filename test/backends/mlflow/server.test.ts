@@ -901,3 +901,71 @@ describe('auth', () => {
     expect((await c.get('experiments/get', { experiment_id: '0' })).status).toBe(200);
   });
 });
+
+// Proxied artifacts, as the real 2.12.2 server answered them (checked with curl against it):
+// PUT stores the raw body under --artifacts-destination, `?path=` lists basenames (file_size left
+// out for directories and empty files), GET downloads, an unsafe path is 400 "Invalid path", a
+// missing file is 500 INTERNAL_ERROR; artifacts/list gives run-relative paths and root_uri.
+describe('mlflow-artifacts service', () => {
+  let s: MlflowTestServer;
+  beforeAll(async () => {
+    s = await MlflowTestServer.start();
+  });
+  afterAll(async () => {
+    await s.close();
+  });
+  const art = { prefix: '/api/2.0/mlflow-artifacts/artifacts', contentType: null };
+
+  it('PUT, list, download; unsafe paths refused', async () => {
+    const run = (await call(s.url, 'POST', 'runs/create', { experiment_id: '0' })).json.run.info;
+    expect(run.artifact_uri).toBe(`mlflow-artifacts:/0/${run.run_id}/artifacts`);
+    const base = `/0/${run.run_id}/artifacts`;
+    expect((await call(s.url, 'PUT', `${base}/d/x.txt`, undefined, { ...art, raw: 'hello' })).json).toEqual({});
+    expect((await call(s.url, 'PUT', `${base}/empty.txt`, undefined, { ...art, raw: '' })).status).toBe(200);
+    expect((await call(s.url, 'PUT', `${base}/sp%20ace.txt`, undefined, { ...art, raw: 'x' })).status).toBe(200);
+    // node:http, not fetch: fetch would resolve the '%2E%2E' segment away before sending.
+    const rawPut = (path: string) =>
+      new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = httpRequest(`${s.url}${art.prefix}${path}`, { method: 'PUT' }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, text }));
+        });
+        req.on('error', reject);
+        req.end('h');
+      });
+    for (const bad of [`${base}/a%23b.txt`, `${base}/%2E%2E/x.txt`, `${base}/d/../../x.txt`]) {
+      const r = await rawPut(bad);
+      expect([r.status, JSON.parse(r.text)]).toEqual([400, { error_code: 'INVALID_PARAMETER_VALUE', message: 'Invalid path' }]);
+    }
+    expect((await call(s.url, 'GET', `?path=0/${run.run_id}/artifacts`, undefined, art)).json).toEqual({
+      files: [{ path: 'd', is_dir: true }, { path: 'empty.txt', is_dir: false }, { path: 'sp ace.txt', is_dir: false, file_size: 1 }],
+    });
+    expect((await call(s.url, 'GET', `?path=0/${run.run_id}/artifacts/d`, undefined, art)).json).toEqual({ files: [{ path: 'x.txt', is_dir: false, file_size: 5 }] });
+    expect((await call(s.url, 'GET', '?path=0/nothing', undefined, art)).json).toEqual({});
+    const got = await call(s.url, 'GET', `${base}/d/x.txt`, undefined, art);
+    expect([got.status, got.text, got.headers.get('content-disposition')]).toEqual([200, 'hello', 'attachment; filename=x.txt']);
+    const missing = await call(s.url, 'GET', `${base}/missing.txt`, undefined, art);
+    expect([missing.status, missing.json.error_code]).toEqual([500, 'INTERNAL_ERROR']);
+    // Through the tracking API, as MlflowClient.list_artifacts and the UI's get-artifact read them.
+    const list = await call(s.url, 'GET', `artifacts/list?run_id=${run.run_id}`);
+    expect(list.json).toEqual({
+      root_uri: run.artifact_uri,
+      files: [{ path: 'd', is_dir: true }, { path: 'empty.txt', is_dir: false }, { path: 'sp ace.txt', is_dir: false, file_size: 1 }],
+    });
+    expect((await call(s.url, 'GET', `artifacts/list?run_id=${run.run_id}&path=d`)).json.files).toEqual([{ path: 'd/x.txt', is_dir: false, file_size: 5 }]);
+    expect((await call(s.url, 'GET', `artifacts/list?run_id=${run.run_id}&path=nope`)).json).toEqual({ root_uri: run.artifact_uri });
+    expect((await call(s.url, 'GET', `artifacts/list?run_id=${run.run_id}&path=../x`)).status).toBe(400);
+    expect((await call(s.url, 'GET', `get-artifact?run_id=${run.run_id}&path=d/x.txt`, undefined, { prefix: '/' })).text).toBe('hello');
+  });
+
+  it('streams a large body to disk (stored bytes equal the sent ones)', async () => {
+    const big = Buffer.alloc(8 << 20);
+    for (let i = 0; i < big.length; i += 4096) big[i] = (i >> 12) & 255;
+    const r = await fetch(`${s.url}/api/2.0/mlflow-artifacts/artifacts/0/r/artifacts/big.bin`, { method: 'PUT', body: big });
+    expect(r.status).toBe(200);
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(s.artifactFile('0/r/artifacts/big.bin')).equals(big)).toBe(true);
+    expect(s.requests.at(-1)!.body).toBe(`<${8 << 20} bytes>`);
+  });
+});

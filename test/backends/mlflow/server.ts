@@ -337,7 +337,9 @@ export class MlflowTestServer extends LoopbackTestServer {
    * disk, never held in memory. Returns false when the request is not for it.
    */
   private async handleArtifacts(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
-    const m = /^\/(?:api|ajax-api)\/2\.0\/mlflow-artifacts\/artifacts(?:\/(.*))?$/.exec(url.pathname);
+    // The raw path: URL parsing would resolve '..' and '%2E%2E' segments away, which the real server (werkzeug) does not.
+    const rawPath = (req.url ?? '/').split('?')[0]!;
+    const m = /^\/(?:api|ajax-api)\/2\.0\/mlflow-artifacts\/artifacts(?:\/(.*))?$/.exec(rawPath);
     const getArtifact = url.pathname === '/get-artifact' || /^\/(?:api|ajax-api)\/2\.0\/mlflow\/get-artifact$/.test(url.pathname);
     if (!m && !getArtifact) return false;
     const rec: RecordedRequest = {
