@@ -923,10 +923,11 @@ describe('mlflow-artifacts service', () => {
     expect((await call(s.url, 'PUT', `${base}/d/x.txt`, undefined, { ...art, raw: 'hello' })).json).toEqual({});
     expect((await call(s.url, 'PUT', `${base}/empty.txt`, undefined, { ...art, raw: '' })).status).toBe(200);
     expect((await call(s.url, 'PUT', `${base}/sp%20ace.txt`, undefined, { ...art, raw: 'x' })).status).toBe(200);
-    // node:http, not fetch: fetch would resolve the '%2E%2E' segment away before sending.
+    // node:http with a raw path, not a URL: URL parsing would resolve the '..' segments away before sending.
     const rawPut = (path: string) =>
       new Promise<{ status: number; text: string }>((resolve, reject) => {
-        const req = httpRequest(`${s.url}${art.prefix}${path}`, { method: 'PUT' }, (res) => {
+        const port = Number(new URL(s.url).port);
+        const req = httpRequest({ host: '127.0.0.1', port, path: `${art.prefix}${path}`, method: 'PUT' }, (res) => {
           let text = '';
           res.on('data', (c: Buffer) => (text += c.toString()));
           res.on('end', () => resolve({ status: res.statusCode!, text }));
