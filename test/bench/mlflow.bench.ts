@@ -6,9 +6,14 @@
  * - baseline in the same run: the server's own log-batch capacity, measured by posting ready-made
  *   1000-metric requests with the same HTTP client (the client should not be the bottleneck);
  * - log() median cost for 10 metrics;
- * - file-store metrics/s.
+ * - file-store metrics/s;
+ * - a large artifact (1 GiB; TRACKSPEC_BENCH_ARTIFACT_MB to change) uploaded with logArtifact() to the
+ *   test server, which streams it to disk: MB/s and the process's RSS growth while it is sent
+ *   (client and server in this process), against, in the same run, a raw fs copy (copyFile) and a
+ *   raw streamed PUT of the same file to the same server.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFile, open as openFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -71,6 +76,78 @@ async function serverCapacity(server: MlflowTestServer, runId: string, requests:
   return (requests * 1000) / seconds;
 }
 
+/** Write `bytes` of pseudo-random data in 8 MiB chunks (never held whole). */
+async function makeFile(path: string, bytes: number): Promise<void> {
+  const fh = await openFile(path, 'w');
+  const chunk = Buffer.alloc(8 << 20);
+  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 2654435761) >>> 24;
+  try {
+    for (let off = 0; off < bytes; off += chunk.length) await fh.write(chunk, 0, Math.min(chunk.length, bytes - off));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Run `fn`, sampling RSS every 20 ms; returns seconds and the RSS growth over the value before it. */
+async function withRss(fn: () => Promise<void>): Promise<{ seconds: number; growthMb: number }> {
+  (globalThis as { gc?: () => void }).gc?.();
+  const before = process.memoryUsage.rss();
+  let peak = before;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 20);
+  const t0 = performance.now();
+  try {
+    await fn();
+  } finally {
+    clearInterval(timer);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  peak = Math.max(peak, process.memoryUsage.rss());
+  return { seconds, growthMb: (peak - before) / 1e6 };
+}
+
+async function artifactRows(server: MlflowTestServer, dir: string): Promise<BenchRow[]> {
+  const mb = Number(process.env.TRACKSPEC_BENCH_ARTIFACT_MB ?? 1024);
+  const bytes = mb * 1024 * 1024;
+  const src = join(dir, 'big.bin');
+  await makeFile(src, bytes);
+  const rows: BenchRow[] = [];
+  const rate = (s: number) => +(bytes / 1e6 / s).toFixed(1);
+  const fsCopy = await withRss(() => copyFile(src, join(dir, 'copy.bin')));
+  rmSync(join(dir, 'copy.bin'));
+  rows.push({ name: `baseline: raw fs copyFile of a ${mb} MiB file`, value: rate(fsCopy.seconds), unit: 'MB/s' });
+  const http = new HttpClient({ baseUrl: server.url, backend: 'mlflow' });
+  const raw = await withRss(async () => {
+    const res = await http.request('PUT', '/api/2.0/mlflow-artifacts/artifacts/raw/big.bin', {
+      body: createReadStream(src, { highWaterMark: 1 << 20 }),
+      headers: { 'content-length': String(bytes), 'content-type': 'application/octet-stream' },
+      timeoutMs: 0,
+    });
+    if (res.status !== 200) throw new Error(`raw PUT: ${res.status}`);
+  });
+  await http.close();
+  rmSync(server.artifactFile('raw/big.bin'));
+  rows.push({ name: `baseline: raw streamed PUT of the ${mb} MiB file to the test server`, value: rate(raw.seconds), unit: 'MB/s' });
+  const t = new MLflowTracker({ tracking_uri: server.url, experiment_name: 'bench-artifacts' });
+  await t.start();
+  const up = await withRss(async () => {
+    t.logArtifact(src, 'ckpt');
+    await t.flush();
+  });
+  const stored = server.artifactFile(`${t.tracker.artifactUri.replace('mlflow-artifacts:/', '')}/ckpt/big.bin`);
+  if (statSync(stored).size !== bytes) throw new Error(`stored ${statSync(stored).size} of ${bytes} bytes`);
+  await t.finish();
+  rmSync(stored);
+  rmSync(src);
+  rows.push({ name: `mlflow logArtifact() of a ${mb} MiB file → stored on the test server`, value: rate(up.seconds), unit: 'MB/s' });
+  rows.push({ name: 'ratio logArtifact / raw PUT (MB/s)', value: +(raw.seconds / up.seconds).toFixed(2), unit: 'x' });
+  rows.push({ name: 'ratio logArtifact / raw fs copy (MB/s)', value: +(fsCopy.seconds / up.seconds).toFixed(2), unit: 'x' });
+  rows.push({ name: `RSS growth during logArtifact() of ${mb} MiB (client + server in this process)`, value: +up.growthMb.toFixed(1), unit: 'MB', goal: '<= 64' });
+  rows.push({ name: `baseline: RSS growth during the raw PUT of ${mb} MiB`, value: +raw.growthMb.toFixed(1), unit: 'MB' });
+  return rows;
+}
+
 export default async function bench(): Promise<BenchRow[]> {
   const restore = setWarningHandler(() => undefined);
   const server = await MlflowTestServer.start();
@@ -130,6 +207,7 @@ export default async function bench(): Promise<BenchRow[]> {
     const fileCalls = 20_000;
     const file = await endToEnd(join(dir, 'mlruns'), fileCalls);
     rows.push({ name: 'mlflow file store e2e metrics/s', value: Math.round((fileCalls * 10) / file.seconds), unit: 'metrics/s' });
+    rows.push(...(await artifactRows(server, dir)));
     return rows;
   } finally {
     if (spoolBefore === undefined) delete process.env.TRACKSPEC_SPOOL_DIR;

@@ -749,7 +749,11 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     await this.#store.close();
     if (failure !== undefined) {
       if (kept !== undefined) {
-        const what = isUnreachable(failure) ? `the server at ${this.#store.target} unreachable` : failure instanceof MetricWriteError ? failure.detail : (failure as Error).message;
+        const what = isUnreachable(failure)
+          ? `the server at ${this.#store.target} unreachable`
+          : failure instanceof MetricWriteError
+            ? failure.detail
+            : (failure as Error).message.replace(/^mlflow: /, '');
         throw new BackendError('mlflow', `finished with ${what}: ${this.#wal.unacked} record(s) are safe in ${kept} — upload them with \`trackspec sync ${this.#spoolDir}\``, { cause: failure });
       }
       throw failure;
