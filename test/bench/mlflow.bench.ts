@@ -83,13 +83,14 @@ async function makeFile(path: string, bytes: number): Promise<void> {
   for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 2654435761) >>> 24;
   try {
     for (let off = 0; off < bytes; off += chunk.length) await fh.write(chunk, 0, Math.min(chunk.length, bytes - off));
+    await fh.sync(); // its writeback does not land on the first measurement
   } finally {
     await fh.close();
   }
 }
 
 /** Run `fn`, sampling RSS every 20 ms; returns seconds and the RSS growth over the value before it. */
-async function withRss(fn: () => Promise<void>): Promise<{ seconds: number; growthMb: number }> {
+async function withRss(fn: () => Promise<void>): Promise<{ seconds: number; growthMb: number; peakMb: number }> {
   (globalThis as { gc?: () => void }).gc?.();
   const before = process.memoryUsage.rss();
   let peak = before;
@@ -104,7 +105,7 @@ async function withRss(fn: () => Promise<void>): Promise<{ seconds: number; grow
   }
   const seconds = (performance.now() - t0) / 1000;
   peak = Math.max(peak, process.memoryUsage.rss());
-  return { seconds, growthMb: (peak - before) / 1e6 };
+  return { seconds, growthMb: (peak - before) / 1e6, peakMb: peak / 1e6 };
 }
 
 async function artifactRows(server: MlflowTestServer, dir: string): Promise<BenchRow[]> {
@@ -114,37 +115,48 @@ async function artifactRows(server: MlflowTestServer, dir: string): Promise<Benc
   await makeFile(src, bytes);
   const rows: BenchRow[] = [];
   const rate = (s: number) => +(bytes / 1e6 / s).toFixed(1);
-  const fsCopy = await withRss(() => copyFile(src, join(dir, 'copy.bin')));
-  rmSync(join(dir, 'copy.bin'));
-  rows.push({ name: `baseline: raw fs copyFile of a ${mb} MiB file`, value: rate(fsCopy.seconds), unit: 'MB/s' });
   const http = new HttpClient({ baseUrl: server.url, backend: 'mlflow' });
-  const raw = await withRss(async () => {
-    const res = await http.request('PUT', '/api/2.0/mlflow-artifacts/artifacts/raw/big.bin', {
-      body: createReadStream(src, { highWaterMark: 1 << 20 }),
-      headers: { 'content-length': String(bytes), 'content-type': 'application/octet-stream' },
-      timeoutMs: 0,
-    });
-    if (res.status !== 200) throw new Error(`raw PUT: ${res.status}`);
-  });
-  await http.close();
-  rmSync(server.artifactFile('raw/big.bin'));
-  rows.push({ name: `baseline: raw streamed PUT of the ${mb} MiB file to the test server`, value: rate(raw.seconds), unit: 'MB/s' });
   const t = new MLflowTracker({ tracking_uri: server.url, experiment_name: 'bench-artifacts' });
   await t.start();
-  const up = await withRss(async () => {
-    t.logArtifact(src, 'ckpt');
-    await t.flush();
-  });
   const stored = server.artifactFile(`${t.tracker.artifactUri.replace('mlflow-artifacts:/', '')}/ckpt/big.bin`);
-  if (statSync(stored).size !== bytes) throw new Error(`stored ${statSync(stored).size} of ${bytes} bytes`);
+  const best = { fs: Infinity, raw: Infinity, up: Infinity, upGrowth: 0, upPeak: 0, rawGrowth: 0 };
+  // Alternated, best of 2 each, so disk writeback of one does not decide the other.
+  for (let rep = 0; rep < 2; rep++) {
+    const up = await withRss(async () => {
+      t.logArtifact(src, 'ckpt');
+      await t.flush();
+    });
+    if (statSync(stored).size !== bytes) throw new Error(`stored ${statSync(stored).size} of ${bytes} bytes`);
+    rmSync(stored);
+    best.up = Math.min(best.up, up.seconds);
+    best.upGrowth = Math.max(best.upGrowth, up.growthMb);
+    best.upPeak = Math.max(best.upPeak, up.peakMb);
+    const raw = await withRss(async () => {
+      const res = await http.request('PUT', '/api/2.0/mlflow-artifacts/artifacts/raw/big.bin', {
+        body: createReadStream(src, { highWaterMark: 1 << 20 }),
+        headers: { 'content-length': String(bytes), 'content-type': 'application/octet-stream' },
+        timeoutMs: 0,
+      });
+      if (res.status !== 200) throw new Error(`raw PUT: ${res.status}`);
+    });
+    rmSync(server.artifactFile('raw/big.bin'));
+    best.raw = Math.min(best.raw, raw.seconds);
+    best.rawGrowth = Math.max(best.rawGrowth, raw.growthMb);
+    const fsCopy = await withRss(() => copyFile(src, join(dir, 'copy.bin')));
+    rmSync(join(dir, 'copy.bin'));
+    best.fs = Math.min(best.fs, fsCopy.seconds);
+  }
+  await http.close();
   await t.finish();
-  rmSync(stored);
   rmSync(src);
-  rows.push({ name: `mlflow logArtifact() of a ${mb} MiB file → stored on the test server`, value: rate(up.seconds), unit: 'MB/s' });
-  rows.push({ name: 'ratio logArtifact / raw PUT (MB/s)', value: +(raw.seconds / up.seconds).toFixed(2), unit: 'x' });
-  rows.push({ name: 'ratio logArtifact / raw fs copy (MB/s)', value: +(fsCopy.seconds / up.seconds).toFixed(2), unit: 'x' });
-  rows.push({ name: `RSS growth during logArtifact() of ${mb} MiB (client + server in this process)`, value: +up.growthMb.toFixed(1), unit: 'MB', goal: '<= 64' });
-  rows.push({ name: `baseline: RSS growth during the raw PUT of ${mb} MiB`, value: +raw.growthMb.toFixed(1), unit: 'MB' });
+  rows.push({ name: `baseline: raw fs copyFile of a ${mb} MiB file`, value: rate(best.fs), unit: 'MB/s' });
+  rows.push({ name: `baseline: raw streamed PUT of the ${mb} MiB file to the test server`, value: rate(best.raw), unit: 'MB/s' });
+  rows.push({ name: `mlflow logArtifact() of a ${mb} MiB file → stored on the test server`, value: rate(best.up), unit: 'MB/s' });
+  rows.push({ name: 'ratio logArtifact / raw PUT (MB/s)', value: +(best.raw / best.up).toFixed(2), unit: 'x' });
+  rows.push({ name: 'ratio logArtifact / raw fs copy (MB/s)', value: +(best.fs / best.up).toFixed(2), unit: 'x' });
+  rows.push({ name: `RSS growth during logArtifact() of ${mb} MiB (client + server in this process; worst of 2)`, value: +best.upGrowth.toFixed(1), unit: 'MB', goal: '<= 64' });
+  rows.push({ name: `peak RSS during logArtifact() of ${mb} MiB`, value: +best.upPeak.toFixed(1), unit: 'MB' });
+  rows.push({ name: `baseline: RSS growth during the raw PUT of ${mb} MiB`, value: +best.rawGrowth.toFixed(1), unit: 'MB' });
   return rows;
 }
 
@@ -156,6 +168,7 @@ export default async function bench(): Promise<BenchRow[]> {
   process.env.TRACKSPEC_SPOOL_DIR = join(dir, 'spool');
   try {
     const rows: BenchRow[] = [];
+    const artifacts = await artifactRows(server, dir); // first, on a fresh heap (RSS growth not hidden by freed memory)
     await endToEnd(server.url, 2_000); // warm-up
     const calls = 20_000; // 200k metrics
     // Write-ahead off (the baseline, as before issue 13.4) and on, alternated, best of 3 each.
@@ -207,7 +220,7 @@ export default async function bench(): Promise<BenchRow[]> {
     const fileCalls = 20_000;
     const file = await endToEnd(join(dir, 'mlruns'), fileCalls);
     rows.push({ name: 'mlflow file store e2e metrics/s', value: Math.round((fileCalls * 10) / file.seconds), unit: 'metrics/s' });
-    rows.push(...(await artifactRows(server, dir)));
+    rows.push(...artifacts);
     return rows;
   } finally {
     if (spoolBefore === undefined) delete process.env.TRACKSPEC_SPOOL_DIR;
