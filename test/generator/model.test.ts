@@ -20,7 +20,7 @@ describe('model: backends', () => {
     ['wandb', 'WandBTracker', false, false, 'run_name', true, true, false],
     ['comet_ml', 'CometMLTracker', false, true, 'run_name', false, false, false],
     ['aim', 'AimTracker', true, true, 'run_name', true, false, false],
-    ['mlflow', 'MLflowTracker', false, true, 'experiment_name', false, false, true],
+    ['mlflow', 'MLflowTracker', false, true, 'experiment_name', true, true, true],
   ] as const)('%s → %s', (name, cls, dir, main, project, images, tables, artifacts) => {
     const b = byName[name]!;
     expect(b.className).toBe(cls);
