@@ -3,13 +3,18 @@
  * - metrics/s end to end (log() → stored) for a burst within Comet's per-minute allowance, and the
  *   sustained rate the client paces itself to (the documented 12,000 metrics/min = 200/s), checked by
  *   counting that the server never answered 429;
- * - log() median cost for 10 values.
+ * - log() median cost for 10 values;
+ * - metrics/s delivered at 500 metrics/s offered (50 log() calls of 10 values per second) with an
+ *   injected per-request server delay of 0/5/20/50/100 ms (the round trip), one request in flight
+ *   (before issue 17) vs PIPELINE.inFlight (now), in the same run: metrics stored by the server
+ *   between 1 s and 3.5 s after logging started, per second.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CometMLTracker, setWarningHandler } from '../../generated/index.gen.js';
+import { PIPELINE } from '../../runtime/backends/comet_ml/index.js';
 import { CometTestServer } from '../backends/comet_ml/server.js';
 import type { BenchRow } from './tensorboard.bench.js';
 
@@ -50,6 +55,45 @@ export default async function bench(): Promise<BenchRow[]> {
     rows.push({ name: 'comet write-ahead throughput ratio (on / off, same run)', value: +(onRate / offRate).toFixed(2), unit: 'x', goal: '>= 0.9' });
     rows.push({ name: 'comet sustained pace (documented limit 12,000 metrics/min)', value: 200, unit: 'metrics/s' });
     rows.push({ name: 'comet 429 answers during the run (client stays under the limits)', value: server.requests.filter((r) => r.status === 429).length, unit: 'responses', goal: '<= 0' });
+    // Round trip: delivered metrics/s at 500/s offered, one request in flight vs the pipeline.
+    const inFlight = PIPELINE.inFlight;
+    const rtDir = mkdtempSync(join(tmpdir(), 'trackspec-comet-rt-'));
+    const delivered = async (delayMs: number, window: number): Promise<number> => {
+      PIPELINE.inFlight = window;
+      await server.restart({ wipe: true });
+      server.clearFaults();
+      const t = new CometMLTracker({ run_name: 'bench', offline_directory: rtDir, retry_deadline_secs: 0.2 });
+      await t.start();
+      if (delayMs > 0) server.inject({ kind: 'delay', ms: delayMs, path: '/metric', times: Infinity });
+      const key = t.tracker.experimentKey!;
+      const count = () => server.experiment(key)!.metrics.length;
+      const t0 = performance.now();
+      let calls = 0;
+      let at1 = -1;
+      while (performance.now() - t0 < 3500) {
+        const due = Math.floor(((performance.now() - t0) / 1000) * 50);
+        for (; calls < due; calls++) {
+          const v: Record<string, number> = {};
+          for (let k = 0; k < 10; k++) v[`m${k}`] = calls + k;
+          t.log(v, calls);
+        }
+        if (at1 < 0 && performance.now() - t0 >= 1000) at1 = count();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const rate = (count() - at1) / 2.5;
+      await server.stop(); // the backlog goes to the spool
+      await t.finish().catch(() => undefined);
+      PIPELINE.inFlight = inFlight;
+      return rate;
+    };
+    for (const d of [0, 5, 20, 50, 100]) {
+      const one = await delivered(d, 1);
+      const many = await delivered(d, inFlight);
+      rows.push({ name: `comet metrics/s delivered at 500/s offered, ${d} ms per request, 1 in flight (before)`, value: Math.round(one), unit: 'metrics/s' });
+      rows.push({ name: `comet metrics/s delivered at 500/s offered, ${d} ms per request, ${inFlight} in flight (now)`, value: Math.round(many), unit: 'metrics/s', ...(d === 100 ? { goal: '>= 190' } : {}) });
+    }
+    rmSync(rtDir, { recursive: true, force: true });
+    await server.restart({ wipe: true });
     // log() cost: the same queueing path, on an offline tracker (so the paced sends do not have to drain).
     const dir = mkdtempSync(join(tmpdir(), 'trackspec-comet-bench-'));
     const offline = new CometMLTracker({ run_name: 'bench', online: false, offline_directory: dir });

@@ -19,15 +19,22 @@
  *   marked done, so a SIGKILL loses at most the last interval and a replay re-sends at most the one
  *   record in flight. Past the in-memory cap (QUEUE_LIMITS), log() calls go straight to the spool.
  */
-import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
+import { statSync } from 'node:fs';
+import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { basename, join, relative, resolve as resolvePath, sep } from 'node:path';
+import type { ArtifactRequest, BackendDriver, DriverContext, ImageData, TableData, TrackerDriver, Values } from '../../core/driver.js';
 import { Batcher } from '../../io/batcher.js';
-import { BackendError, ConfigError, TrackspecError } from '../../core/errors.js';
+import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
+import { walkFiles } from '../../io/fs-util.js';
+import { checkImage, encodePng } from '../../io/image.js';
 import { registerExitHook } from '../../io/exit-hooks.js';
 import { HttpClient, HttpTransportError, httpError } from '../../io/http.js';
 import { RateLimiter } from '../../io/rate-limit.js';
 import { RetryDeadlineError, withRetry } from '../../io/retry.js';
 import { WriteAhead } from '../../io/write-ahead.js';
 import { readCometConfigFiles, restBase } from './config.js';
+import { checkAssetName, tableCsv, uploadAsset, type AssetType, type MediaBody, type MediaRecord } from './media.js';
 
 export { readCometConfigFiles, restBase } from './config.js';
 
@@ -55,17 +62,32 @@ export interface CometDriverOptions {
  */
 export const QUEUE_LIMITS = { maxPending: 20_000 };
 
-/** Comet's documented per-minute limits. */
-export const COMET_LIMITS = { metric: 12_000, parameter: 10_000, other: 8_000 } as const;
+/**
+ * Comet's documented per-user, per-minute limits, one bucket per documented data type ("each data
+ * type ... all have separate rate limits"): metrics, parameters, output, everything else.
+ */
+export const COMET_LIMITS = { metric: 12_000, parameter: 10_000, output: 12_000, other: 8_000 } as const;
+export type LimitKind = keyof typeof COMET_LIMITS;
+
+/**
+ * Requests in flight per experiment. REST v2 has no batch endpoint, so delivered records/s is about
+ * inFlight / round trip: 25 reach the documented 200 metrics/s at a 100 ms round trip with room for
+ * overhead (Comet's Java SDK fires every request without waiting). The HTTP pool has as many
+ * connections; the per-minute pacing still applies. Mutable for tests and the bench.
+ */
+export const PIPELINE = { inFlight: 25 };
 const DEFAULT_URL = 'https://www.comet.com/clientlib/';
 const DEFAULT_OFFLINE = '.cometml-runs';
+/** Wait after a failed heartbeat (the Java SDK's 3000 ms). */
+const HEARTBEAT_RETRY_MS = 3000;
 
 /** One write, as queued and as spooled. */
 export type CometRecord =
   | { t: 'metric'; name: string; value: number | string; step: number | null; epoch: number | null; ts: number }
   | { t: 'parameter'; name: string; value: string | number | boolean; ts: number }
   | { t: 'other'; key: string; value: string; ts: number }
-  | { t: 'end'; start: number; end: number };
+  /** `start` is null for an experiment this run did not create (its start time is kept). */
+  | { t: 'end'; start: number | null; end: number };
 
 /** One log() call as queued (expanded into records when sent): one allocation per call. */
 interface CometCall {
@@ -84,14 +106,22 @@ export interface CometExperiment {
   readonly project: string | null;
   /** REST base (`…/api/rest/v2`), never with credentials. */
   readonly baseUrl: string;
+  /** The experiment's page, as the create response gave it (undefined when appending or offline). */
+  readonly link: string | undefined;
   readonly online: boolean;
   /** Spool file (offline, or once the server was unreachable). */
   readonly spoolPath: string | undefined;
+  /**
+   * Upload a local file as an asset (Comet's `log_asset`): `name` (default the file's name) and
+   * `step`. The file is streamed from disk in the background; offline or unreachable, a copy goes to
+   * the spool. A missing file, a path that is not a file or a bad name is a `ValidationError` here.
+   */
+  logAsset(localPath: string, options?: { name?: string; step?: number }): void;
 }
 
 export interface CometConnection {
   http: HttpClient;
-  limiters: Record<'metric' | 'parameter' | 'other', RateLimiter>;
+  limiters: Record<LimitKind, RateLimiter>;
   retryDeadlineMs: number;
 }
 
@@ -99,10 +129,11 @@ export function connect(baseUrl: string, apiKey: string, options: { limits?: Par
   const limits = { ...COMET_LIMITS, ...options.limits };
   const windowMs = options.windowMs ?? 60_000;
   return {
-    http: new HttpClient({ baseUrl, headers: { authorization: apiKey }, backend: 'comet_ml' }),
+    http: new HttpClient({ baseUrl, headers: { authorization: apiKey }, backend: 'comet_ml', connections: Math.max(8, PIPELINE.inFlight) }),
     limiters: {
       metric: new RateLimiter({ limit: limits.metric, windowMs }),
       parameter: new RateLimiter({ limit: limits.parameter, windowMs }),
+      output: new RateLimiter({ limit: limits.output, windowMs }),
       other: new RateLimiter({ limit: limits.other, windowMs }),
     },
     retryDeadlineMs: options.retryDeadlineMs ?? 60_000,
@@ -110,7 +141,7 @@ export function connect(baseUrl: string, apiKey: string, options: { limits?: Par
 }
 
 /** One paced, retried API call. */
-export async function call<T>(conn: CometConnection, kind: 'metric' | 'parameter' | 'other', method: 'GET' | 'POST', path: string, body: Record<string, unknown>): Promise<T> {
+export async function call<T>(conn: CometConnection, kind: LimitKind, method: 'GET' | 'POST', path: string, body: Record<string, unknown>): Promise<T> {
   await conn.limiters[kind].take();
   return withRetry(
     async () => {
@@ -135,18 +166,18 @@ export function sendRecord(conn: CometConnection, experimentKey: string, r: Come
     case 'other':
       return call(conn, 'other', 'POST', 'log-other', { experimentKey, key: r.key, value: r.value, timestamp: r.ts });
     case 'end':
-      return call(conn, 'other', 'POST', 'set-start-end-time', { experimentKey, startTimeMillis: r.start, endTimeMillis: r.end });
+      return call(conn, 'other', 'POST', 'set-start-end-time', { experimentKey, ...(r.start !== null ? { startTimeMillis: r.start } : {}), endTimeMillis: r.end });
   }
 }
 
-export async function createExperiment(conn: CometConnection, workspace: string | null, project: string | null, name: string | null): Promise<string> {
-  const r = await call<{ experimentKey: string }>(conn, 'other', 'POST', 'create', {
+export async function createExperiment(conn: CometConnection, workspace: string | null, project: string | null, name: string | null): Promise<{ key: string; link: string | undefined }> {
+  const r = await call<{ experimentKey: string; link?: unknown }>(conn, 'other', 'POST', 'create', {
     ...(workspace ? { workspaceName: workspace } : {}),
     ...(project ? { projectName: project } : {}),
     ...(name ? { experimentName: name } : {}),
   });
   if (!r || typeof r.experimentKey !== 'string') throw new BackendError('comet_ml', 'experiment/create answered without an experimentKey');
-  return r.experimentKey;
+  return { key: r.experimentKey, link: typeof r.link === 'string' ? r.link : undefined };
 }
 
 /** Accelerate's mapping: numbers/booleans → metric, strings → log-other, {k: number} → one metric per entry. */
@@ -170,6 +201,23 @@ function expand(items: readonly Queued[], prefix: boolean): CometRecord[] {
     }
   }
   return out;
+}
+
+/** A local file or directory argument: exists and is of the right kind, else a ValidationError naming the argument. */
+function checkLocal(where: string, arg: string, p: unknown, kind: 'file' | 'dir'): string {
+  if (typeof p !== 'string' || p === '') throw new ValidationError(`${where}: ${arg} must be a non-empty path`, [{ pointer: `/${arg}`, code: 'path', message: 'not a path' }]);
+  const abs = resolvePath(p);
+  let st;
+  try {
+    st = statSync(abs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ValidationError(`${where}: ${arg} ${JSON.stringify(p)} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`, [{ pointer: `/${arg}`, code: 'path', message: code ?? 'unreadable' }]);
+  }
+  if (kind === 'file' ? !st.isFile() : !st.isDirectory()) {
+    throw new ValidationError(`${where}: ${arg} ${JSON.stringify(p)} is not a ${kind === 'file' ? 'file' : 'directory'}`, [{ pointer: `/${arg}`, code: 'path', message: `not a ${kind}` }]);
+  }
+  return abs;
 }
 
 function isUnreachable(e: unknown): boolean {
@@ -200,6 +248,13 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
   #spoolPath: string | undefined;
   #keptWhy: 'unreachable' | 'overflow' | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #beating = false;
+  /** The last heartbeat request (finish() waits for it before closing the connection). */
+  #beat: Promise<unknown> = Promise.resolve();
+  readonly #created: boolean;
+  /** Uploads (images, tables, assets), one after another in the background. */
+  #media: Promise<void> = Promise.resolve();
+  #mediaFailure: unknown;
   #finished = false;
   #unregisterExit: () => void;
 
@@ -210,7 +265,9 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
     header: { workspace: string | null; project: string | null; name: string | null },
     options: CometDriverOptions & { offline_directory: string },
     ctx: DriverContext,
+    extra: { created: boolean; link?: string },
   ) {
+    this.#created = extra.created;
     this.#conn = conn;
     this.#key = key;
     this.#ctx = ctx;
@@ -225,11 +282,15 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
       workspace: header.workspace,
       project: header.project,
       baseUrl,
+      link: extra.link,
       get online() {
         return self.#conn !== undefined && self.#key !== undefined;
       },
       get spoolPath() {
         return self.#spoolPath;
+      },
+      logAsset(localPath: string, options?: { name?: string; step?: number }): void {
+        self.#logAsset(localPath, options ?? {});
       },
     };
     const intervalMs = options.flush_interval_secs * 1000;
@@ -290,31 +351,71 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
   }
 
   /**
-   * Send queued items record by record, marking each accepted record done in the write-ahead spool.
-   * A record the server refuses (4xx) is skipped and reported by flush(); when the server stays
-   * unreachable past the retry deadline, this item's remaining records and the rest of the batch
-   * are kept in the spool for `trackspec sync`.
+   * Send queued items with up to PIPELINE.inFlight requests in flight (Comet has no batch endpoint
+   * in REST v2, so throughput is requests in flight / round trip). Order is kept where the server
+   * keeps the last value or has no other order: per parameter name, per log-other key and per
+   * step-less metric name; metrics with a step (and a timestamp) go in parallel; the end time waits
+   * for everything before it. Each item's delivered prefix is marked done in the write-ahead spool,
+   * so a crash re-sends at most the records that were in flight. A record the server refuses (4xx)
+   * is skipped and reported by flush(); when the server stays unreachable past the retry deadline,
+   * the items not fully delivered are kept in the spool for `trackspec sync`.
    */
   async #sendItems(conn: CometConnection, key: string, items: Queued[]): Promise<void> {
     let refused: unknown;
-    for (let j = 0; j < items.length; j++) {
+    let down = false;
+    const slots = new Set<Promise<void>>();
+    const chains = new Map<string, Promise<void>>();
+    const states: { left: number; flags: Uint8Array; prefix: number }[] = [];
+    const window = Math.max(1, PIPELINE.inFlight);
+    outer: for (let j = 0; j < items.length; j++) {
       const it = items[j]!;
       const recs = expand([it], this.#prefix);
+      const st = { left: recs.length, flags: new Uint8Array(recs.length), prefix: 0 };
+      states[j] = st;
+      if (recs.length === 0 && this.#walOn) this.#wal.acked([it]);
       for (let i = 0; i < recs.length; i++) {
-        try {
-          await sendRecord(conn, key, recs[i]!);
-        } catch (e) {
-          if (isUnreachable(e)) {
-            this.#wal.ackedPart(it, i);
-            this.#kept('unreachable');
-            this.#wal.keep(items.slice(j));
-            return;
+        const r = recs[i]!;
+        if (r.t === 'end') await Promise.all(slots);
+        while (slots.size >= window) await Promise.race(slots);
+        if (down) break outer;
+        const order = r.t === 'parameter' ? `p\0${r.name}` : r.t === 'other' ? `o\0${r.key}` : r.t === 'metric' && r.step === null ? `m\0${r.name}` : undefined;
+        const prev = order !== undefined ? chains.get(order) : undefined;
+        const slot: Promise<void> = (async () => {
+          if (prev) await prev;
+          if (down) return;
+          try {
+            await sendRecord(conn, key, r);
+          } catch (e) {
+            if (isUnreachable(e)) {
+              down = true;
+              return;
+            }
+            refused ??= e; // not replayable either: counted as done
           }
-          refused ??= e; // not replayable either: counted as done
-        }
-        if (this.#walOn) this.#wal.ackedPart(it, i + 1);
+          st.flags[i] = 1;
+          st.left--;
+          while (st.prefix < st.flags.length && st.flags[st.prefix] === 1) st.prefix++;
+          if (this.#walOn) {
+            if (st.left === 0) this.#wal.acked([it]);
+            else this.#wal.ackedPart(it, st.prefix);
+          }
+        })().finally(() => slots.delete(slot));
+        slots.add(slot);
+        if (order !== undefined) chains.set(order, slot);
       }
-      if (this.#walOn) this.#wal.acked([it]);
+    }
+    await Promise.all(slots);
+    if (down) {
+      const rest: Queued[] = [];
+      for (let j = 0; j < items.length; j++) {
+        const st = states[j];
+        if (st !== undefined && st.left === 0) continue;
+        if (st !== undefined && st.prefix > 0) this.#wal.ackedPart(items[j]!, st.prefix);
+        rest.push(items[j]!);
+      }
+      this.#kept('unreachable');
+      this.#wal.keep(rest);
+      return;
     }
     if (refused !== undefined) throw refused;
   }
@@ -339,15 +440,36 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
     };
   }
 
+  /**
+   * Heartbeats as Comet's Java SDK sends them: the next one after the interval the last set-status
+   * response gave (re-read every time; 3 s after a failed beat), until the last request of finish()
+   * is done.
+   */
   startHeartbeat(intervalMs: number): void {
     if (!this.#conn || !this.#key) return;
     const conn = this.#conn;
     const key = this.#key;
-    const beat = () => {
-      void call(conn, 'other', 'GET', 'set-status', { experimentKey: key }).catch(() => undefined);
+    this.#beating = true;
+    const schedule = (ms: number): void => {
+      if (!this.#beating) return;
+      this.#heartbeat = setTimeout(() => {
+        this.#beat = call<{ isAliveBeatDurationMillis?: unknown }>(conn, 'other', 'GET', 'set-status', { experimentKey: key }).then(
+          (r) => {
+            const next = r?.isAliveBeatDurationMillis;
+            schedule(typeof next === 'number' && next > 0 ? next : ms);
+          },
+          () => schedule(HEARTBEAT_RETRY_MS),
+        );
+      }, Math.max(50, ms));
+      this.#heartbeat.unref();
     };
-    this.#heartbeat = setInterval(beat, Math.max(250, intervalMs));
-    this.#heartbeat.unref();
+    schedule(intervalMs);
+  }
+
+  async #stopHeartbeat(): Promise<void> {
+    this.#beating = false;
+    if (this.#heartbeat) clearTimeout(this.#heartbeat);
+    await this.#beat;
   }
 
   log(values: Readonly<Values>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
@@ -375,14 +497,150 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
     if (this.#walOn) this.#wal.push(q);
   }
 
+  // -------------------------------------------------------------------------------------------
+  // images, tables, assets
+
+  #queueMedia(m: Omit<MediaRecord, 't' | 'file' | 'ts'>, body: MediaBody): void {
+    const rec: MediaRecord = { t: 'media', ...m, file: 'path' in body ? body.path : '', ts: Date.now() };
+    this.#media = this.#media.then(() => this.#sendMedia(rec, body));
+  }
+
+  async #sendMedia(m: MediaRecord, body: MediaBody): Promise<void> {
+    if (this.#conn && this.#key) {
+      try {
+        await uploadAsset(this.#conn, this.#key, m, body);
+        return;
+      } catch (e) {
+        if (!isUnreachable(e)) {
+          this.#mediaFailure ??= e;
+          return;
+        }
+        this.#kept('unreachable');
+      }
+    }
+    try {
+      await this.#spoolMedia(m, body);
+    } catch (e) {
+      this.#mediaFailure ??= new BackendError('comet_ml', `could not keep ${m.fileName} in the spool under ${this.#spoolDir}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** Offline or unreachable: copy the file (or write the bytes) next to the spool, then spool the record naming the copy. */
+  async #spoolMedia(m: MediaRecord, body: MediaBody): Promise<void> {
+    const dir = join(this.#spoolDir, 'comet_ml', 'files');
+    await mkdir(dir, { recursive: true });
+    const name = `${randomUUID()}-${basename(m.fileName)}`;
+    const tmp = join(dir, `.${name}.tmp`);
+    if ('bytes' in body) await writeFile(tmp, body.bytes);
+    else await copyFile(body.path, tmp);
+    await rename(tmp, join(dir, name));
+    await this.#wal.appendRecords([{ ...m, file: `files/${name}` }]);
+  }
+
+  #mediaOptions(where: string, kwargs: Readonly<Values> | undefined, allowed: readonly string[]): { overwrite: boolean; context: string | null; metadata: Record<string, unknown> | null } {
+    let overwrite = false;
+    let context: string | null = null;
+    let metadata: Record<string, unknown> | null = null;
+    for (const k in kwargs ?? {}) {
+      const v = kwargs![k];
+      if (k === 'overwrite' && typeof v === 'boolean') overwrite = v;
+      else if (k === 'context' && typeof v === 'string') context = v;
+      else if (k === 'caption' && allowed.includes('caption') && typeof v === 'string') metadata = { ...(metadata ?? {}), caption: v };
+      else if (k === 'metadata' && v !== null && typeof v === 'object' && !Array.isArray(v)) metadata = { ...(metadata ?? {}), ...(v as Record<string, unknown>) };
+      else this.#ctx.warnOnce(`${where}:kwarg:${k}`, `comet_ml: ${where} kwarg '${k}' is not supported (${[...allowed, 'overwrite', 'context', 'metadata'].join(', ')}) and was ignored`);
+    }
+    return { overwrite, context, metadata };
+  }
+
+  /**
+   * As Comet's `log_image`: each image is PNG-encoded here and uploaded as `<key>.png` (an array as
+   * `<key>_<i>.png`) with type `image`; kwargs `caption` (in the metadata part), `overwrite`,
+   * `context`, `metadata`.
+   */
+  logImages(values: Readonly<Record<string, ImageData | ImageData[]>>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
+    if (this.#finished) throw new TrackspecError('CometMLTracker.logImages() after finish()');
+    const opts = this.#mediaOptions('logImages()', kwargs, ['caption']);
+    const out: { fileName: string; png: Buffer }[] = [];
+    for (const key in values) {
+      checkAssetName('CometMLTracker.logImages()', `image key`, key);
+      const v = values[key]!;
+      const list = Array.isArray(v) ? v : [v];
+      list.forEach((img, i) => {
+        checkImage(img, Array.isArray(v) ? `/${key}/${i}` : `/${key}`);
+        out.push({ fileName: Array.isArray(v) ? `${key}_${i}.png` : `${key}.png`, png: encodePng(img) });
+      });
+    }
+    for (const o of out) this.#queueMedia({ type: 'image', fileName: o.fileName, step: step ?? null, ...opts }, { bytes: o.png });
+  }
+
+  /** As Comet's `log_table`: an RFC 4180 CSV asset of type `dataframe`, named `<name>.csv`. */
+  logTable(name: string, table: TableData, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
+    if (this.#finished) throw new TrackspecError('CometMLTracker.logTable() after finish()');
+    checkAssetName('CometMLTracker.logTable()', 'name', name);
+    const csv = tableCsv(`CometMLTracker.logTable(${JSON.stringify(name)})`, table);
+    const opts = this.#mediaOptions('logTable()', kwargs, []);
+    this.#queueMedia({ type: 'dataframe', fileName: /\.csv$/i.test(name) ? name : `${name}.csv`, step: step ?? null, ...opts }, { bytes: csv });
+  }
+
+  #logAsset(localPath: string, options: { name?: string; step?: number }): void {
+    const where = 'CometMLTracker.tracker.logAsset()';
+    if (this.#finished) throw new TrackspecError(`${where} after finish()`);
+    const file = checkLocal(where, 'localPath', localPath, 'file');
+    const name = options.name === undefined ? basename(file) : checkAssetName(where, 'name', options.name);
+    if (options.step !== undefined && !(Number.isSafeInteger(options.step) && options.step >= 0)) {
+      throw new ValidationError(`${where}: step must be a non-negative integer, got ${JSON.stringify(options.step)}`, [{ pointer: '/step', code: 'step', message: 'not a non-negative integer' }]);
+    }
+    this.#queueMedia({ type: 'asset', fileName: name, step: options.step ?? null, overwrite: false, context: null, metadata: null }, { path: file });
+  }
+
+  /** The generated logArtifact / logArtifacts / logFigure: assets (figures as images). */
+  logArtifact(request: ArtifactRequest): void {
+    const method = request.kind === 'file' ? 'logArtifact()' : request.kind === 'dir' ? 'logArtifacts()' : 'logFigure()';
+    const where = `CometMLTracker.${method}`;
+    if (this.#finished) throw new TrackspecError(`${where} after finish()`);
+    const prefix = request.kind !== 'figure' && request.artifactPath !== undefined ? checkAssetName(where, 'artifactPath', request.artifactPath).replace(/\/+$/, '') : undefined;
+    const none = { overwrite: false, context: null, metadata: null };
+    if (request.kind === 'file') {
+      const file = checkLocal(where, 'localPath', request.localPath, 'file');
+      this.#queueMedia({ type: 'asset', fileName: prefix ? `${prefix}/${basename(file)}` : basename(file), step: null, ...none }, { path: file });
+    } else if (request.kind === 'dir') {
+      const root = checkLocal(where, 'localDir', request.localDir, 'dir');
+      // listed when the queue gets there, then each file queued in order
+      this.#media = this.#media.then(async () => {
+        for (const f of await walkFiles(root)) {
+          const rel = relative(root, f).split(sep).join('/');
+          await this.#sendMedia({ t: 'media', type: 'asset', fileName: prefix ? `${prefix}/${rel}` : rel, step: null, ...none, file: f, ts: Date.now() }, { path: f });
+        }
+      });
+    } else {
+      const name = checkAssetName(where, 'artifactFile', request.artifactFile);
+      let png: Uint8Array;
+      if (request.image instanceof Uint8Array) png = request.image;
+      else {
+        checkImage(request.image as ImageData, '/image');
+        png = encodePng(request.image as ImageData);
+      }
+      this.#queueMedia({ type: 'image', fileName: name, step: null, ...none }, { bytes: png });
+    }
+  }
+
   async storeInitConfiguration(values: Readonly<Values>): Promise<void> {
     const ts = Date.now();
     for (const [name, v] of Object.entries(values)) this.#push({ t: 'parameter', name, value: paramValue(v), ts });
     await this.flush();
   }
 
+  #mediaError(): void {
+    const e = this.#mediaFailure;
+    if (e === undefined) return;
+    this.#mediaFailure = undefined;
+    throw e instanceof TrackspecError ? e : new BackendError('comet_ml', (e as Error).message, { cause: e });
+  }
+
   async flush(): Promise<void> {
     await this.#batcher.flush();
+    await this.#media;
+    this.#mediaError();
     if (this.#wal.kept > 0 && this.#conn) {
       throw new BackendError('comet_ml', `${this.#failureText()}: ${this.#wal.kept} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``);
     }
@@ -391,18 +649,20 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
   async finish(): Promise<void> {
     if (this.#finished) return;
     this.#finished = true;
-    if (this.#heartbeat) clearInterval(this.#heartbeat);
-    this.#push({ t: 'end', start: this.#start, end: Date.now() });
+    this.#push({ t: 'end', start: this.#created ? this.#start : null, end: Date.now() });
     let failure: unknown;
     try {
       await this.#batcher.close();
     } catch (e) {
       failure = e;
     }
+    await this.#media;
+    await this.#stopHeartbeat(); // beating until the last request is done, as the Java SDK does
     this.#unregisterExit();
     await this.#wal.close();
     await this.#conn?.http.close();
     if (failure) throw failure;
+    this.#mediaError();
     if (this.#wal.kept > 0 && this.#conn) {
       throw new BackendError('comet_ml', `finished with ${this.#failureText()}: ${this.#wal.kept} record(s) are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``);
     }
@@ -421,7 +681,8 @@ export const driver: BackendDriver<CometDriverOptions, CometExperiment> = {
     const baseUrl = restBase(urlOverride);
     const header = { workspace, project, name: options.experiment_name };
     const opts = { ...options, offline_directory: offlineDir };
-    if (!options.online) return new CometRunDriver(undefined, options.experiment_key ?? undefined, baseUrl, header, opts, ctx);
+    const appending = options.experiment_key !== null && options.mode !== 'create';
+    if (!options.online) return new CometRunDriver(undefined, appending ? options.experiment_key! : undefined, baseUrl, header, opts, ctx, { created: !appending });
     if (!apiKey) {
       throw new ConfigError(
         'CometMLTracker: no API key: set COMET_API_KEY, pass api_key, or put api_key under [comet] in .comet.config (current or home directory); or log offline with online: false',
@@ -436,9 +697,11 @@ export const driver: BackendDriver<CometDriverOptions, CometExperiment> = {
         throw new ConfigError('CometMLTracker: mode "get" needs experiment_key (or COMET_EXPERIMENT_KEY)', { option: 'experiment_key', envVar: 'COMET_EXPERIMENT_KEY' });
       }
       const created = !key;
-      key ??= await createExperiment(conn, workspace, project, options.experiment_name);
+      let link: string | undefined;
+      if (!key) ({ key, link } = await createExperiment(conn, workspace, project, options.experiment_name));
       const status = await call<{ isAliveBeatDurationMillis?: number }>(conn, 'other', 'GET', 'set-status', { experimentKey: key });
-      const d = new CometRunDriver(conn, key, baseUrl, header, opts, ctx);
+      const d = new CometRunDriver(conn, key, baseUrl, header, opts, ctx, { created, link });
+      if (link) process.stderr.write(`comet_ml: experiment is live at ${link}\n`); // as Comet's SDKs print it
       if (created) await sendRecord(conn, key, { t: 'other', key: 'Created from', value: 'trackspec', ts: Date.now() });
       d.startHeartbeat(status?.isAliveBeatDurationMillis ?? 5000);
       return d;
@@ -446,7 +709,7 @@ export const driver: BackendDriver<CometDriverOptions, CometExperiment> = {
       if (isUnreachable(e)) {
         await conn.http.close();
         ctx.warn(`comet_ml: the server at ${baseUrl} is unreachable; logging offline to ${offlineDir} (upload later with \`trackspec sync ${offlineDir}\`)`);
-        return new CometRunDriver(undefined, undefined, baseUrl, header, opts, ctx);
+        return new CometRunDriver(undefined, appending ? options.experiment_key! : undefined, baseUrl, header, opts, ctx, { created: !appending });
       }
       await conn.http.close();
       if (e instanceof TrackspecError) throw e;

@@ -35,7 +35,7 @@ export async function syncCometSpools(dir: string, options: { out?: (line: strin
         try {
           key = readFileSync(keyFile, 'utf8').trim() || undefined;
         } catch {
-          key = await createExperiment(conn, meta.workspace ?? null, meta.project ?? null, meta.name ?? null);
+          key = (await createExperiment(conn, meta.workspace ?? null, meta.project ?? null, meta.name ?? null)).key;
           writeFileSync(`${keyFile}.tmp`, key);
           renameSync(`${keyFile}.tmp`, keyFile);
           out(`  created experiment ${key}`);

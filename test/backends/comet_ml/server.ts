@@ -173,7 +173,11 @@ function scalar(b: Body, k: string, allowBoolean: boolean): string | number | bo
 export class CometTestServer extends LoopbackTestServer {
   readonly requests: RecordedRequest[] = [];
   readonly apiKey: string;
-  readonly heartbeatMs: number;
+  /** `isAliveBeatDurationMillis` answered by set-status; may be changed while running. */
+  heartbeatMs: number;
+  /** Requests being handled right now, and the most at any one time (since start or `resetConcurrency()`). */
+  concurrent = 0;
+  maxConcurrent = 0;
   readonly limits: Readonly<CometRateLimits>;
   readonly windowMs: number;
   private readonly defaultWorkspace: string;
@@ -283,7 +287,14 @@ export class CometTestServer extends LoopbackTestServer {
     return 0;
   }
 
+  resetConcurrency(): void {
+    this.maxConcurrent = this.concurrent;
+  }
+
   protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.concurrent++;
+    if (this.concurrent > this.maxConcurrent) this.maxConcurrent = this.concurrent;
+    res.once('close', () => this.concurrent--);
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const bodyText = Buffer.concat(chunks).toString('utf8');
