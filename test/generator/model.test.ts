@@ -18,7 +18,7 @@ describe('model: backends', () => {
     // name, class, requires dir, main only, project option, images, tables, artifacts
     ['tensorboard', 'TensorBoardTracker', true, true, 'run_name', true, false, false],
     ['wandb', 'WandBTracker', false, false, 'run_name', true, true, false],
-    ['comet_ml', 'CometMLTracker', false, true, 'run_name', false, false, false],
+    ['comet_ml', 'CometMLTracker', false, true, 'run_name', true, true, true],
     ['aim', 'AimTracker', true, true, 'run_name', true, false, false],
     ['mlflow', 'MLflowTracker', false, true, 'experiment_name', true, true, true],
   ] as const)('%s → %s', (name, cls, dir, main, project, images, tables, artifacts) => {

@@ -3,14 +3,18 @@
  * Records are replayed one per acknowledged chunk, so a crash re-sends at most the one record in
  * flight (Comet's write API cannot be asked what it already has). An experiment that was never
  * created online is created first; its key is kept next to the spool (`<spool>.key`) so a resumed
- * sync continues the same experiment.
+ * sync continues the same experiment. Images, tables and assets are spooled as a record naming a
+ * copy of the file in `files/` next to the spool; the multipart upload is rebuilt from that copy.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { BackendError } from '../../core/errors.js';
 import { readEnv, type Env } from '../../core/env.js';
 import { describeRanges } from '../../io/framing.js';
 import { listSpools, replaySpool, SpoolDamagedError, type SyncSummary } from '../../io/spool.js';
 import { connect, createExperiment, sendRecord, type CometRecord } from './index.js';
 import { readCometConfigFiles } from './config.js';
+import { uploadAsset, type MediaRecord } from './media.js';
 
 export async function syncCometSpools(dir: string, options: { out?: (line: string) => void; env?: Env } = {}): Promise<SyncSummary> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
@@ -45,7 +49,16 @@ export async function syncCometSpools(dir: string, options: { out?: (line: strin
       const r = await replaySpool(
         s.path,
         async (records) => {
-          for (const rec of records as CometRecord[]) await sendRecord(conn, experimentKey, rec);
+          for (const rec of records as (CometRecord | MediaRecord)[]) {
+            if (rec.t !== 'media') {
+              await sendRecord(conn, experimentKey, rec);
+              continue;
+            }
+            // images, tables, assets: the multipart body is rebuilt from the spool's copy
+            const copy = join(dirname(s.path), rec.file);
+            if (!existsSync(copy)) throw new BackendError('comet_ml', `the spooled copy ${copy} of ${rec.fileName} is missing; it cannot be uploaded`);
+            await uploadAsset(conn, experimentKey, rec, { path: copy });
+          }
         },
         { chunk: 1, onProgress: (done, total) => (done === total || done % 500 === 0 ? out(`  ${done}/${total} records`) : undefined) },
       );

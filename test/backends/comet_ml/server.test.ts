@@ -454,3 +454,65 @@ describe('faults, restart, recording', () => {
     ]);
   });
 });
+
+describe('upload-asset (multipart, as Comet clients send it)', () => {
+  const upload = async (c: Client, query: Record<string, string>, parts: [string, string | Blob, string?][] | FormData, contentType?: string) => {
+    const form = parts instanceof FormData ? parts : new FormData();
+    if (!(parts instanceof FormData)) for (const [k, v, name] of parts) typeof v === 'string' ? form.append(k, v) : form.append(k, v, name);
+    const url = `${c.server.apiUrl}/write/experiment/upload-asset?${new URLSearchParams(query)}`;
+    const req = new Request(url, { method: 'POST', body: form, headers: { Authorization: c.server.apiKey } });
+    const headers = new Headers(req.headers);
+    if (contentType !== undefined) headers.set('content-type', contentType);
+    const res = await fetch(url, { method: 'POST', headers, body: await req.arrayBuffer() });
+    return { status: res.status, json: (await res.json()) as { msg: string } };
+  };
+  const fresh = async () => {
+    const c = await start();
+    const key = (await c.post('create', { projectName: 'p' })).json.experimentKey as string;
+    return { c, key };
+  };
+
+  it('stores the file part, the metadata part and the query fields', async () => {
+    const { c, key } = await fresh();
+    const r = await upload(c, { experimentKey: key, type: 'image', fileName: 'a.png', extension: 'png', step: '3', overwrite: 'false', context: 'train' }, [
+      ['file', new Blob([new Uint8Array([1, 2, 3])], { type: 'image/png' }), 'a.png'],
+      ['metadata', JSON.stringify({ caption: 'hi' })],
+    ]);
+    expect(r.status).toBe(200);
+    const [a] = c.server.experiment(key)!.assets;
+    expect(a).toMatchObject({ type: 'image', fileName: 'a.png', extension: 'png', step: 3, overwrite: false, context: 'train', metadata: { caption: 'hi' }, partFilename: 'a.png', partType: 'image/png' });
+    expect([...a!.bytes]).toEqual([1, 2, 3]);
+    // Python SDK style: extension with the dot
+    expect((await upload(c, { experimentKey: key, fileName: 'b.csv', extension: '.csv', type: 'dataframe' }, [['file', new Blob(['x\r\n']), 'b.csv']])).status).toBe(200);
+  });
+
+  it('refuses what Comet clients never send: no file part, a file as a plain field, bad metadata, other parts, wrong extension, step or type, a JSON body, a bad key', async () => {
+    const { c, key } = await fresh();
+    const q = { experimentKey: key, fileName: 'a.txt', type: 'asset' };
+    const file: [string, Blob, string] = ['file', new Blob(['x']), 'a.txt'];
+    const cases: [Record<string, string>, [string, string | Blob, string?][], RegExp][] = [
+      [q, [['metadata', '{}']], /file part is required/],
+      [q, [['file', 'just text']], /file part is required/],
+      [q, [file, ['metadata', 'not json']], /metadata must be a JSON object/],
+      [q, [file, ['metadata', '[1]']], /metadata must be a JSON object/],
+      [q, [file, ['figName', 'x']], /Unexpected form part: figName/],
+      [{ ...q, extension: 'png' }, [file], /extension "png" does not match/],
+      [{ ...q, step: '1.5' }, [file], /step must be an integer/],
+      [{ ...q, overwrite: 'yes' }, [file], /overwrite must be true or false/],
+      [{ ...q, type: 'picture' }, [file], /Unknown asset type/],
+      [{ experimentKey: key, type: 'asset' }, [file], /fileName is required/],
+      [{ ...q, experimentKey: 'nope' }, [file], /Invalid experimentKey/],
+    ];
+    for (const [query, parts, msg] of cases) {
+      const r = await upload(c, query, parts);
+      expect(r.status, JSON.stringify(query)).toBe(400);
+      expect(r.json.msg).toMatch(msg);
+    }
+    const json = await c.post('upload-asset', { file: 'x' });
+    expect(json.status).toBe(400);
+    expect(json.json.msg).toMatch(/multipart\/form-data/);
+    expect(c.server.experiment(key)!.assets).toEqual([]);
+    // the old REST v1 image endpoint does not exist on v2
+    expect((await c.post('upload-image', {})).status).toBe(404);
+  });
+});

@@ -87,10 +87,39 @@ export interface CometExperiment {
   /** null until posted via set-start-end-time */
   startTimeMillis: number | null;
   endTimeMillis: number | null;
+  /** upload-asset requests (images, tables, assets), in arrival order */
+  assets: CometAsset[];
   /** server receive times of set-status calls */
   heartbeats: number[];
   /** true once any write or heartbeat arrived after an end time was posted */
   writesAfterEnd: boolean;
+}
+
+export interface CometAsset {
+  /** query `type` (default `asset`) */
+  type: string;
+  fileName: string;
+  /** query `extension` as sent (Comet's clients send it with or without the dot) */
+  extension: string | null;
+  step: number | null;
+  overwrite: boolean;
+  context: string | null;
+  /** the `metadata` form part, parsed (a JSON object), or null when absent */
+  metadata: Record<string, unknown> | null;
+  /** the `file` part: its filename and Content-Type, and the bytes */
+  partFilename: string;
+  partType: string;
+  bytes: Buffer;
+}
+
+/** Asset types Comet's clients send (Java SDK AssetType, plus `image` as the Python SDK sends it). */
+export const ASSET_TYPES = new Set(['asset', 'image', 'dataframe', 'source_code', 'notebook', 'text-sample', 'audio', 'video', 'histogram3d', 'confusion-matrix', 'model-element', 'embeddings']);
+
+/** A deep copy (asset bytes stay Buffers). */
+function copyExperiment(e: CometExperiment): CometExperiment {
+  const c = structuredClone(e);
+  c.assets.forEach((a, i) => (a.bytes = Buffer.from(e.assets[i]!.bytes)));
+  return c;
 }
 
 class ApiError extends Error {
@@ -108,13 +137,17 @@ type Body = Record<string, unknown>;
 interface Incoming {
   query: Record<string, string | string[]>;
   body: Body;
+  /** multipart routes: the parsed form */
+  form?: FormData;
   now: number;
 }
 
 interface Route {
   method: 'GET' | 'POST';
+  /** POST body: JSON (default) or multipart/form-data */
+  multipart?: boolean;
   category: RateCategory;
-  handler: (req: Incoming) => unknown;
+  handler: (req: Incoming) => unknown | Promise<unknown>;
 }
 
 const ADJECTIVES = ['abundant', 'bemused', 'brawny', 'calm', 'clean', 'dapper', 'gentle', 'honorable', 'languid', 'rare', 'sincere', 'unique'];
@@ -204,6 +237,7 @@ export class CometTestServer extends LoopbackTestServer {
         'write/experiment/set-status': r('GET', 'other', (q) => this.setStatus(q)),
         'write/experiment/set-start-end-time': r('POST', 'other', (q) => this.setStartEndTime(q)),
         'write/experiment/tags': r('POST', 'other', (q) => this.tags(q)),
+        'write/experiment/upload-asset': { ...r('POST', 'other', (q) => this.uploadAsset(q)), multipart: true },
       }),
     );
   }
@@ -236,13 +270,13 @@ export class CometTestServer extends LoopbackTestServer {
 
   /** Deep copies of every experiment, in creation order. */
   experiments(): CometExperiment[] {
-    return [...this.exps.values()].map((e) => structuredClone(e));
+    return [...this.exps.values()].map(copyExperiment);
   }
 
   /** Deep copy of one experiment, or undefined. */
   experiment(experimentKey: string): CometExperiment | undefined {
     const e = this.exps.get(experimentKey);
-    return e ? structuredClone(e) : undefined;
+    return e ? copyExperiment(e) : undefined;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -297,7 +331,8 @@ export class CometTestServer extends LoopbackTestServer {
     res.once('close', () => this.concurrent--);
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const bodyText = Buffer.concat(chunks).toString('utf8');
+    const raw = Buffer.concat(chunks);
+    const bodyText = raw.toString('utf8');
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const query: Record<string, string | string[]> = {};
     for (const [k, v] of url.searchParams) {
@@ -360,7 +395,25 @@ export class CometTestServer extends LoopbackTestServer {
       return;
     }
     let body: Body = {};
-    if (route.method === 'POST') {
+    let form: FormData | undefined;
+    if (route.multipart) {
+      const ctype = String(req.headers['content-type'] ?? '');
+      if (ctype.split(';')[0]!.trim().toLowerCase() !== 'multipart/form-data' || !/boundary=/.test(ctype)) {
+        fail(400, `Content-Type must be multipart/form-data with a boundary, got ${JSON.stringify(req.headers['content-type'] ?? null)}`);
+        return;
+      }
+      const declared = Number(req.headers['content-length']);
+      if (req.headers['content-length'] !== undefined && declared !== raw.byteLength) {
+        fail(400, `Content-Length ${declared} but ${raw.byteLength} bytes arrived`);
+        return;
+      }
+      try {
+        form = await new Response(raw, { headers: { 'content-type': ctype } }).formData();
+      } catch (e) {
+        fail(400, `Malformed multipart body: ${(e as Error).message}`);
+        return;
+      }
+    } else if (route.method === 'POST') {
       const ct = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       if (ct !== 'application/json') {
         fail(400, `Content-Type must be application/json, got ${JSON.stringify(req.headers['content-type'] ?? null)}`);
@@ -373,7 +426,7 @@ export class CometTestServer extends LoopbackTestServer {
       body = parsed as Body;
     }
     try {
-      send(200, route.handler({ query, body, now }));
+      send(200, await route.handler({ query, body, now, form }));
     } catch (e) {
       if (e instanceof ApiError) fail(e.status, e.message);
       else throw e;
@@ -412,6 +465,7 @@ export class CometTestServer extends LoopbackTestServer {
       startTimeMillis: null,
       endTimeMillis: null,
       heartbeats: [],
+      assets: [],
       writesAfterEnd: false,
     });
     const link = `${this.url}/${encodeURIComponent(workspaceName)}/${encodeURIComponent(projectName)}/${experimentKey}`;
@@ -473,6 +527,58 @@ export class CometTestServer extends LoopbackTestServer {
     if (start !== null) e.startTimeMillis = start;
     if (end !== null) e.endTimeMillis = end;
     return OK;
+  }
+
+  /**
+   * As Comet's clients use it: query experimentKey (required), type, fileName (required), extension
+   * (with or without the dot; must match fileName's), step, overwrite (`true`/`false`), context; form
+   * parts `file` (a file part with a filename, required) and `metadata` (a JSON object as a string),
+   * nothing else.
+   */
+  private async uploadAsset(q: Incoming): Promise<unknown> {
+    const one = (k: string): string | null => {
+      const v = q.query[k];
+      if (Array.isArray(v)) throw bad(`${k} must be given once`);
+      return v ?? null;
+    };
+    const type = one('type') ?? 'asset';
+    if (!ASSET_TYPES.has(type)) throw bad(`Unknown asset type: ${type}`);
+    const fileName = one('fileName');
+    if (!fileName) throw bad('fileName is required');
+    const extension = one('extension');
+    const dot = fileName.lastIndexOf('.');
+    const real = dot > 0 ? fileName.slice(dot + 1) : '';
+    if (extension !== null && extension.replace(/^\./, '') !== real) throw bad(`extension ${JSON.stringify(extension)} does not match fileName ${JSON.stringify(fileName)}`);
+    const stepText = one('step');
+    const step = stepText === null ? null : Number(stepText);
+    if (step !== null && (!/^-?\d+$/.test(stepText!) || !Number.isSafeInteger(step))) throw bad(`step must be an integer, got ${JSON.stringify(stepText)}`);
+    const ow = one('overwrite');
+    if (ow !== null && ow !== 'true' && ow !== 'false') throw bad(`overwrite must be true or false, got ${JSON.stringify(ow)}`);
+    const context = one('context');
+    const form = q.form!;
+    for (const k of new Set(form.keys())) {
+      if (k !== 'file' && k !== 'metadata') throw bad(`Unexpected form part: ${k}`);
+      if (form.getAll(k).length !== 1) throw bad(`Form part ${k} must be sent once`);
+    }
+    const file = form.get('file');
+    if (file === null || typeof file === 'string') throw bad('The file part is required (a file part with a filename)');
+    const metaPart = form.get('metadata');
+    let metadata: Record<string, unknown> | null = null;
+    if (metaPart !== null) {
+      const text = typeof metaPart === 'string' ? metaPart : await metaPart.text();
+      try {
+        metadata = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        throw bad('metadata must be a JSON object');
+      }
+      if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) throw bad('metadata must be a JSON object');
+    }
+    const e = this.lookup(one('experimentKey'));
+    e.assets.push({
+      type, fileName, extension, step, overwrite: ow === 'true', context, metadata,
+      partFilename: (file as File).name, partType: file.type, bytes: Buffer.from(await file.arrayBuffer()),
+    });
+    return { ...OK, data: { fileName, assetId: randomBytes(8).toString('hex') } };
   }
 
   private tags(q: Incoming): unknown {
