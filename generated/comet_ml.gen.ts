@@ -29,6 +29,7 @@ const descriptor: TrackerDescriptor = {
     { name: "prefix_nested_metrics", env: [], default: false },
     { name: "retry_deadline_secs", env: [], default: 60 },
     { name: "flush_interval_secs", env: [], default: 1 },
+    { name: "log_output", env: [], default: false },
     { name: "write_ahead", env: [], default: true },
   ],
 };

@@ -97,6 +97,12 @@ export interface CometMLOptions {
    */
   flush_interval_secs?: number;
   /**
+   * Send the process's stdout and stderr lines to the experiment's Output tab (write/experiment/output), batched as Comet's Python SDK does (at most 500 lines every 5 s, one request per stream), paced, retried and spooled like metrics. The terminal shows exactly what it showed before.
+   *
+   * Default: `false`.
+   */
+  log_output?: boolean;
+  /**
    * Online only: every flush_interval_secs, write the logged records the server has not yet acknowledged to the durable spool in offline_directory in the background (acknowledged ones are marked done, and the spool is removed at finish() when everything arrived), so a SIGKILL loses at most the last interval and `trackspec sync` uploads the rest exactly once.
    *
    * Default: `true`.
@@ -105,4 +111,4 @@ export interface CometMLOptions {
 }
 
 /** CometMLOptions after env resolution: options with a default are always present. */
-export type ResolvedCometMLOptions = CometMLOptions & Required<Pick<CometMLOptions, 'run_name' | 'project_name' | 'workspace' | 'experiment_name' | 'experiment_key' | 'online' | 'mode' | 'offline_directory' | 'api_key' | 'url_override' | 'prefix_nested_metrics' | 'retry_deadline_secs' | 'flush_interval_secs' | 'write_ahead'>>;
+export type ResolvedCometMLOptions = CometMLOptions & Required<Pick<CometMLOptions, 'run_name' | 'project_name' | 'workspace' | 'experiment_name' | 'experiment_key' | 'online' | 'mode' | 'offline_directory' | 'api_key' | 'url_override' | 'prefix_nested_metrics' | 'retry_deadline_secs' | 'flush_interval_secs' | 'log_output' | 'write_ahead'>>;

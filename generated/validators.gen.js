@@ -161,7 +161,7 @@ return errors === 0;
 }
 
 export const validateCometMLOptions = validate11;
-const schema12 = {"$id":"trackspec:options:comet_ml","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}};
+const schema12 = {"$id":"trackspec:options:comet_ml","type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"log_output":{"type":"boolean"},"write_ahead":{"type":"boolean"}}};
 const func3 = Object.prototype.hasOwnProperty;
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -370,9 +370,9 @@ vErrors.push(err15);
 errors++;
 }
 }
-if(data.write_ahead !== undefined){
-if(typeof data.write_ahead !== "boolean"){
-const err16 = {instancePath:instancePath+"/write_ahead",schemaPath:"#/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data.log_output !== undefined){
+if(typeof data.log_output !== "boolean"){
+const err16 = {instancePath:instancePath+"/log_output",schemaPath:"#/properties/log_output/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -382,14 +382,26 @@ vErrors.push(err16);
 errors++;
 }
 }
-}
-else {
-const err17 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.write_ahead !== undefined){
+if(typeof data.write_ahead !== "boolean"){
+const err17 = {instancePath:instancePath+"/write_ahead",schemaPath:"#/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err17];
 }
 else {
 vErrors.push(err17);
+}
+errors++;
+}
+}
+}
+else {
+const err18 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
 }
 errors++;
 }
@@ -1008,10 +1020,10 @@ return errors === 0;
 }
 
 export const validateTrackingConfig = validate15;
-const schema16 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","trackio","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","trackio","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"},"dvclive":{"$ref":"#/definitions/DVCLiveOptions"},"trackio":{"$ref":"#/definitions/TrackioOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}},"DVCLiveOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string"},"dir":{"type":"string","minLength":1},"resume":{"type":"boolean"},"dvcyaml":{"type":["string","boolean","null"],"minLength":1},"save_dvc_exp":{"type":"boolean"}}},"TrackioOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"name":{"type":["string","null"],"minLength":1,"default":null},"group":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"resume":{"enum":["never","allow","must"]},"trackio_dir":{"type":["string","null"],"minLength":1,"default":null}}}},"$id":"trackspec:tracking-config"};
+const schema16 = {"$schema":"http://json-schema.org/draft-07/schema#","type":"object","additionalProperties":false,"required":["project_name","log_with"],"properties":{"$schema":{"type":"string"},"project_name":{"type":"string","minLength":1},"log_with":{"anyOf":[{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","trackio","all"]},{"type":"array","minItems":1,"uniqueItems":true,"items":{"enum":["tensorboard","wandb","comet_ml","aim","mlflow","dvclive","trackio","all"]}}]},"logging_dir":{"type":["string","null"]},"config":{"type":["object","null"]},"init_kwargs":{"type":"object","additionalProperties":false,"properties":{"tensorboard":{"$ref":"#/definitions/TensorBoardOptions"},"wandb":{"$ref":"#/definitions/WandBOptions"},"comet_ml":{"$ref":"#/definitions/CometMLOptions"},"aim":{"$ref":"#/definitions/AimOptions"},"mlflow":{"$ref":"#/definitions/MLflowOptions"},"dvclive":{"$ref":"#/definitions/DVCLiveOptions"},"trackio":{"$ref":"#/definitions/TrackioOptions"}}}},"definitions":{"TensorBoardOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}},"WandBOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"CometMLOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"log_output":{"type":"boolean"},"write_ahead":{"type":"boolean"}}},"AimOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}},"MLflowOptions":{"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}},"DVCLiveOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string"},"dir":{"type":"string","minLength":1},"resume":{"type":"boolean"},"dvcyaml":{"type":["string","boolean","null"],"minLength":1},"save_dvc_exp":{"type":"boolean"}}},"TrackioOptions":{"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"name":{"type":["string","null"],"minLength":1,"default":null},"group":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"resume":{"enum":["never","allow","must"]},"trackio_dir":{"type":["string","null"],"minLength":1,"default":null}}}},"$id":"trackspec:tracking-config"};
 const schema17 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string","minLength":1},"logging_dir":{"type":"string","minLength":1},"flush_secs":{"type":"number","exclusiveMinimum":0},"max_queue":{"type":"integer","minimum":1},"filename_suffix":{"type":"string"},"purge_step":{"type":["integer","null"],"minimum":0,"default":null}}};
 const schema18 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"entity":{"type":["string","null"],"default":null},"name":{"type":["string","null"],"default":null},"id":{"type":["string","null"],"pattern":"^[^/\\\\#?%:]+$","default":null},"group":{"type":["string","null"],"default":null},"job_type":{"type":["string","null"],"default":null},"tags":{"type":["array","null"],"items":{"type":"string"},"default":null},"notes":{"type":["string","null"],"default":null},"config":{"type":["object","null"],"default":null},"mode":{"enum":["online","offline","disabled"]},"dir":{"type":["string","null"],"default":null},"resume":{"enum":["allow","must","never","auto",null],"default":null},"api_key":{"type":["string","null"],"default":null},"base_url":{"type":"string"},"heartbeat_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
-const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"}}};
+const schema19 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"project_name":{"type":["string","null"],"default":null},"workspace":{"type":["string","null"],"default":null},"experiment_name":{"type":["string","null"],"default":null},"experiment_key":{"type":["string","null"],"default":null},"online":{"type":"boolean"},"mode":{"enum":["get","create","get_or_create"]},"offline_directory":{"type":"string"},"api_key":{"type":["string","null"],"default":null},"url_override":{"type":"string"},"prefix_nested_metrics":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"log_output":{"type":"boolean"},"write_ahead":{"type":"boolean"}}};
 const schema20 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":["string","null"],"default":null},"logging_dir":{"type":"string","minLength":1},"experiment":{"type":["string","null"],"default":null},"run_hash":{"type":["string","null"],"default":null},"system_tracking_interval":{"type":["number","null"],"default":null},"log_system_params":{"type":"boolean"},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0}}};
 const schema21 = {"type":"object","additionalProperties":false,"properties":{"experiment_name":{"type":["string","null"],"default":null},"logging_dir":{"type":["string","null"],"default":null},"run_id":{"type":["string","null"],"pattern":"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$","default":null},"tags":{"anyOf":[{"type":"object","additionalProperties":{"type":["string","number","boolean"]}},{"type":"string"},{"type":"null"}],"default":null},"nested_run":{"type":"boolean"},"run_name":{"type":["string","null"],"default":null},"description":{"type":["string","null"],"default":null},"tracking_uri":{"type":["string","null"],"default":null},"retry_deadline_secs":{"type":"number","exclusiveMinimum":0},"flush_interval_secs":{"type":"number","exclusiveMinimum":0},"write_ahead":{"type":"boolean"},"spool_dir":{"type":["string","null"],"default":null}}};
 const schema22 = {"type":"object","additionalProperties":false,"properties":{"run_name":{"type":"string"},"dir":{"type":"string","minLength":1},"resume":{"type":"boolean"},"dvcyaml":{"type":["string","boolean","null"],"minLength":1},"save_dvc_exp":{"type":"boolean"}}};
@@ -1924,9 +1936,9 @@ vErrors.push(err68);
 errors++;
 }
 }
-if(data34.write_ahead !== undefined){
-if(typeof data34.write_ahead !== "boolean"){
-const err69 = {instancePath:instancePath+"/init_kwargs/comet_ml/write_ahead",schemaPath:"#/definitions/CometMLOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data34.log_output !== undefined){
+if(typeof data34.log_output !== "boolean"){
+const err69 = {instancePath:instancePath+"/init_kwargs/comet_ml/log_output",schemaPath:"#/definitions/CometMLOptions/properties/log_output/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -1936,9 +1948,9 @@ vErrors.push(err69);
 errors++;
 }
 }
-}
-else {
-const err70 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data34.write_ahead !== undefined){
+if(typeof data34.write_ahead !== "boolean"){
+const err70 = {instancePath:instancePath+"/init_kwargs/comet_ml/write_ahead",schemaPath:"#/definitions/CometMLOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -1948,12 +1960,9 @@ vErrors.push(err70);
 errors++;
 }
 }
-if(data6.aim !== undefined){
-let data49 = data6.aim;
-if(data49 && typeof data49 == "object" && !Array.isArray(data49)){
-for(const key5 in data49){
-if(!(((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params")) || (key5 === "retry_deadline_secs"))){
-const err71 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+}
+else {
+const err71 = {instancePath:instancePath+"/init_kwargs/comet_ml",schemaPath:"#/definitions/CometMLOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -1963,10 +1972,12 @@ vErrors.push(err71);
 errors++;
 }
 }
-if(data49.run_name !== undefined){
-let data50 = data49.run_name;
-if((typeof data50 !== "string") && (data50 !== null)){
-const err72 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
+if(data6.aim !== undefined){
+let data50 = data6.aim;
+if(data50 && typeof data50 == "object" && !Array.isArray(data50)){
+for(const key5 in data50){
+if(!(((((((key5 === "run_name") || (key5 === "logging_dir")) || (key5 === "experiment")) || (key5 === "run_hash")) || (key5 === "system_tracking_interval")) || (key5 === "log_system_params")) || (key5 === "retry_deadline_secs"))){
+const err72 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -1976,11 +1987,10 @@ vErrors.push(err72);
 errors++;
 }
 }
-if(data49.logging_dir !== undefined){
-let data51 = data49.logging_dir;
-if(typeof data51 === "string"){
-if(func2(data51) < 1){
-const err73 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data50.run_name !== undefined){
+let data51 = data50.run_name;
+if((typeof data51 !== "string") && (data51 !== null)){
+const err73 = {instancePath:instancePath+"/init_kwargs/aim/run_name",schemaPath:"#/definitions/AimOptions/properties/run_name/type",keyword:"type",params:{type: schema20.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -1990,8 +2000,11 @@ vErrors.push(err73);
 errors++;
 }
 }
-else {
-const err74 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data50.logging_dir !== undefined){
+let data52 = data50.logging_dir;
+if(typeof data52 === "string"){
+if(func2(data52) < 1){
+const err74 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -2001,10 +2014,8 @@ vErrors.push(err74);
 errors++;
 }
 }
-if(data49.experiment !== undefined){
-let data52 = data49.experiment;
-if((typeof data52 !== "string") && (data52 !== null)){
-const err75 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema20.properties.experiment.type},message:"must be string,null"};
+else {
+const err75 = {instancePath:instancePath+"/init_kwargs/aim/logging_dir",schemaPath:"#/definitions/AimOptions/properties/logging_dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -2014,10 +2025,10 @@ vErrors.push(err75);
 errors++;
 }
 }
-if(data49.run_hash !== undefined){
-let data53 = data49.run_hash;
+if(data50.experiment !== undefined){
+let data53 = data50.experiment;
 if((typeof data53 !== "string") && (data53 !== null)){
-const err76 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema20.properties.run_hash.type},message:"must be string,null"};
+const err76 = {instancePath:instancePath+"/init_kwargs/aim/experiment",schemaPath:"#/definitions/AimOptions/properties/experiment/type",keyword:"type",params:{type: schema20.properties.experiment.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -2027,10 +2038,10 @@ vErrors.push(err76);
 errors++;
 }
 }
-if(data49.system_tracking_interval !== undefined){
-let data54 = data49.system_tracking_interval;
-if((!((typeof data54 == "number") && (isFinite(data54)))) && (data54 !== null)){
-const err77 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema20.properties.system_tracking_interval.type},message:"must be number,null"};
+if(data50.run_hash !== undefined){
+let data54 = data50.run_hash;
+if((typeof data54 !== "string") && (data54 !== null)){
+const err77 = {instancePath:instancePath+"/init_kwargs/aim/run_hash",schemaPath:"#/definitions/AimOptions/properties/run_hash/type",keyword:"type",params:{type: schema20.properties.run_hash.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -2040,9 +2051,10 @@ vErrors.push(err77);
 errors++;
 }
 }
-if(data49.log_system_params !== undefined){
-if(typeof data49.log_system_params !== "boolean"){
-const err78 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data50.system_tracking_interval !== undefined){
+let data55 = data50.system_tracking_interval;
+if((!((typeof data55 == "number") && (isFinite(data55)))) && (data55 !== null)){
+const err78 = {instancePath:instancePath+"/init_kwargs/aim/system_tracking_interval",schemaPath:"#/definitions/AimOptions/properties/system_tracking_interval/type",keyword:"type",params:{type: schema20.properties.system_tracking_interval.type},message:"must be number,null"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -2052,11 +2064,9 @@ vErrors.push(err78);
 errors++;
 }
 }
-if(data49.retry_deadline_secs !== undefined){
-let data56 = data49.retry_deadline_secs;
-if((typeof data56 == "number") && (isFinite(data56))){
-if(data56 <= 0 || isNaN(data56)){
-const err79 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data50.log_system_params !== undefined){
+if(typeof data50.log_system_params !== "boolean"){
+const err79 = {instancePath:instancePath+"/init_kwargs/aim/log_system_params",schemaPath:"#/definitions/AimOptions/properties/log_system_params/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -2066,8 +2076,11 @@ vErrors.push(err79);
 errors++;
 }
 }
-else {
-const err80 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data50.retry_deadline_secs !== undefined){
+let data57 = data50.retry_deadline_secs;
+if((typeof data57 == "number") && (isFinite(data57))){
+if(data57 <= 0 || isNaN(data57)){
+const err80 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -2077,9 +2090,8 @@ vErrors.push(err80);
 errors++;
 }
 }
-}
 else {
-const err81 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err81 = {instancePath:instancePath+"/init_kwargs/aim/retry_deadline_secs",schemaPath:"#/definitions/AimOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -2089,12 +2101,9 @@ vErrors.push(err81);
 errors++;
 }
 }
-if(data6.mlflow !== undefined){
-let data57 = data6.mlflow;
-if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
-for(const key6 in data57){
-if(!(func3.call(schema21.properties, key6))){
-const err82 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+}
+else {
+const err82 = {instancePath:instancePath+"/init_kwargs/aim",schemaPath:"#/definitions/AimOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -2104,10 +2113,12 @@ vErrors.push(err82);
 errors++;
 }
 }
-if(data57.experiment_name !== undefined){
-let data58 = data57.experiment_name;
-if((typeof data58 !== "string") && (data58 !== null)){
-const err83 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema21.properties.experiment_name.type},message:"must be string,null"};
+if(data6.mlflow !== undefined){
+let data58 = data6.mlflow;
+if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
+for(const key6 in data58){
+if(!(func3.call(schema21.properties, key6))){
+const err83 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -2117,10 +2128,10 @@ vErrors.push(err83);
 errors++;
 }
 }
-if(data57.logging_dir !== undefined){
-let data59 = data57.logging_dir;
+if(data58.experiment_name !== undefined){
+let data59 = data58.experiment_name;
 if((typeof data59 !== "string") && (data59 !== null)){
-const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema21.properties.logging_dir.type},message:"must be string,null"};
+const err84 = {instancePath:instancePath+"/init_kwargs/mlflow/experiment_name",schemaPath:"#/definitions/MLflowOptions/properties/experiment_name/type",keyword:"type",params:{type: schema21.properties.experiment_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -2130,10 +2141,10 @@ vErrors.push(err84);
 errors++;
 }
 }
-if(data57.run_id !== undefined){
-let data60 = data57.run_id;
+if(data58.logging_dir !== undefined){
+let data60 = data58.logging_dir;
 if((typeof data60 !== "string") && (data60 !== null)){
-const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema21.properties.run_id.type},message:"must be string,null"};
+const err85 = {instancePath:instancePath+"/init_kwargs/mlflow/logging_dir",schemaPath:"#/definitions/MLflowOptions/properties/logging_dir/type",keyword:"type",params:{type: schema21.properties.logging_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -2142,9 +2153,11 @@ vErrors.push(err85);
 }
 errors++;
 }
-if(typeof data60 === "string"){
-if(!pattern0.test(data60)){
-const err86 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/pattern",keyword:"pattern",params:{pattern: "^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"},message:"must match pattern \""+"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"+"\""};
+}
+if(data58.run_id !== undefined){
+let data61 = data58.run_id;
+if((typeof data61 !== "string") && (data61 !== null)){
+const err86 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/type",keyword:"type",params:{type: schema21.properties.run_id.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -2153,18 +2166,9 @@ vErrors.push(err86);
 }
 errors++;
 }
-}
-}
-if(data57.tags !== undefined){
-let data61 = data57.tags;
-const _errs135 = errors;
-let valid18 = false;
-const _errs136 = errors;
-if(data61 && typeof data61 == "object" && !Array.isArray(data61)){
-for(const key7 in data61){
-let data62 = data61[key7];
-if(((typeof data62 !== "string") && (!((typeof data62 == "number") && (isFinite(data62))))) && (typeof data62 !== "boolean")){
-const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema21.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
+if(typeof data61 === "string"){
+if(!pattern0.test(data61)){
+const err87 = {instancePath:instancePath+"/init_kwargs/mlflow/run_id",schemaPath:"#/definitions/MLflowOptions/properties/run_id/pattern",keyword:"pattern",params:{pattern: "^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"},message:"must match pattern \""+"^[a-zA-Z0-9][\\p{L}\\p{N}_-]{0,255}$"+"\""};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -2175,8 +2179,16 @@ errors++;
 }
 }
 }
-else {
-const err88 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data58.tags !== undefined){
+let data62 = data58.tags;
+const _errs137 = errors;
+let valid18 = false;
+const _errs138 = errors;
+if(data62 && typeof data62 == "object" && !Array.isArray(data62)){
+for(const key7 in data62){
+let data63 = data62[key7];
+if(((typeof data63 !== "string") && (!((typeof data63 == "number") && (isFinite(data63))))) && (typeof data63 !== "boolean")){
+const err88 = {instancePath:instancePath+"/init_kwargs/mlflow/tags/" + key7.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/additionalProperties/type",keyword:"type",params:{type: schema21.properties.tags.anyOf[0].additionalProperties.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -2185,12 +2197,10 @@ vErrors.push(err88);
 }
 errors++;
 }
-var _valid1 = _errs136 === errors;
-valid18 = valid18 || _valid1;
-if(!valid18){
-const _errs141 = errors;
-if(typeof data61 !== "string"){
-const err89 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+}
+else {
+const err89 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -2199,12 +2209,12 @@ vErrors.push(err89);
 }
 errors++;
 }
-var _valid1 = _errs141 === errors;
+var _valid1 = _errs138 === errors;
 valid18 = valid18 || _valid1;
 if(!valid18){
 const _errs143 = errors;
-if(data61 !== null){
-const err90 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
+if(typeof data62 !== "string"){
+const err90 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -2215,10 +2225,10 @@ errors++;
 }
 var _valid1 = _errs143 === errors;
 valid18 = valid18 || _valid1;
-}
-}
 if(!valid18){
-const err91 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+const _errs145 = errors;
+if(data62 !== null){
+const err91 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -2227,21 +2237,12 @@ vErrors.push(err91);
 }
 errors++;
 }
-else {
-errors = _errs135;
-if(vErrors !== null){
-if(_errs135){
-vErrors.length = _errs135;
-}
-else {
-vErrors = null;
+var _valid1 = _errs145 === errors;
+valid18 = valid18 || _valid1;
 }
 }
-}
-}
-if(data57.nested_run !== undefined){
-if(typeof data57.nested_run !== "boolean"){
-const err92 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(!valid18){
+const err92 = {instancePath:instancePath+"/init_kwargs/mlflow/tags",schemaPath:"#/definitions/MLflowOptions/properties/tags/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -2250,11 +2251,21 @@ vErrors.push(err92);
 }
 errors++;
 }
+else {
+errors = _errs137;
+if(vErrors !== null){
+if(_errs137){
+vErrors.length = _errs137;
 }
-if(data57.run_name !== undefined){
-let data64 = data57.run_name;
-if((typeof data64 !== "string") && (data64 !== null)){
-const err93 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema21.properties.run_name.type},message:"must be string,null"};
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data58.nested_run !== undefined){
+if(typeof data58.nested_run !== "boolean"){
+const err93 = {instancePath:instancePath+"/init_kwargs/mlflow/nested_run",schemaPath:"#/definitions/MLflowOptions/properties/nested_run/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -2264,10 +2275,10 @@ vErrors.push(err93);
 errors++;
 }
 }
-if(data57.description !== undefined){
-let data65 = data57.description;
+if(data58.run_name !== undefined){
+let data65 = data58.run_name;
 if((typeof data65 !== "string") && (data65 !== null)){
-const err94 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema21.properties.description.type},message:"must be string,null"};
+const err94 = {instancePath:instancePath+"/init_kwargs/mlflow/run_name",schemaPath:"#/definitions/MLflowOptions/properties/run_name/type",keyword:"type",params:{type: schema21.properties.run_name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -2277,10 +2288,10 @@ vErrors.push(err94);
 errors++;
 }
 }
-if(data57.tracking_uri !== undefined){
-let data66 = data57.tracking_uri;
+if(data58.description !== undefined){
+let data66 = data58.description;
 if((typeof data66 !== "string") && (data66 !== null)){
-const err95 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema21.properties.tracking_uri.type},message:"must be string,null"};
+const err95 = {instancePath:instancePath+"/init_kwargs/mlflow/description",schemaPath:"#/definitions/MLflowOptions/properties/description/type",keyword:"type",params:{type: schema21.properties.description.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -2290,11 +2301,10 @@ vErrors.push(err95);
 errors++;
 }
 }
-if(data57.retry_deadline_secs !== undefined){
-let data67 = data57.retry_deadline_secs;
-if((typeof data67 == "number") && (isFinite(data67))){
-if(data67 <= 0 || isNaN(data67)){
-const err96 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+if(data58.tracking_uri !== undefined){
+let data67 = data58.tracking_uri;
+if((typeof data67 !== "string") && (data67 !== null)){
+const err96 = {instancePath:instancePath+"/init_kwargs/mlflow/tracking_uri",schemaPath:"#/definitions/MLflowOptions/properties/tracking_uri/type",keyword:"type",params:{type: schema21.properties.tracking_uri.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -2304,8 +2314,11 @@ vErrors.push(err96);
 errors++;
 }
 }
-else {
-const err97 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data58.retry_deadline_secs !== undefined){
+let data68 = data58.retry_deadline_secs;
+if((typeof data68 == "number") && (isFinite(data68))){
+if(data68 <= 0 || isNaN(data68)){
+const err97 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -2315,11 +2328,8 @@ vErrors.push(err97);
 errors++;
 }
 }
-if(data57.flush_interval_secs !== undefined){
-let data68 = data57.flush_interval_secs;
-if((typeof data68 == "number") && (isFinite(data68))){
-if(data68 <= 0 || isNaN(data68)){
-const err98 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
+else {
+const err98 = {instancePath:instancePath+"/init_kwargs/mlflow/retry_deadline_secs",schemaPath:"#/definitions/MLflowOptions/properties/retry_deadline_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -2329,8 +2339,11 @@ vErrors.push(err98);
 errors++;
 }
 }
-else {
-const err99 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data58.flush_interval_secs !== undefined){
+let data69 = data58.flush_interval_secs;
+if((typeof data69 == "number") && (isFinite(data69))){
+if(data69 <= 0 || isNaN(data69)){
+const err99 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -2340,9 +2353,8 @@ vErrors.push(err99);
 errors++;
 }
 }
-if(data57.write_ahead !== undefined){
-if(typeof data57.write_ahead !== "boolean"){
-const err100 = {instancePath:instancePath+"/init_kwargs/mlflow/write_ahead",schemaPath:"#/definitions/MLflowOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err100 = {instancePath:instancePath+"/init_kwargs/mlflow/flush_interval_secs",schemaPath:"#/definitions/MLflowOptions/properties/flush_interval_secs/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -2352,10 +2364,9 @@ vErrors.push(err100);
 errors++;
 }
 }
-if(data57.spool_dir !== undefined){
-let data70 = data57.spool_dir;
-if((typeof data70 !== "string") && (data70 !== null)){
-const err101 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema21.properties.spool_dir.type},message:"must be string,null"};
+if(data58.write_ahead !== undefined){
+if(typeof data58.write_ahead !== "boolean"){
+const err101 = {instancePath:instancePath+"/init_kwargs/mlflow/write_ahead",schemaPath:"#/definitions/MLflowOptions/properties/write_ahead/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -2365,9 +2376,10 @@ vErrors.push(err101);
 errors++;
 }
 }
-}
-else {
-const err102 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data58.spool_dir !== undefined){
+let data71 = data58.spool_dir;
+if((typeof data71 !== "string") && (data71 !== null)){
+const err102 = {instancePath:instancePath+"/init_kwargs/mlflow/spool_dir",schemaPath:"#/definitions/MLflowOptions/properties/spool_dir/type",keyword:"type",params:{type: schema21.properties.spool_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -2377,12 +2389,9 @@ vErrors.push(err102);
 errors++;
 }
 }
-if(data6.dvclive !== undefined){
-let data71 = data6.dvclive;
-if(data71 && typeof data71 == "object" && !Array.isArray(data71)){
-for(const key8 in data71){
-if(!(((((key8 === "run_name") || (key8 === "dir")) || (key8 === "resume")) || (key8 === "dvcyaml")) || (key8 === "save_dvc_exp"))){
-const err103 = {instancePath:instancePath+"/init_kwargs/dvclive",schemaPath:"#/definitions/DVCLiveOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+}
+else {
+const err103 = {instancePath:instancePath+"/init_kwargs/mlflow",schemaPath:"#/definitions/MLflowOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -2392,9 +2401,12 @@ vErrors.push(err103);
 errors++;
 }
 }
-if(data71.run_name !== undefined){
-if(typeof data71.run_name !== "string"){
-const err104 = {instancePath:instancePath+"/init_kwargs/dvclive/run_name",schemaPath:"#/definitions/DVCLiveOptions/properties/run_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data6.dvclive !== undefined){
+let data72 = data6.dvclive;
+if(data72 && typeof data72 == "object" && !Array.isArray(data72)){
+for(const key8 in data72){
+if(!(((((key8 === "run_name") || (key8 === "dir")) || (key8 === "resume")) || (key8 === "dvcyaml")) || (key8 === "save_dvc_exp"))){
+const err104 = {instancePath:instancePath+"/init_kwargs/dvclive",schemaPath:"#/definitions/DVCLiveOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -2404,11 +2416,9 @@ vErrors.push(err104);
 errors++;
 }
 }
-if(data71.dir !== undefined){
-let data73 = data71.dir;
-if(typeof data73 === "string"){
-if(func2(data73) < 1){
-const err105 = {instancePath:instancePath+"/init_kwargs/dvclive/dir",schemaPath:"#/definitions/DVCLiveOptions/properties/dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data72.run_name !== undefined){
+if(typeof data72.run_name !== "string"){
+const err105 = {instancePath:instancePath+"/init_kwargs/dvclive/run_name",schemaPath:"#/definitions/DVCLiveOptions/properties/run_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -2418,8 +2428,11 @@ vErrors.push(err105);
 errors++;
 }
 }
-else {
-const err106 = {instancePath:instancePath+"/init_kwargs/dvclive/dir",schemaPath:"#/definitions/DVCLiveOptions/properties/dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data72.dir !== undefined){
+let data74 = data72.dir;
+if(typeof data74 === "string"){
+if(func2(data74) < 1){
+const err106 = {instancePath:instancePath+"/init_kwargs/dvclive/dir",schemaPath:"#/definitions/DVCLiveOptions/properties/dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -2429,9 +2442,8 @@ vErrors.push(err106);
 errors++;
 }
 }
-if(data71.resume !== undefined){
-if(typeof data71.resume !== "boolean"){
-const err107 = {instancePath:instancePath+"/init_kwargs/dvclive/resume",schemaPath:"#/definitions/DVCLiveOptions/properties/resume/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err107 = {instancePath:instancePath+"/init_kwargs/dvclive/dir",schemaPath:"#/definitions/DVCLiveOptions/properties/dir/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -2441,10 +2453,9 @@ vErrors.push(err107);
 errors++;
 }
 }
-if(data71.dvcyaml !== undefined){
-let data75 = data71.dvcyaml;
-if(((typeof data75 !== "string") && (typeof data75 !== "boolean")) && (data75 !== null)){
-const err108 = {instancePath:instancePath+"/init_kwargs/dvclive/dvcyaml",schemaPath:"#/definitions/DVCLiveOptions/properties/dvcyaml/type",keyword:"type",params:{type: schema22.properties.dvcyaml.type},message:"must be string,boolean,null"};
+if(data72.resume !== undefined){
+if(typeof data72.resume !== "boolean"){
+const err108 = {instancePath:instancePath+"/init_kwargs/dvclive/resume",schemaPath:"#/definitions/DVCLiveOptions/properties/resume/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -2453,9 +2464,11 @@ vErrors.push(err108);
 }
 errors++;
 }
-if(typeof data75 === "string"){
-if(func2(data75) < 1){
-const err109 = {instancePath:instancePath+"/init_kwargs/dvclive/dvcyaml",schemaPath:"#/definitions/DVCLiveOptions/properties/dvcyaml/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data72.dvcyaml !== undefined){
+let data76 = data72.dvcyaml;
+if(((typeof data76 !== "string") && (typeof data76 !== "boolean")) && (data76 !== null)){
+const err109 = {instancePath:instancePath+"/init_kwargs/dvclive/dvcyaml",schemaPath:"#/definitions/DVCLiveOptions/properties/dvcyaml/type",keyword:"type",params:{type: schema22.properties.dvcyaml.type},message:"must be string,boolean,null"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -2464,11 +2477,9 @@ vErrors.push(err109);
 }
 errors++;
 }
-}
-}
-if(data71.save_dvc_exp !== undefined){
-if(typeof data71.save_dvc_exp !== "boolean"){
-const err110 = {instancePath:instancePath+"/init_kwargs/dvclive/save_dvc_exp",schemaPath:"#/definitions/DVCLiveOptions/properties/save_dvc_exp/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(typeof data76 === "string"){
+if(func2(data76) < 1){
+const err110 = {instancePath:instancePath+"/init_kwargs/dvclive/dvcyaml",schemaPath:"#/definitions/DVCLiveOptions/properties/dvcyaml/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -2479,8 +2490,9 @@ errors++;
 }
 }
 }
-else {
-const err111 = {instancePath:instancePath+"/init_kwargs/dvclive",schemaPath:"#/definitions/DVCLiveOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data72.save_dvc_exp !== undefined){
+if(typeof data72.save_dvc_exp !== "boolean"){
+const err111 = {instancePath:instancePath+"/init_kwargs/dvclive/save_dvc_exp",schemaPath:"#/definitions/DVCLiveOptions/properties/save_dvc_exp/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -2490,12 +2502,9 @@ vErrors.push(err111);
 errors++;
 }
 }
-if(data6.trackio !== undefined){
-let data77 = data6.trackio;
-if(data77 && typeof data77 == "object" && !Array.isArray(data77)){
-for(const key9 in data77){
-if(!((((((key9 === "run_name") || (key9 === "name")) || (key9 === "group")) || (key9 === "config")) || (key9 === "resume")) || (key9 === "trackio_dir"))){
-const err112 = {instancePath:instancePath+"/init_kwargs/trackio",schemaPath:"#/definitions/TrackioOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+}
+else {
+const err112 = {instancePath:instancePath+"/init_kwargs/dvclive",schemaPath:"#/definitions/DVCLiveOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -2505,11 +2514,12 @@ vErrors.push(err112);
 errors++;
 }
 }
-if(data77.run_name !== undefined){
-let data78 = data77.run_name;
-if(typeof data78 === "string"){
-if(func2(data78) < 1){
-const err113 = {instancePath:instancePath+"/init_kwargs/trackio/run_name",schemaPath:"#/definitions/TrackioOptions/properties/run_name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data6.trackio !== undefined){
+let data78 = data6.trackio;
+if(data78 && typeof data78 == "object" && !Array.isArray(data78)){
+for(const key9 in data78){
+if(!((((((key9 === "run_name") || (key9 === "name")) || (key9 === "group")) || (key9 === "config")) || (key9 === "resume")) || (key9 === "trackio_dir"))){
+const err113 = {instancePath:instancePath+"/init_kwargs/trackio",schemaPath:"#/definitions/TrackioOptions/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -2519,8 +2529,11 @@ vErrors.push(err113);
 errors++;
 }
 }
-else {
-const err114 = {instancePath:instancePath+"/init_kwargs/trackio/run_name",schemaPath:"#/definitions/TrackioOptions/properties/run_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data78.run_name !== undefined){
+let data79 = data78.run_name;
+if(typeof data79 === "string"){
+if(func2(data79) < 1){
+const err114 = {instancePath:instancePath+"/init_kwargs/trackio/run_name",schemaPath:"#/definitions/TrackioOptions/properties/run_name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -2530,10 +2543,8 @@ vErrors.push(err114);
 errors++;
 }
 }
-if(data77.name !== undefined){
-let data79 = data77.name;
-if((typeof data79 !== "string") && (data79 !== null)){
-const err115 = {instancePath:instancePath+"/init_kwargs/trackio/name",schemaPath:"#/definitions/TrackioOptions/properties/name/type",keyword:"type",params:{type: schema23.properties.name.type},message:"must be string,null"};
+else {
+const err115 = {instancePath:instancePath+"/init_kwargs/trackio/run_name",schemaPath:"#/definitions/TrackioOptions/properties/run_name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -2542,9 +2553,11 @@ vErrors.push(err115);
 }
 errors++;
 }
-if(typeof data79 === "string"){
-if(func2(data79) < 1){
-const err116 = {instancePath:instancePath+"/init_kwargs/trackio/name",schemaPath:"#/definitions/TrackioOptions/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data78.name !== undefined){
+let data80 = data78.name;
+if((typeof data80 !== "string") && (data80 !== null)){
+const err116 = {instancePath:instancePath+"/init_kwargs/trackio/name",schemaPath:"#/definitions/TrackioOptions/properties/name/type",keyword:"type",params:{type: schema23.properties.name.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -2553,12 +2566,9 @@ vErrors.push(err116);
 }
 errors++;
 }
-}
-}
-if(data77.group !== undefined){
-let data80 = data77.group;
-if((typeof data80 !== "string") && (data80 !== null)){
-const err117 = {instancePath:instancePath+"/init_kwargs/trackio/group",schemaPath:"#/definitions/TrackioOptions/properties/group/type",keyword:"type",params:{type: schema23.properties.group.type},message:"must be string,null"};
+if(typeof data80 === "string"){
+if(func2(data80) < 1){
+const err117 = {instancePath:instancePath+"/init_kwargs/trackio/name",schemaPath:"#/definitions/TrackioOptions/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -2568,10 +2578,11 @@ vErrors.push(err117);
 errors++;
 }
 }
-if(data77.config !== undefined){
-let data81 = data77.config;
-if((!(data81 && typeof data81 == "object" && !Array.isArray(data81))) && (data81 !== null)){
-const err118 = {instancePath:instancePath+"/init_kwargs/trackio/config",schemaPath:"#/definitions/TrackioOptions/properties/config/type",keyword:"type",params:{type: schema23.properties.config.type},message:"must be object,null"};
+}
+if(data78.group !== undefined){
+let data81 = data78.group;
+if((typeof data81 !== "string") && (data81 !== null)){
+const err118 = {instancePath:instancePath+"/init_kwargs/trackio/group",schemaPath:"#/definitions/TrackioOptions/properties/group/type",keyword:"type",params:{type: schema23.properties.group.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -2581,10 +2592,10 @@ vErrors.push(err118);
 errors++;
 }
 }
-if(data77.resume !== undefined){
-let data82 = data77.resume;
-if(!(((data82 === "never") || (data82 === "allow")) || (data82 === "must"))){
-const err119 = {instancePath:instancePath+"/init_kwargs/trackio/resume",schemaPath:"#/definitions/TrackioOptions/properties/resume/enum",keyword:"enum",params:{allowedValues: schema23.properties.resume.enum},message:"must be equal to one of the allowed values"};
+if(data78.config !== undefined){
+let data82 = data78.config;
+if((!(data82 && typeof data82 == "object" && !Array.isArray(data82))) && (data82 !== null)){
+const err119 = {instancePath:instancePath+"/init_kwargs/trackio/config",schemaPath:"#/definitions/TrackioOptions/properties/config/type",keyword:"type",params:{type: schema23.properties.config.type},message:"must be object,null"};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -2594,10 +2605,10 @@ vErrors.push(err119);
 errors++;
 }
 }
-if(data77.trackio_dir !== undefined){
-let data83 = data77.trackio_dir;
-if((typeof data83 !== "string") && (data83 !== null)){
-const err120 = {instancePath:instancePath+"/init_kwargs/trackio/trackio_dir",schemaPath:"#/definitions/TrackioOptions/properties/trackio_dir/type",keyword:"type",params:{type: schema23.properties.trackio_dir.type},message:"must be string,null"};
+if(data78.resume !== undefined){
+let data83 = data78.resume;
+if(!(((data83 === "never") || (data83 === "allow")) || (data83 === "must"))){
+const err120 = {instancePath:instancePath+"/init_kwargs/trackio/resume",schemaPath:"#/definitions/TrackioOptions/properties/resume/enum",keyword:"enum",params:{allowedValues: schema23.properties.resume.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -2606,9 +2617,11 @@ vErrors.push(err120);
 }
 errors++;
 }
-if(typeof data83 === "string"){
-if(func2(data83) < 1){
-const err121 = {instancePath:instancePath+"/init_kwargs/trackio/trackio_dir",schemaPath:"#/definitions/TrackioOptions/properties/trackio_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data78.trackio_dir !== undefined){
+let data84 = data78.trackio_dir;
+if((typeof data84 !== "string") && (data84 !== null)){
+const err121 = {instancePath:instancePath+"/init_kwargs/trackio/trackio_dir",schemaPath:"#/definitions/TrackioOptions/properties/trackio_dir/type",keyword:"type",params:{type: schema23.properties.trackio_dir.type},message:"must be string,null"};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -2617,11 +2630,9 @@ vErrors.push(err121);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err122 = {instancePath:instancePath+"/init_kwargs/trackio",schemaPath:"#/definitions/TrackioOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data84 === "string"){
+if(func2(data84) < 1){
+const err122 = {instancePath:instancePath+"/init_kwargs/trackio/trackio_dir",schemaPath:"#/definitions/TrackioOptions/properties/trackio_dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -2632,8 +2643,9 @@ errors++;
 }
 }
 }
+}
 else {
-const err123 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err123 = {instancePath:instancePath+"/init_kwargs/trackio",schemaPath:"#/definitions/TrackioOptions/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -2645,12 +2657,24 @@ errors++;
 }
 }
 else {
-const err124 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err124 = {instancePath:instancePath+"/init_kwargs",schemaPath:"#/properties/init_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err124];
 }
 else {
 vErrors.push(err124);
+}
+errors++;
+}
+}
+}
+else {
+const err125 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err125];
+}
+else {
+vErrors.push(err125);
 }
 errors++;
 }

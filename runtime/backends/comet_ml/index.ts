@@ -53,6 +53,7 @@ export interface CometDriverOptions {
   retry_deadline_secs: number;
   flush_interval_secs: number;
   write_ahead: boolean;
+  log_output: boolean;
 }
 
 /**
@@ -87,7 +88,20 @@ export type CometRecord =
   | { t: 'parameter'; name: string; value: string | number | boolean; ts: number }
   | { t: 'other'; key: string; value: string; ts: number }
   /** `start` is null for an experiment this run did not create (its start time is kept). */
-  | { t: 'end'; start: number | null; end: number };
+  | { t: 'end'; start: number | null; end: number }
+  /** Console output lines of one stream (log_output). */
+  | { t: 'output'; lines: OutputLine[] };
+
+/** One console line as Comet's output endpoint takes it (`output` ends with a newline when the line had one). */
+export interface OutputLine {
+  output: string;
+  stderr: boolean;
+  localTimestamp: number;
+  offset: number;
+}
+
+/** Console output batching, as Comet's Python SDK: at most 500 lines every 5 s per request. Mutable for tests. */
+export const OUTPUT_BATCH = { maxLines: 500, intervalMs: 5000 };
 
 /** One log() call as queued (expanded into records when sent): one allocation per call. */
 interface CometCall {
@@ -165,6 +179,8 @@ export function sendRecord(conn: CometConnection, experimentKey: string, r: Come
       return call(conn, 'parameter', 'POST', 'parameter', { experimentKey, parameterName: r.name, parameterValue: r.value, timestamp: r.ts });
     case 'other':
       return call(conn, 'other', 'POST', 'log-other', { experimentKey, key: r.key, value: r.value, timestamp: r.ts });
+    case 'output':
+      return call(conn, 'output', 'POST', 'output', { experimentKey, runContext: null, outputLines: r.lines });
     case 'end':
       return call(conn, 'other', 'POST', 'set-start-end-time', { experimentKey, ...(r.start !== null ? { startTimeMillis: r.start } : {}), endTimeMillis: r.end });
   }
@@ -255,6 +271,8 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
   /** Uploads (images, tables, assets), one after another in the background. */
   #media: Promise<void> = Promise.resolve();
   #mediaFailure: unknown;
+  /** log_output: undoes the stdout/stderr hooks. */
+  #unhookOutput: (() => void) | undefined;
   #finished = false;
   #unregisterExit: () => void;
 
@@ -337,7 +355,9 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
         }
       },
     });
+    if (options.log_output) this.#unhookOutput = this.#hookOutput();
     this.#unregisterExit = registerExitHook(() => {
+      this.#unhookOutput?.();
       const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#overflow];
       this.#overflow = [];
       if (rest.length === 0 && !this.#wal.spool) return;
@@ -378,7 +398,7 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
         if (r.t === 'end') await Promise.all(slots);
         while (slots.size >= window) await Promise.race(slots);
         if (down) break outer;
-        const order = r.t === 'parameter' ? `p\0${r.name}` : r.t === 'other' ? `o\0${r.key}` : r.t === 'metric' && r.step === null ? `m\0${r.name}` : undefined;
+        const order = r.t === 'parameter' ? `p\0${r.name}` : r.t === 'other' ? `o\0${r.key}` : r.t === 'metric' && r.step === null ? `m\0${r.name}` : r.t === 'output' ? 'out' : undefined;
         const prev = order !== undefined ? chains.get(order) : undefined;
         const slot: Promise<void> = (async () => {
           if (prev) await prev;
@@ -496,6 +516,58 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
     this.#batcher.push(q);
     if (this.#walOn) this.#wal.push(q);
   }
+
+  // -------------------------------------------------------------------------------------------
+  // console output (log_output)
+
+  /**
+   * Wrap process.stdout/stderr.write: the original write runs first with the same arguments (the
+   * terminal sees exactly what it saw), then the text is split into lines, one counter per stream
+   * for `offset`. Lines go out as one record per stream every OUTPUT_BATCH.intervalMs, or at once
+   * when OUTPUT_BATCH.maxLines are waiting. Returns the undo function.
+   */
+  #hookOutput(): () => void {
+    const streams = [
+      { s: process.stdout, stderr: false, partial: '', lines: [] as OutputLine[], offset: 0 },
+      { s: process.stderr, stderr: true, partial: '', lines: [] as OutputLine[], offset: 0 },
+    ];
+    const send = (st: (typeof streams)[number]): void => {
+      while (st.lines.length > 0) this.#push({ t: 'output', lines: st.lines.splice(0, OUTPUT_BATCH.maxLines) });
+    };
+    const originals = streams.map((st) => {
+      const original = st.s.write;
+      const hooked = function (this: unknown, chunk: unknown, ...rest: unknown[]): boolean {
+        const ok = (original as (...a: unknown[]) => boolean).call(st.s, chunk, ...rest);
+        try {
+          const text = typeof chunk === 'string' ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString(typeof rest[0] === 'string' ? (rest[0] as BufferEncoding) : 'utf8') : '';
+          const parts = (st.partial + text).split('\n');
+          st.partial = parts.pop()!;
+          const now = Date.now();
+          for (const line of parts) st.lines.push({ output: `${line}\n`, stderr: st.stderr, localTimestamp: now, offset: st.offset++ });
+          if (st.lines.length >= OUTPUT_BATCH.maxLines) send(st);
+        } catch {
+          // never let capture break the program's own output
+        }
+        return ok;
+      };
+      st.s.write = hooked as typeof st.s.write;
+      return { st, original, hooked };
+    });
+    const timer = setInterval(() => streams.forEach(send), OUTPUT_BATCH.intervalMs);
+    timer.unref();
+    return () => {
+      clearInterval(timer);
+      for (const { st, original, hooked } of originals) {
+        if (st.s.write === hooked) st.s.write = original;
+        if (st.partial !== '') st.lines.push({ output: st.partial, stderr: st.stderr, localTimestamp: Date.now(), offset: st.offset++ });
+        st.partial = '';
+        if (!this.#finished || this.#acceptingOutput) send(st);
+      }
+    };
+  }
+
+  /** True while finish() still queues the last output lines. */
+  #acceptingOutput = false;
 
   // -------------------------------------------------------------------------------------------
   // images, tables, assets
@@ -649,6 +721,12 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
   async finish(): Promise<void> {
     if (this.#finished) return;
     this.#finished = true;
+    if (this.#unhookOutput) {
+      this.#acceptingOutput = true;
+      this.#unhookOutput(); // the last lines (and a last line without a newline) before the end time
+      this.#acceptingOutput = false;
+      this.#unhookOutput = undefined;
+    }
     this.#push({ t: 'end', start: this.#created ? this.#start : null, end: Date.now() });
     let failure: unknown;
     try {

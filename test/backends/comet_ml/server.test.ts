@@ -304,7 +304,7 @@ describe('protocol checks', () => {
     expect(s.status).toBe(405);
     expect(s.headers.get('allow')).toBe('GET');
     expect((await c.call('POST', 'write/experiment/nope', {})).status).toBe(404);
-    expect((await c.call('POST', 'write/experiment/output', {})).status).toBe(404);
+    expect((await c.call('POST', 'write/experiment/output', {})).status).toBe(400); // exists now (log_output); the body is checked
     expect((await c.call('GET', '../../clientlib/')).status).toBe(404);
     const raw = await fetch(`${c.server.url}/api/rest/v1/write/experiment/create`, { method: 'POST', headers: { Authorization: c.server.apiKey } });
     expect(raw.status).toBe(404);
@@ -339,7 +339,7 @@ describe('rate limits', () => {
 
   it('other limit covers create/log-other/tags/set-status; defaults are the documented values', async () => {
     const c = await start({ limits: { other: 3 }, windowMs: 400 });
-    expect(c.server.limits).toEqual({ metric: 12_000, parameter: 10_000, other: 3 });
+    expect(c.server.limits).toEqual({ metric: 12_000, parameter: 10_000, output: 12_000, other: 3 });
     expect(c.server.windowMs).toBe(400);
     const k = await c.create();
     await c.ok('log-other', { experimentKey: k, key: 'a', value: 'b' });
@@ -352,7 +352,7 @@ describe('rate limits', () => {
     c.server.resetRateLimits();
     expect((await c.status(k)).status).toBe(200);
     const d = await start();
-    expect(d.server.limits).toEqual({ metric: 12_000, parameter: 10_000, other: 8_000 });
+    expect(d.server.limits).toEqual({ metric: 12_000, parameter: 10_000, output: 12_000, other: 8_000 });
     expect(d.server.windowMs).toBe(60_000);
   });
 
@@ -514,5 +514,20 @@ describe('upload-asset (multipart, as Comet clients send it)', () => {
     expect(c.server.experiment(key)!.assets).toEqual([]);
     // the old REST v1 image endpoint does not exist on v2
     expect((await c.post('upload-image', {})).status).toBe(404);
+  });
+});
+
+describe('output (console lines)', () => {
+  it('takes the documented body and counts in its own limit bucket', async () => {
+    const c = await start({ limits: { output: 4 } }); // refused bodies count too (the limit is checked first)
+    const key = (await c.post('create', { projectName: 'p' })).json.experimentKey as string;
+    expect((await c.post('output', { experimentKey: key, outputLines: [{ output: 'x\n' }] })).json.msg).toMatch(/runContext is required/);
+    expect((await c.post('output', { experimentKey: key, runContext: null, outputLines: [] })).status).toBe(400);
+    expect((await c.post('output', { experimentKey: key, runContext: null, outputLines: [{ output: 1 }] })).json.msg).toMatch(/output must be a string/);
+    const ok = await c.post('output', { experimentKey: key, runContext: null, outputLines: [{ output: 'hi\n', stderr: true, localTimestamp: Date.now(), offset: 0 }] });
+    expect(ok.json).toEqual({ msg: 'Saved' });
+    expect((await c.post('output', { experimentKey: key, runContext: null, outputLines: [{ output: 'again\n' }] })).status).toBe(429);
+    expect((await c.post('log-other', { experimentKey: key, key: 'k', value: 'v' })).status).toBe(200);
+    expect(c.server.experiment(key)!.output.map((l) => [l.output, l.stderr, l.offset])).toEqual([['hi\n', true, 0]]);
   });
 });

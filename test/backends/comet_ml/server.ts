@@ -26,9 +26,9 @@ export type { Fault, RecordedRequest } from '../../support/loopback-server.js';
 export const COMET_BASE_PATH = '/api/rest/v2';
 export const DEFAULT_API_KEY = 'comet-test-api-key';
 /** Documented per-user limits (reference B.1), per minute. */
-export const DEFAULT_LIMITS: Readonly<CometRateLimits> = { metric: 12_000, parameter: 10_000, other: 8_000 };
+export const DEFAULT_LIMITS: Readonly<CometRateLimits> = { metric: 12_000, parameter: 10_000, output: 12_000, other: 8_000 };
 
-export type RateCategory = 'metric' | 'parameter' | 'other';
+export type RateCategory = 'metric' | 'parameter' | 'output' | 'other';
 export type CometRateLimits = Record<RateCategory, number>;
 
 export interface CometTestServerOptions {
@@ -87,6 +87,10 @@ export interface CometExperiment {
   /** null until posted via set-start-end-time */
   startTimeMillis: number | null;
   endTimeMillis: number | null;
+  /** console output lines (write/experiment/output), in arrival order */
+  output: { output: string; stderr: boolean; localTimestamp: number | null; offset: number | null; runContext: string | null }[];
+  /** lines per output request, in arrival order */
+  outputRequests: number[];
   /** upload-asset requests (images, tables, assets), in arrival order */
   assets: CometAsset[];
   /** server receive times of set-status calls */
@@ -237,6 +241,7 @@ export class CometTestServer extends LoopbackTestServer {
         'write/experiment/set-status': r('GET', 'other', (q) => this.setStatus(q)),
         'write/experiment/set-start-end-time': r('POST', 'other', (q) => this.setStartEndTime(q)),
         'write/experiment/tags': r('POST', 'other', (q) => this.tags(q)),
+        'write/experiment/output': r('POST', 'output', (q) => this.output(q)),
         'write/experiment/upload-asset': { ...r('POST', 'other', (q) => this.uploadAsset(q)), multipart: true },
       }),
     );
@@ -466,6 +471,8 @@ export class CometTestServer extends LoopbackTestServer {
       endTimeMillis: null,
       heartbeats: [],
       assets: [],
+      output: [],
+      outputRequests: [],
       writesAfterEnd: false,
     });
     const link = `${this.url}/${encodeURIComponent(workspaceName)}/${encodeURIComponent(projectName)}/${experimentKey}`;
@@ -579,6 +586,26 @@ export class CometTestServer extends LoopbackTestServer {
       partFilename: (file as File).name, partType: file.type, bytes: Buffer.from(await file.arrayBuffer()),
     });
     return { ...OK, data: { fileName, assetId: randomBytes(8).toString('hex') } };
+  }
+
+  /** Documented body: {experimentKey, runContext, outputLines: [{output, stderr, localTimestamp, offset}]}. */
+  private output(q: Incoming): unknown {
+    const b = q.body;
+    if (!('runContext' in b)) throw bad('runContext is required');
+    const runContext = optString(b, 'runContext');
+    const lines = b.outputLines;
+    if (!Array.isArray(lines) || lines.length === 0) throw bad(`outputLines must be a non-empty array, got ${typeName(lines)}`);
+    const parsed = lines.map((l, i) => {
+      if (l === null || typeof l !== 'object' || Array.isArray(l)) throw bad(`outputLines[${i}] must be an object`);
+      const o = l as Body;
+      if (typeof o.output !== 'string') throw bad(`outputLines[${i}].output must be a string`);
+      if (present(o, 'stderr') && typeof o.stderr !== 'boolean') throw bad(`outputLines[${i}].stderr must be a boolean`);
+      return { output: o.output, stderr: o.stderr === true, localTimestamp: optMillis(o, 'localTimestamp'), offset: optInt(o, 'offset'), runContext };
+    });
+    const e = this.lookup(b.experimentKey);
+    e.output.push(...parsed);
+    e.outputRequests.push(parsed.length);
+    return { msg: 'Saved' };
   }
 
   private tags(q: Incoming): unknown {
