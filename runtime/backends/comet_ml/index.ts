@@ -4,14 +4,20 @@
  * - Configuration: options (and COMET_* variables) first, then `.comet.config` ([comet] section) in
  *   the current directory, then the home directory. COMET_URL_OVERRIDE is taken like Comet's clients
  *   (`…/clientlib/` is stripped before `/api/rest/v2`). The API key is never printed.
- * - Online: create the experiment (or use experiment_key), log-other "Created from" = "trackspec",
- *   then parameters, metrics (step, epoch), log-other for strings, heartbeats (set-status) at the
- *   interval the server returns, and the end time at finish() with heartbeats stopped.
+ * - Online: create the experiment (or use experiment_key; the create response's link is printed),
+ *   log-other "Created from" = "trackspec", then parameters, metrics (step, epoch), log-other for
+ *   strings, with up to PIPELINE.inFlight requests in flight; heartbeats (set-status) at the
+ *   interval each response gives, until finish()'s last request; the end time at finish(), with the
+ *   start time only for an experiment this run created.
+ * - Images, tables, assets (media.ts): multipart upload-asset, one after another in the background;
+ *   offline or unreachable, a copy in <offline_directory>/comet_ml/files plus a spooled record.
+ * - Console output (log_output): stdout/stderr lines to write/experiment/output in batches.
  * - Accelerate mapping: numbers/booleans → metric with step; strings → log-other; a nested
  *   {k: number} → one metric per entry, the outer key dropped as upstream (prefix_nested_metrics
  *   keeps it as `<outer>/<k>`).
- * - Rate limits: every request is paced under Comet's documented per-minute limits (metrics 12,000,
- *   parameters 10,000, everything else 8,000); 429 is retried honouring Retry-After. Nothing is dropped.
+ * - Rate limits: every request is paced under Comet's documented per-minute limits, one bucket per
+ *   data type (metrics 12,000, parameters 10,000, output 12,000, everything else 8,000); a 429 (not
+ *   documented by Comet: an assumption) is retried honouring Retry-After. Nothing is dropped.
  * - Offline (online: false, or the server unreachable): records go to a durable spool in
  *   offline_directory; `trackspec sync <offline_directory>` uploads them exactly once.
  * - Write-ahead (online, write_ahead): every flush_interval_secs the queued records the server has
