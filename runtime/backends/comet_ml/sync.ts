@@ -4,9 +4,10 @@
  * flight (Comet's write API cannot be asked what it already has). An experiment that was never
  * created online is created first; its key is kept next to the spool (`<spool>.key`) so a resumed
  * sync continues the same experiment. Images, tables and assets are spooled as a record naming a
- * copy of the file in `files/` next to the spool; the multipart upload is rebuilt from that copy.
+ * copy of the file in `files/` next to the spool; the multipart upload is rebuilt from that copy,
+ * and the copies are removed once the whole spool was uploaded.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BackendError } from '../../core/errors.js';
 import { readEnv, type Env } from '../../core/env.js';
@@ -46,6 +47,7 @@ export async function syncCometSpools(dir: string, options: { out?: (line: strin
         }
       }
       const experimentKey: string = key!;
+      const copies: string[] = [];
       const r = await replaySpool(
         s.path,
         async (records) => {
@@ -58,11 +60,13 @@ export async function syncCometSpools(dir: string, options: { out?: (line: strin
             const copy = join(dirname(s.path), rec.file);
             if (!existsSync(copy)) throw new BackendError('comet_ml', `the spooled copy ${copy} of ${rec.fileName} is missing; it cannot be uploaded`);
             await uploadAsset(conn, experimentKey, rec, { path: copy });
+            copies.push(copy);
           }
         },
         { chunk: 1, onProgress: (done, total) => (done === total || done % 500 === 0 ? out(`  ${done}/${total} records`) : undefined) },
       );
       summary.sent += r.sent;
+      for (const c of copies) rmSync(c, { force: true }); // uploaded and acknowledged: the copies are done
     } catch (e) {
       summary.failed.push({ path: s.path, error: (e as Error).message });
       if (e instanceof SpoolDamagedError) {

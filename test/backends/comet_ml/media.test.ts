@@ -1,6 +1,6 @@
 // Comet images, tables and assets (issue 17): multipart upload-asset requests checked by the local
 // test server (file part, metadata part, query fields), bytes decoded back, spool copies and sync.
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -195,6 +195,7 @@ describe('offline and unreachable: copies in the spool, sync rebuilds the multip
     expect(Buffer.from(decodePngRgba(e!.assets[0]!.bytes).data).equals(Buffer.from(rgbaOf(img)))).toBe(true);
     expect(e!.assets[1]!.bytes.toString()).toBe('x\r\n1\r\n"a""b"\r\n');
     expect(e!.assets[2]!.bytes.equals(payload)).toBe(true);
+    expect(readdirSync(join(offline, 'comet_ml', 'files'))).toEqual([]);
     expect((await syncAll(offline, { out: () => undefined })).spools).toBe(0);
     expect(server.experiments()[0]!.assets).toHaveLength(3);
   });
@@ -216,6 +217,6 @@ describe('offline and unreachable: copies in the spool, sync rebuilds the multip
     expect(summary.failed).toEqual([]);
     const e = server.experiment(key)!;
     expect(e.assets.map((a) => [a.fileName, a.bytes.toString()])).toEqual([['notes.txt', 'hello comet']]);
-    expect(existsSync(join(offline, 'comet_ml', 'files'))).toBe(true);
+    expect(readdirSync(join(offline, 'comet_ml', 'files'))).toEqual([]); // copies removed once uploaded
   }, 20_000);
 });
