@@ -273,14 +273,23 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     this.#wal.keep(rest);
   }
 
-  /** Deliver the outbox head first, one message in flight (the server applies them in order). */
+  /**
+   * Deliver the outbox head first, one message in flight (the server applies them in order).
+   * Acknowledgements are marked in the spool 64 at a time (and when the outbox empties): one ack
+   * frame per write message costs more than the write-ahead itself; a SIGKILL before the mark
+   * only makes `trackspec sync` apply those messages again, in order, which changes nothing.
+   */
   async #pump(): Promise<void> {
+    const done = this.#delivered;
+    const mark = (): void => this.#markDelivered();
     while (this.#outbox.length > 0 && this.#client) {
       const m = this.#outbox[0]!;
       try {
         await this.#send(this.#client, m);
-        if (this.#walOn) this.#wal.acked([m]);
+        done.push(m);
+        if (done.length >= 64) mark();
       } catch (e) {
+        mark();
         if (isUnreachable(e)) {
           const client = this.#client;
           this.#client = undefined;
@@ -298,6 +307,7 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
         this.#outboxBytes -= m.byteLength;
       }
     }
+    mark();
   }
 
   /** One message, retried with reconnects until the deadline. */
@@ -309,6 +319,15 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
       },
       { policy: { deadlineMs: this.#deadlineMs, baseDelayMs: aimTuning.baseDelayMs }, backend: BACKEND },
     );
+  }
+
+  /** Delivered messages whose acknowledgement is not yet marked in the spool. */
+  readonly #delivered: Uint8Array[] = [];
+
+  #markDelivered(): void {
+    if (this.#delivered.length === 0) return;
+    const done = this.#delivered.splice(0);
+    if (this.#walOn) this.#wal.acked(done);
   }
 
   /** Wait until everything encoded so far was delivered or kept; throws the first server-side error. */
@@ -363,6 +382,7 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     if (!this.#finished) items.push({ t: 'end', ts: Date.now() });
     this.#finished = true; // once: the hook may run for beforeExit and again for exit
     // the messages not acknowledged (the head may be in flight: re-sending it is harmless), then the queue
+    this.#markDelivered(); // before anything is re-sent or saved: the spool must not replay them after later ones
     const fresh = this.#expand(items);
     const messages = [...this.#outbox.splice(0), ...fresh];
     this.#outboxBytes = 0;
