@@ -1,0 +1,142 @@
+// W&B media: logImages / logTable offline (.wandb FilesRecord + files/ + history values as the
+// Python SDK writes them), online (CreateRunFiles → PUT with upload headers → file_stream `uploaded`,
+// retries, expired URLs, byte budget, spool at finish), trackspec sync, table cell rules.
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ValidationError, WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { findOfflineRuns, parseValueJson, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
+import { UPLOAD_LIMITS } from '../../../runtime/backends/wandb/upload.js';
+import { decodePngRgba } from '../../../runtime/io/image.js';
+import { syncAll } from '../../../runtime/backends/sync.js';
+import { tempDir } from '../../support/helpers.js';
+import { WandbTestServer } from './server.js';
+
+const ENV = ['WANDB_API_KEY', 'WANDB_BASE_URL', 'WANDB_PROJECT', 'WANDB_ENTITY', 'WANDB_MODE', 'WANDB_DIR', 'WANDB_RUN_ID', 'WANDB_RESUME', 'RANK', 'LOCAL_RANK'];
+let server: WandbTestServer;
+let dir: string;
+let warnings: string[];
+const limits = { ...UPLOAD_LIMITS };
+beforeEach(async () => {
+  for (const v of ENV) vi.stubEnv(v, undefined);
+  server = await WandbTestServer.start();
+  vi.stubEnv('WANDB_API_KEY', server.apiKey);
+  vi.stubEnv('WANDB_BASE_URL', server.url);
+  dir = tempDir('wandb-media-');
+  warnings = [];
+  setWarningHandler((m) => warnings.push(m));
+});
+afterEach(async () => {
+  Object.assign(UPLOAD_LIMITS, limits);
+  vi.unstubAllEnvs();
+  setWarningHandler(undefined);
+  await server.close();
+});
+
+function image(w: number, h: number, channels: number, seed = 1) {
+  const data = new Uint8Array(w * h * channels);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + seed * 13) & 0xff;
+  return { data, width: w, height: h, channels };
+}
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** The offline run's history rows, FilesRecord paths and files dir. */
+async function readOffline(root: string) {
+  const [file] = await findOfflineRuns(root);
+  const { records, damaged } = await readWandbFile(file!);
+  expect(damaged).toEqual([]);
+  return {
+    file: file!,
+    filesDir: join(dirname(file!), 'files'),
+    history: records.filter((r) => r.kind === 'history').map((r) => r.items!),
+    files: records.filter((r) => r.kind === 'files').flatMap((r) => r.files!),
+    kinds: records.map((r) => r.kind),
+  };
+}
+
+describe('offline media', () => {
+  it('logImages: image-file / images/separated values, PNGs under files/media/images, FilesRecord entries; one log per key', async () => {
+    const t = new WandBTracker({ run_name: 'proj', mode: 'offline', dir });
+    await t.start();
+    const a = image(4, 3, 3, 1);
+    t.logImages({ single: a }, undefined, { caption: 'first' });
+    a.data.fill(0); // the caller reuses its buffer: what was logged must not change
+    t.logImages({ list: [image(2, 2, 1, 2), image(3, 2, 4, 3)], other: image(1, 1, 2) }); // two keys, no step: two steps
+    t.logImages({ at: image(2, 2, 3), at2: image(2, 2, 3, 9) }, 10); // explicit step: one row
+    await t.finish();
+    const { history, files, filesDir } = await readOffline(dir);
+    expect(history.map((h) => h._step)).toEqual([0, 1, 2, 10]);
+    const single = history[0]!.single as Record<string, unknown>;
+    expect(Object.keys(single)).toEqual(['caption', '_type', 'sha256', 'size', 'path', 'format', 'width', 'height']);
+    expect(single).toMatchObject({ caption: 'first', _type: 'image-file', format: 'png', width: 4, height: 3 });
+    expect(single.path).toBe(`media/images/single_0_${(single.sha256 as string).slice(0, 20)}.png`);
+    const png = readFileSync(join(filesDir, single.path as string));
+    expect(sha(png)).toBe(single.sha256);
+    expect(png.length).toBe(single.size);
+    expect(Buffer.from(decodePngRgba(png).data.subarray(0, 4))).toEqual(Buffer.from([13, 20, 27, 255])); // original pixels
+    const list = history[1]!.list as Record<string, unknown>;
+    expect(list).toMatchObject({ _type: 'images/separated', width: 2, height: 2, format: 'png', count: 2 });
+    expect(list).not.toHaveProperty('captions');
+    expect((list.filenames as string[]).every((p) => p.startsWith('media/images/list_1_'))).toBe(true);
+    expect(history[2]!.other).toMatchObject({ _type: 'image-file', width: 1, height: 1 });
+    expect(Object.keys(history[3]!).filter((k) => !k.startsWith('_')).sort()).toEqual(['at', 'at2']);
+    const all = [single.path, ...(list.filenames as string[]), (history[2]!.other as { path: string }).path, (history[3]!.at as { path: string }).path, (history[3]!.at2 as { path: string }).path];
+    expect(files.sort()).toEqual([...all].sort());
+    for (const p of all) expect(existsSync(join(filesDir, p as string))).toBe(true);
+  });
+
+  it('logTable: table-file value and the table JSON (NaN/Infinity bare, image cells as image-file values with their own files)', async () => {
+    const t = new WandBTracker({ run_name: 'proj', mode: 'offline', dir });
+    await t.start();
+    t.log({ loss: 1 });
+    t.logTable('eval/preds', { columns: ['x', 's', 'b', 'n', 'img'], data: [[1.5, 'a', true, null, image(2, 2, 3)], [NaN, 'b', false, Infinity, null], [-Infinity, '', true, 0, image(1, 1, 1)]] });
+    await t.finish();
+    const { history, files, filesDir } = await readOffline(dir);
+    const v = history[1]!['eval/preds'] as Record<string, unknown>;
+    expect(Object.keys(v)).toEqual(['_type', 'sha256', 'size', 'path', 'ncols', 'nrows', 'log_mode']);
+    expect(v).toMatchObject({ _type: 'table-file', ncols: 5, nrows: 3, log_mode: 'IMMUTABLE' });
+    expect(v.path).toBe(`media/table/eval/preds_1_${(v.sha256 as string).slice(0, 20)}.table.json`);
+    const text = readFileSync(join(filesDir, v.path as string), 'utf8');
+    expect(sha(Buffer.from(text))).toBe(v.sha256);
+    expect(text).toContain('[NaN,"b",false,Infinity,null]');
+    const parsed = parseValueJson(text) as { columns: string[]; data: unknown[][] };
+    expect(parsed.columns).toEqual(['x', 's', 'b', 'n', 'img']);
+    const cell = parsed.data[0]![4] as Record<string, unknown>;
+    expect(cell).toMatchObject({ _type: 'image-file', format: 'png', width: 2, height: 2 });
+    expect(sha(readFileSync(join(filesDir, cell.path as string)))).toBe(cell.sha256);
+    expect(files).toEqual(expect.arrayContaining([v.path, cell.path]));
+  });
+
+  it('table cells: another type or a ragged row is a ValidationError naming row and column; nothing is logged', async () => {
+    const t = new WandBTracker({ run_name: 'proj', mode: 'offline', dir });
+    await t.start();
+    expect(() => t.logTable('t', { columns: ['a', 'b'], data: [[1, 2], [3, { x: 1 }]] })).toThrow(/row 1, column 1 \("b"\) is an object/);
+    expect(() => t.logTable('t', { columns: ['a', 'b'], data: [[1, 2], [3]] })).toThrow(/row 1 has 1 cells but there are 2 columns/);
+    expect(() => t.logTable('t', { columns: ['a'], data: [[undefined]] })).toThrow(ValidationError);
+    expect(() => t.logTable('t', { columns: ['a'], data: [[[1, 2]]] })).toThrow(/row 0, column 0 \("a"\) is an array/);
+    expect(() => t.logImages({ '..': image(1, 1, 3) })).not.toThrow(); // '..' becomes '__' as W&B
+    await t.finish();
+    const { history } = await readOffline(dir);
+    expect(history.map((h) => Object.keys(h).filter((k) => !k.startsWith('_')))).toEqual([['..']]);
+    expect((history[0]!['..'] as { path: string }).path).toMatch(/^media\/images\/___0_[0-9a-f]{20}\.png$/);
+  });
+
+  it('trackspec sync uploads the offline files through CreateRunFiles and PUT, and reports them as uploaded', async () => {
+    const t = new WandBTracker({ run_name: 'proj', mode: 'offline', dir });
+    await t.start();
+    t.logImages({ img: image(8, 8, 3) });
+    t.logTable('tab', { columns: ['a'], data: [[1], [NaN]] });
+    await t.finish();
+    const { runId } = t.tracker;
+    const summary = await syncAll(dir, { out: () => undefined });
+    expect(summary.failed).toEqual([]);
+    const run = server.run('test-entity', 'proj', runId)!;
+    expect(run.problems).toEqual([]);
+    expect(server.mediaProblems('test-entity', 'proj', runId)).toEqual([]);
+    expect(run.history).toHaveLength(2);
+    expect(run.uploaded.sort()).toEqual(Object.keys(run.files).sort());
+    expect(Object.keys(run.files)).toHaveLength(2);
+    expect(run.complete).toBe(true);
+  });
+});
