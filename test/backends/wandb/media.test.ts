@@ -140,3 +140,108 @@ describe('offline media', () => {
     expect(run.complete).toBe(true);
   });
 });
+
+describe('online media', () => {
+  const entity = 'test-entity';
+  it('CreateRunFiles, PUT of each file with the returned upload headers, uploaded in file_stream, before complete', async () => {
+    const t = new WandBTracker({ run_name: 'proj', dir });
+    await t.start();
+    t.logImages({ a: image(8, 8, 3), b: [image(4, 4, 1), image(4, 4, 4)] }, undefined, { caption: ['x', 'y'] });
+    t.logTable('tab', { columns: ['n', 'img'], data: [[1, image(2, 2, 3)], [NaN, null]] }, 7);
+    t.log({ loss: 1 });
+    await t.finish();
+    const { runId } = t.tracker;
+    const run = server.run(entity, 'proj', runId)!;
+    expect(run.problems).toEqual([]);
+    expect(server.problems).toEqual([]);
+    expect(server.mediaProblems(entity, 'proj', runId)).toEqual([]);
+    expect(run.history.map((h) => h.row._step)).toEqual([0, 1, 7]); // log() without a step merges into step 7 (W&B)
+    expect(run.history[2]!.row.loss).toBe(1);
+    expect(run.history[1]!.row.b).toMatchObject({ _type: 'images/separated', count: 2, captions: ['x', 'y'] });
+    expect(Object.keys(run.files)).toHaveLength(5); // a, b×2, the table, its image cell
+    expect([...run.uploaded].sort()).toEqual(Object.keys(run.files).sort());
+    const puts = server.requests.filter((r) => r.method === 'PUT');
+    expect(puts.every((r) => r.headers['x-upload-secret'] && r.headers.authorization === undefined)).toBe(true);
+    // every upload is reported before the final post with complete
+    const posts = server.requests.filter((r) => r.path.endsWith('/file_stream'));
+    const lastUploaded = posts.findLastIndex((r) => Array.isArray((r.body as { uploaded?: unknown }).uploaded));
+    const completeAt = posts.findIndex((r) => (r.body as { complete?: boolean }).complete === true);
+    expect(lastUploaded).toBeGreaterThanOrEqual(0);
+    expect(lastUploaded).toBeLessThan(completeAt);
+  });
+
+  it('a PUT answered 503 / 429 is retried; a refused (expired) URL is asked for again', async () => {
+    server.inject({ kind: 'status', path: '/upload/', status: 503, times: 2 });
+    server.inject({ kind: 'status', path: '/upload/', status: 429, retryAfter: '0', times: 1 });
+    const t = new WandBTracker({ run_name: 'proj', dir });
+    await t.start();
+    t.logImages({ a: image(8, 8, 3) });
+    await t.flush();
+    await t.finish();
+    const { runId } = t.tracker;
+    expect(server.mediaProblems(entity, 'proj', runId)).toEqual([]);
+    expect(server.requests.filter((r) => r.method === 'PUT').map((r) => r.status)).toEqual([503, 503, 429, 200]);
+
+    server.expiredUrls = 1; // the first URL has expired when the PUT arrives
+    const t2 = new WandBTracker({ run_name: 'proj', dir });
+    await t2.start();
+    t2.logImages({ a: image(8, 8, 3, 5) });
+    await t2.finish();
+    const run2 = server.run(entity, 'proj', t2.tracker.runId)!;
+    expect(server.mediaProblems(entity, 'proj', t2.tracker.runId)).toEqual([]);
+    expect(run2.createRunFilesCalls).toBe(2);
+    expect(server.requests.filter((r) => r.method === 'PUT').slice(4).map((r) => r.status)).toEqual([403, 200]);
+  });
+
+  it('a PUT to a URL the server did not issue, or without the upload headers, is refused', async () => {
+    const res = await fetch(`${server.url}/upload/deadbeef`, { method: 'PUT', body: 'x' });
+    expect(res.status).toBe(403);
+    expect(server.problems).toEqual(['PUT /upload/deadbeef: not an upload URL this server issued']);
+    server.seedRun(entity, 'proj', 'r1', 0);
+    const gql = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { authorization: server.authorization, 'content-type': 'application/json' },
+      body: JSON.stringify({ operationName: 'CreateRunFiles', query: 'mutation CreateRunFiles { x }', variables: { entity, project: 'proj', run: 'r1', files: ['media/a.png'] } }),
+    });
+    const url = ((await gql.json()) as { data: { createRunFiles: { files: { uploadUrl: string }[] } } }).data.createRunFiles.files[0]!.uploadUrl;
+    expect((await fetch(url, { method: 'PUT', body: 'x' })).status).toBe(403); // no X-Upload-Secret
+    expect(server.run(entity, 'proj', 'r1')!.files).toEqual({});
+  });
+
+  it('memory is bounded by the byte budget: files past it wait on disk and are uploaded from there', async () => {
+    UPLOAD_LIMITS.budgetBytes = 1;
+    const t = new WandBTracker({ run_name: 'proj', dir });
+    await t.start();
+    for (let i = 0; i < 5; i++) t.logImages({ img: image(16, 16, 3, i) });
+    await t.finish();
+    const { runId } = t.tracker;
+    expect(server.mediaProblems(entity, 'proj', runId)).toEqual([]);
+    const run = server.run(entity, 'proj', runId)!;
+    expect(Object.keys(run.files)).toHaveLength(5);
+    const [runDir] = (await import('node:fs')).readdirSync(join(dir, 'wandb')).filter((n) => n.startsWith('run-'));
+    for (const p of Object.keys(run.files)) expect(existsSync(join(dir, 'wandb', runDir!, 'files', p))).toBe(true);
+  });
+
+  it('a file not uploaded by finish() after the deadline is kept for trackspec sync, which uploads it without duplicating rows', async () => {
+    server.inject({ kind: 'status', path: '/upload/', status: 503, times: Infinity });
+    const t = new WandBTracker({ run_name: 'proj', dir, retry_deadline_secs: 1 });
+    await t.start();
+    t.logImages({ img: image(8, 8, 3) });
+    t.logTable('tab', { columns: ['a'], data: [[1]] });
+    await t.finish();
+    const { runId } = t.tracker;
+    let run = server.run(entity, 'proj', runId)!;
+    expect(run.complete).toBe(true);
+    expect(run.history).toHaveLength(2);
+    expect(run.files).toEqual({});
+    expect(warnings.join('\n')).toMatch(/2 run file\(s\) were not uploaded before the deadline.*trackspec sync/);
+    server.clearFaults();
+    const summary = await syncAll(dir, { out: () => undefined });
+    expect(summary.failed).toEqual([]);
+    run = server.run(entity, 'proj', runId)!;
+    expect(run.history).toHaveLength(2);
+    expect(run.problems).toEqual([]);
+    expect(server.mediaProblems(entity, 'proj', runId)).toEqual([]);
+    expect((await syncAll(dir, { out: () => undefined })).spools).toBe(0); // nothing left to sync
+  });
+});

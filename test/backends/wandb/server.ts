@@ -46,10 +46,12 @@
 // - Run files (wandb-core's upload flow): GraphQL `CreateRunFiles(entity, project, run, files)` answers
 //   `uploadHeaders` (["X-Upload-Secret: <secret>"], a fresh secret per call) and one `uploadUrl` per file,
 //   `<url>/upload/<token>`, valid for `uploadUrlTtlMs`. `PUT /upload/<token>` (no auth, like a presigned URL):
-//   a token this server did not issue → 403 and a server problem; an expired one → 403 "Request has expired";
+//   a token this server did not issue → 403 and a server problem; an expired one (`uploadUrlTtlMs`, or one of the
+//   next `expiredUrls` issued) → 403 "Request has expired";
 //   without the upload header → 403; a PUT carrying Authorization records a problem (wandb-core sends none).
 //   The body is stored as the run file (`files[path]` = {size, sha256}). file_stream `uploaded` paths must
-//   have been PUT (else a problem); they are listed in `uploaded`. `mediaProblems()` checks every media value
+//   have been PUT (else a problem); they are listed in `uploaded`. A post holding only `uploaded` after
+//   `complete` is not a "write after complete" (files uploaded later by a sync). `mediaProblems()` checks every media value
 //   in the history and summary (image-file, images/separated, table-file and the image cells of its table
 //   JSON): the file was PUT and reported uploaded, and its size and sha256 equal the value's.
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -211,6 +213,8 @@ export class WandbTestServer extends LoopbackTestServer {
   private uploadUrls = new Map<string, UploadUrl>();
   /** How long an issued upload URL stays valid (ms). */
   uploadUrlTtlMs = 10 * 60_000;
+  /** The next N upload URLs are issued already expired (a PUT to them gets 403 "Request has expired"). */
+  expiredUrls = 0;
 
   private constructor(options: WandbTestServerOptions) {
     super();
@@ -474,7 +478,9 @@ export class WandbTestServer extends LoopbackTestServer {
         return { name, uploadUrl: null };
       }
       const token = randomBytes(12).toString('hex');
-      this.uploadUrls.set(token, { key: runKey(entity, project, run), path: name, secret, expires: Date.now() + this.uploadUrlTtlMs });
+      const expired = this.expiredUrls > 0;
+      if (expired) this.expiredUrls--;
+      this.uploadUrls.set(token, { key: runKey(entity, project, run), path: name, secret, expires: expired ? 0 : Date.now() + this.uploadUrlTtlMs });
       return { name, uploadUrl: `${this.url}/upload/${token}` };
     });
     return { runID: r.storageId, uploadHeaders: [`X-Upload-Secret: ${secret}`], files: out };
@@ -702,7 +708,9 @@ export class WandbTestServer extends LoopbackTestServer {
     const summaryRows = summaryEntry ? parseLines(SUMMARY_FILE, summaryEntry[1], summaryEntry[2]) : [];
 
     // ---- apply
-    if (r.complete) this.problem(entity, project, name, 'write after complete');
+    // A post with only `uploaded` after complete is accepted: run files reported later by a sync.
+    const onlyUploaded = Object.keys(b).every((k) => k === 'uploaded');
+    if (r.complete && !onlyUploaded) this.problem(entity, project, name, 'write after complete');
     if (Object.keys(b).length === 0) r.heartbeats++;
     if (history) {
       const [, offset, content] = history;
