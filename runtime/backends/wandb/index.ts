@@ -156,14 +156,17 @@ export function wandbJson(v: unknown): string {
  * Encode `media` (if not yet) and write their files under `filesDir` (bytes in memory, else a copy
  * from `fromDir` where the uploader spilled them). Returns the paths written, for a FilesRecord.
  */
-export function writeRunFiles(filesDir: string, media: readonly MediaValue[], fromDir?: string): string[] {
+export function writeRunFiles(filesDir: string, media: readonly MediaValue[], fromDir?: string, keepBytes = false): string[] {
   const paths: string[] = [];
   for (const m of media) {
     m.resolve();
     for (const f of m.files) {
       const to = join(filesDir, f.path);
       mkdirSync(dirname(to), { recursive: true });
-      if (f.bytes) writeFileSync(to, f.bytes);
+      if (f.bytes) {
+        writeFileSync(to, f.bytes);
+        if (!keepBytes) f.bytes = undefined; // on disk now: not held in memory
+      }
       else if (fromDir && existsSync(join(fromDir, f.path))) {
         if (join(fromDir, f.path) !== to) copyFileSync(join(fromDir, f.path), to);
       } else continue;
@@ -641,7 +644,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   #toOffline(w: OfflineRunWriter, rows: readonly Row[]): void {
     for (const r of rows) {
       if (r.offset < this.#offlineNext) continue;
-      if (r.media) w.files(writeRunFiles(join(w.runDir, 'files'), r.media, this.#uploaderDir()));
+      if (r.media) w.files(writeRunFiles(join(w.runDir, 'files'), r.media, this.#uploaderDir(), this.#uploader !== undefined));
       w.history(r.row, Number(r.row._step));
       this.#offlineNext = r.offset + 1;
     }

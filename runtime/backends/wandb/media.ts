@@ -50,14 +50,17 @@ export function safeMediaKey(key: string): string {
 }
 
 /** A ValidationError unless `key` makes a usable media file name. */
+const goodKeys = new Set<string>();
+
 export function checkMediaKey(method: string, key: string): void {
+  if (goodKeys.has(key)) return;
   const safe = safeMediaKey(key);
   const problem = pathNameProblem(`${safe}_0`);
   if (problem !== undefined || safe.split('/').some((p) => p === '')) {
     throw new ValidationError(`WandBTracker.${method}(): the key ${JSON.stringify(key)} cannot name a media file (${problem ?? 'it has an empty path segment'}); use a key like "samples/val"`, [
       { pointer: `/${key}`, code: 'key', message: problem ?? 'empty path segment' },
     ]);
-  }
+  }  if (goodKeys.size < 10_000) goodKeys.add(key);
 }
 
 /** A history value whose content (file, hash) is computed later, once. JSON.stringify uses `toJSON`. */
@@ -97,15 +100,68 @@ function fileOf(bytes: Buffer, subdir: string, key: string, step: number, ext: s
   return { path: `${subdir}/${safeMediaKey(key)}_${step}_${sha256.slice(0, 20)}${ext}`, bytes, sha256, size: bytes.length };
 }
 
+/**
+ * Copies are carved out of 4 MiB slabs: one allocation per slab instead of one external
+ * ArrayBuffer per image (which, with its page faults, costs more than the copy itself). A slab
+ * whose copies were all encoded is reused (a few are kept); otherwise it is freed with its last copy.
+ */
+const SLAB_BYTES = 4 << 20;
+const KEEP_SLABS = 4;
+
+interface Slab {
+  buf: Uint8Array;
+  at: number;
+  live: number;
+}
+
+const freeSlabs: Slab[] = [];
+let slab: Slab | undefined;
+
+type ImageCopy = ImageData & { slab?: Slab };
+
+function retire(s: Slab): void {
+  if (s.live === 0 && s === slab) s.at = 0; // every copy in the current slab is encoded: start it over
+  else if (s.live === 0 && freeSlabs.length < KEEP_SLABS) {
+    s.at = 0;
+    freeSlabs.push(s);
+  }
+}
+
 /** A private copy of an image (the caller may reuse its buffer after log*() returns). */
 export function copyImage(image: ImageData, pointer: string): ImageData {
   checkImage(image, pointer);
-  return { data: image.data.slice(), height: image.height, width: image.width, channels: image.channels };
+  const src = image.data;
+  const n = src.length;
+  if (n > SLAB_BYTES >> 3) return { data: src.slice(), height: image.height, width: image.width, channels: image.channels };
+  if (!slab || slab.at + n > SLAB_BYTES) {
+    const old = slab;
+    slab = freeSlabs.pop() ?? { buf: new Uint8Array(SLAB_BYTES), at: 0, live: 0 };
+    if (old) retire(old);
+  }
+  const data = slab.buf.subarray(slab.at, slab.at + n);
+  data.set(src);
+  slab.at += (n + 7) & ~7;
+  slab.live++;
+  const copy: ImageCopy = { data, height: image.height, width: image.width, channels: image.channels, slab };
+  return copy;
 }
+
+/** The copy is encoded: its slab space may be reused. */
+function releaseImage(img: ImageCopy): void {
+  const s = img.slab;
+  if (!s) return;
+  img.slab = undefined;
+  img.data = EMPTY;
+  s.live--;
+  retire(s);
+}
+
+const EMPTY = new Uint8Array(0);
 
 /** The `image-file` value of one image; its PNG is pushed to `files`. */
 function imageFile(files: MediaFile[], img: ImageData, key: string, step: number, caption: string | undefined): Record<string, unknown> {
   const f = fileOf(encodePng(img), 'media/images', key, step, '.png');
+  releaseImage(img);
   files.push(f);
   const v: Record<string, unknown> = {};
   if (caption !== undefined) v.caption = caption;
