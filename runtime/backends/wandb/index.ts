@@ -14,6 +14,10 @@
  *   retry_deadline_secs): a `.wandb` transaction log under `<dir>/wandb/offline-run-…` that
  *   `wandb sync` uploads, and that `trackspec sync` uploads through the online protocol.
  * - `mode: 'disabled'`: nothing is logged (documented no-op, as W&B).
+ * - Media (`logImages`, `logTable`): values and files as the Python SDK (media.ts), encoded in the
+ *   background; offline the files go under `files/` with FilesRecords, online through
+ *   CreateRunFiles → PUT → `uploaded` (upload.ts) before `complete`; files not uploaded by finish()
+ *   are listed in `trackspec-uploads.json` for `trackspec sync`.
  */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
