@@ -849,11 +849,16 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     const left = await up.drain(this.#deadlineMs);
     await up.close();
     if (left.length === 0) return;
+    this.#writeUploadsManifest(left);
+    this.#ctx.warn(`wandb: ${left.length} run file(s) were not uploaded before the deadline; they are kept in ${runDirFor(this.#root, this.#info, true)} (upload them with \`trackspec sync ${this.#root}\`)`);
+  }
+
+  #writeUploadsManifest(left: MediaFile[]): void {
+    if (left.length === 0) return;
     const runDir = runDirFor(this.#root, this.#info, true);
     const manifest = { backend: 'wandb', target: this.#baseUrl, entity: this.#info.entity, project: this.#info.project, run_id: this.#info.runId, files: left.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size })) };
     mkdirSync(runDir, { recursive: true });
     writeFileSync(join(runDir, UPLOADS_MANIFEST), JSON.stringify(manifest, null, 1));
-    this.#ctx.warn(`wandb: ${left.length} run file(s) were not uploaded before the deadline; they are kept in ${runDir} (upload them with \`trackspec sync ${this.#root}\`)`);
   }
 
   async storeInitConfiguration(values: Readonly<Values>): Promise<void> {
@@ -945,6 +950,13 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     // if the server does not answer, write them to the offline file (trackspec sync uploads it).
     this.#finished = true;
     this.#commit();
+    try {
+      this.#encode();
+      // Run files not uploaded yet: on disk and listed for trackspec sync.
+      if (this.#uploader) this.#writeUploadsManifest(this.#uploader.abandon());
+    } catch (e) {
+      process.stderr.write(`trackspec: could not keep the W&B run files at exit: ${(e as Error).message}\n`);
+    }
     // As W&B's exit hooks: an uncaught exception is 1, a signal 255, process.exit(n) n.
     const code = reason === 'exit' ? (uncaught ? 1 : Number(process.exitCode ?? 0) || 0) : 255;
     const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending()].sort((a, b) => a.offset - b.offset);
@@ -996,6 +1008,8 @@ class DisabledDriver implements TrackerDriver<WandbRun> {
   }
   async storeInitConfiguration(): Promise<void> {}
   log(): void {}
+  logImages(): void {}
+  logTable(): void {}
   async flush(): Promise<void> {}
   async finish(): Promise<void> {}
 }

@@ -241,6 +241,15 @@ export class MediaUploader {
     return left;
   }
 
+  /** At process exit: stop, write every file not uploaded to the files directory, return them. */
+  abandon(): MediaFile[] {
+    this.#stopped = true;
+    const left = [...this.#pending];
+    for (const f of left) this.#spill(f);
+    this.#held = 0;
+    return left;
+  }
+
   async close(): Promise<void> {
     this.#stopped = true;
     await Promise.all([...this.#clients.values()].map((c) => c.close()));

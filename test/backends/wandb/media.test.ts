@@ -1,8 +1,10 @@
 // W&B media: logImages / logTable offline (.wandb FilesRecord + files/ + history values as the
 // Python SDK writes them), online (CreateRunFiles → PUT with upload headers → file_stream `uploaded`,
 // retries, expired URLs, byte budget, spool at finish), trackspec sync, table cell rules.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ValidationError, WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
@@ -10,7 +12,7 @@ import { findOfflineRuns, parseValueJson, readWandbFile } from '../../../runtime
 import { UPLOAD_LIMITS } from '../../../runtime/backends/wandb/upload.js';
 import { decodePngRgba } from '../../../runtime/io/image.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
-import { tempDir } from '../../support/helpers.js';
+import { ROOT, tempDir } from '../../support/helpers.js';
 import { WandbTestServer } from './server.js';
 
 const ENV = ['WANDB_API_KEY', 'WANDB_BASE_URL', 'WANDB_PROJECT', 'WANDB_ENTITY', 'WANDB_MODE', 'WANDB_DIR', 'WANDB_RUN_ID', 'WANDB_RESUME', 'RANK', 'LOCAL_RANK'];
@@ -243,5 +245,39 @@ describe('online media', () => {
     expect(run.problems).toEqual([]);
     expect(server.mediaProblems(entity, 'proj', runId)).toEqual([]);
     expect((await syncAll(dir, { out: () => undefined })).spools).toBe(0); // nothing left to sync
+  });
+
+  it('process.exit() without finish(): files not uploaded yet are kept on disk for trackspec sync', async () => {
+    server.inject({ kind: 'status', path: '/upload/', status: 503, times: Infinity });
+    const script = join(tempDir(), 'child.mts');
+    writeFileSync(
+      script,
+      `import { WandBTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
+const t = new WandBTracker({ run_name: 'dying', dir: ${JSON.stringify(dir)} });
+await t.start();
+process.stdout.write(t.tracker.entity + ' ' + t.tracker.runId + '\\n');
+t.logImages({ img: { data: new Uint8Array(48).fill(9), width: 4, height: 4, channels: 3 } });
+setTimeout(() => process.exit(0), 50);
+`,
+    );
+    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    await once(proc, 'close');
+    const [ent, runId] = stdout.trim().split(' ');
+    expect(server.run(ent!, 'dying', runId!)).toMatchObject({ complete: true, files: {} });
+    server.clearFaults();
+    expect((await syncAll(dir, { out: () => undefined })).failed).toEqual([]);
+    expect(server.mediaProblems(ent!, 'dying', runId!)).toEqual([]);
+    expect(server.run(ent!, 'dying', runId!)!.history).toHaveLength(1);
+  }, 30_000);
+
+  it("mode 'disabled': logImages and logTable are no-ops", async () => {
+    const t = new WandBTracker({ run_name: 'proj', mode: 'disabled', dir });
+    await t.start();
+    t.logImages({ a: image(2, 2, 3) });
+    t.logTable('t', { columns: ['a'], data: [[1]] });
+    await t.finish();
+    expect(existsSync(join(dir, 'wandb'))).toBe(false);
   });
 });
