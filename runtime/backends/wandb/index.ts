@@ -482,7 +482,6 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   #pendingMedia: MediaValue[] | undefined;
   /** Media values logged and not yet encoded (encoded in the background, in order). */
   #encodeQueue: MediaValue[] = [];
-  #encodeAt = 0;
   #encodeScheduled = false;
   /** Input bytes copied by log*() and not encoded yet (bounded by the upload byte budget). */
   #rawHeld = 0;
@@ -540,6 +539,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       send: async (rows) => {
         this.#inFlight.add(rows);
         try {
+          await this.#mediaReady(rows);
           await this.#post(rows);
           if (this.#walOn) this.#wal.acked(rows);
         } finally {
@@ -785,7 +785,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     this.#encodeQueue.push(m);
     this.#rawHeld += m.rawBytes;
     // Over the byte budget: encode now (back-pressure) instead of holding more copies.
-    if (this.#rawHeld > UPLOAD_LIMITS.budgetBytes) this.#encode();
+    if (this.#rawHeld > UPLOAD_LIMITS.budgetBytes) this.#encode(true);
     else this.#scheduleEncode();
     if (step !== undefined && step > this.#step) this.#commit();
     (this.#pendingMedia ??= []).push(m);
@@ -805,18 +805,36 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     });
   }
 
-  /** Encode every queued media value (in the background, or at flush/finish) and hand its files to the uploader. */
-  #encode(): void {
+  /**
+   * Encode every queued media value — in the worker thread (`sync` false: background, flush,
+   * finish), or here (`sync`: back-pressure, process exit) — and hand its files to the uploader.
+   */
+  #encode(sync = false): void {
     const q = this.#encodeQueue;
-    while (this.#encodeAt < q.length) {
-      const m = q[this.#encodeAt]!;
-      q[this.#encodeAt++] = undefined as unknown as MediaValue;
-      m.resolve();
-      this.#rawHeld -= m.rawBytes;
-      if (this.#conn) this.#upload(m.files);
-    }
+    if (q.length === 0) return;
     this.#encodeQueue = [];
-    this.#encodeAt = 0;
+    for (const m of q) {
+      let once = false;
+      const done = (): void => {
+        if (once) return;
+        once = true;
+        this.#rawHeld -= m.rawBytes;
+        if (this.#conn) this.#upload(m.files);
+      };
+      if (sync) {
+        m.resolve();
+        done();
+      } else m.prepare(done);
+    }
+  }
+
+  /** Wait until the media values of these rows are encoded (before they are serialised). */
+  async #mediaReady(rows: readonly Row[]): Promise<void> {
+    let waits: Promise<void>[] | undefined;
+    for (const r of rows) if (r.media) for (const m of r.media) if (!m.resolved) (waits ??= []).push(m.ready);
+    if (!waits) return;
+    this.#encode(); // anything still queued goes to the worker now
+    await Promise.all(waits);
   }
 
   #uploaderDir(): string | undefined {
@@ -950,16 +968,17 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     // if the server does not answer, write them to the offline file (trackspec sync uploads it).
     this.#finished = true;
     this.#commit();
+    // As W&B's exit hooks: an uncaught exception is 1, a signal 255, process.exit(n) n.
+    const code = reason === 'exit' ? (uncaught ? 1 : Number(process.exitCode ?? 0) || 0) : 255;
+    const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending()].sort((a, b) => a.offset - b.offset);
     try {
-      this.#encode();
+      this.#encode(true);
+      if (this.#conn) for (const r of rest) for (const m of r.media ?? []) if (!m.resolved) this.#upload((m.resolve(), m.files));
       // Run files not uploaded yet: on disk and listed for trackspec sync.
       if (this.#uploader) this.#writeUploadsManifest(this.#uploader.abandon());
     } catch (e) {
       process.stderr.write(`trackspec: could not keep the W&B run files at exit: ${(e as Error).message}\n`);
     }
-    // As W&B's exit hooks: an uncaught exception is 1, a signal 255, process.exit(n) n.
-    const code = reason === 'exit' ? (uncaught ? 1 : Number(process.exitCode ?? 0) || 0) : 255;
-    const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending()].sort((a, b) => a.offset - b.offset);
     this.#fold(rest);
     if (this.#conn) {
       const url = `${this.#baseUrl}${fileStreamPath(this.#info.entity, this.#info.project, this.#info.runId)}`;

@@ -21,6 +21,7 @@ import { checkImage, encodePng } from '../../io/image.js';
 import { lazy } from '../../io/lazy.js';
 import { pathNameProblem } from '../../io/safe-path.js';
 import { toValueJson } from './offline.js';
+import { encodeInWorker, type Encoded } from './encode-pool.js';
 
 const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 
@@ -68,12 +69,48 @@ export class MediaValue {
   readonly files: MediaFile[] = [];
   /** Bytes of the input copies held until resolve() (for the memory budget). */
   readonly rawBytes: number;
+  /** The images to encode (PNG + sha256), in the worker when prepare() is used. */
+  readonly images: ImageCopy[];
   #build: ((files: MediaFile[]) => Record<string, unknown>) | undefined;
   #value: Record<string, unknown> | undefined;
+  #ready: Promise<void> | undefined;
+  #settle: (() => void) | undefined;
 
-  constructor(build: (files: MediaFile[]) => Record<string, unknown>, rawBytes: number) {
+  constructor(build: (files: MediaFile[]) => Record<string, unknown>, rawBytes: number, images: ImageCopy[] = []) {
     this.#build = build;
     this.rawBytes = rawBytes;
+    this.images = images;
+  }
+
+  /** Settles once the value is resolved. */
+  get ready(): Promise<void> {
+    if (this.#value !== undefined) return Promise.resolve();
+    return (this.#ready ??= new Promise<void>((r) => (this.#settle = r)));
+  }
+
+  /**
+   * Encode the images in the worker thread, then resolve (cheap by then) and call `onDone`. Without
+   * a worker, or for an image it could not encode, the encoding happens here.
+   */
+  prepare(onDone: () => void): void {
+    const n = this.images.length;
+    if (this.#value !== undefined || n === 0) {
+      this.resolve();
+      onDone();
+      return;
+    }
+    let left = n;
+    encodeInWorker(this.images, (i, r) => {
+      const img = this.images[i]!;
+      if (r) {
+        img.pre = r;
+        releaseImage(img);
+      }
+      if (--left === 0) {
+        this.resolve();
+        onDone();
+      }
+    });
   }
 
   get resolved(): boolean {
@@ -86,6 +123,7 @@ export class MediaValue {
       const build = this.#build!;
       this.#build = undefined;
       this.#value = build(this.files);
+      this.#settle?.();
     }
     return this.#value;
   }
@@ -95,8 +133,8 @@ export class MediaValue {
   }
 }
 
-function fileOf(bytes: Buffer, subdir: string, key: string, step: number, ext: string): MediaFile {
-  const sha256 = crypto().createHash('sha256').update(bytes).digest('hex');
+function fileOf(bytes: Buffer, subdir: string, key: string, step: number, ext: string, sha?: string): MediaFile {
+  const sha256 = sha ?? crypto().createHash('sha256').update(bytes).digest('hex');
   return { path: `${subdir}/${safeMediaKey(key)}_${step}_${sha256.slice(0, 20)}${ext}`, bytes, sha256, size: bytes.length };
 }
 
@@ -117,7 +155,7 @@ interface Slab {
 const freeSlabs: Slab[] = [];
 let slab: Slab | undefined;
 
-type ImageCopy = ImageData & { slab?: Slab };
+type ImageCopy = ImageData & { slab?: Slab; pre?: Encoded };
 
 function retire(s: Slab): void {
   if (s.live === 0 && s === slab) s.at = 0; // every copy in the current slab is encoded: start it over
@@ -159,8 +197,10 @@ function releaseImage(img: ImageCopy): void {
 const EMPTY = new Uint8Array(0);
 
 /** The `image-file` value of one image; its PNG is pushed to `files`. */
-function imageFile(files: MediaFile[], img: ImageData, key: string, step: number, caption: string | undefined): Record<string, unknown> {
-  const f = fileOf(encodePng(img), 'media/images', key, step, '.png');
+function imageFile(files: MediaFile[], img: ImageCopy, key: string, step: number, caption: string | undefined): Record<string, unknown> {
+  const pre = img.pre;
+  img.pre = undefined;
+  const f = pre ? fileOf(pre.png, 'media/images', key, step, '.png', pre.sha256) : fileOf(encodePng(img), 'media/images', key, step, '.png');
   releaseImage(img);
   files.push(f);
   const v: Record<string, unknown> = {};
@@ -187,7 +227,7 @@ export function imagesValue(key: string, step: number, images: ImageData[], sing
     // Captions only when the first image has one (media.py captions()).
     if (captions[0] !== undefined) v.captions = captions.map((c) => c ?? null);
     return v;
-  }, raw);
+  }, raw, images);
 }
 
 type Cell = number | string | boolean | null | ImageData;
@@ -245,5 +285,5 @@ export function tableValue(key: string, step: number, table: { columns: string[]
     const f = fileOf(Buffer.from(toValueJson({ columns: table.columns, data }), 'utf8'), 'media/table', key, step, '.table.json');
     files.push(f);
     return { _type: 'table-file', sha256: f.sha256, size: f.size, path: f.path, ncols: table.columns.length, nrows: table.data.length, log_mode: 'IMMUTABLE' };
-  }, table.raw + table.data.length * table.columns.length * 8);
+  }, table.raw + table.data.length * table.columns.length * 8, table.data.flatMap((row) => row.filter((c): c is ImageData => c !== null && typeof c === 'object')));
 }

@@ -208,6 +208,21 @@ describe('online media', () => {
     const url = ((await gql.json()) as { data: { createRunFiles: { files: { uploadUrl: string }[] } } }).data.createRunFiles.files[0]!.uploadUrl;
     expect((await fetch(url, { method: 'PUT', body: 'x' })).status).toBe(403); // no X-Upload-Secret
     expect(server.run(entity, 'proj', 'r1')!.files).toEqual({});
+    // with the header: stored; a history value whose sha256/size do not match is reported
+    const secret = ((await (await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { authorization: server.authorization, 'content-type': 'application/json' },
+      body: JSON.stringify({ operationName: 'CreateRunFiles', query: 'mutation CreateRunFiles { x }', variables: { entity, project: 'proj', run: 'r1', files: ['media/b.png'] } }),
+    })).json()) as { data: { createRunFiles: { uploadHeaders: string[]; files: { uploadUrl: string }[] } } }).data.createRunFiles;
+    const [hk, hv] = secret.uploadHeaders[0]!.split(': ');
+    expect((await fetch(secret.files[0]!.uploadUrl, { method: 'PUT', body: 'xyz', headers: { [hk!]: hv! } })).status).toBe(200);
+    const row = { _step: 0, _runtime: 0, _timestamp: 1, b: { _type: 'image-file', path: 'media/b.png', size: 4, sha256: sha(Buffer.from('xyz')) } };
+    await fetch(`${server.url}/files/${entity}/proj/r1/file_stream`, {
+      method: 'POST',
+      headers: { authorization: server.authorization, 'content-type': 'application/json' },
+      body: JSON.stringify({ files: { 'wandb-history.jsonl': { offset: 0, content: [JSON.stringify(row)] } } }),
+    });
+    expect(server.mediaProblems(entity, 'proj', 'r1')).toEqual(['history line 0 "b": media/b.png not reported in uploaded', 'history line 0 "b": size 4 but the file has 3 bytes']);
   });
 
   it('memory is bounded by the byte budget: files past it wait on disk and are uploaded from there', async () => {

@@ -709,7 +709,7 @@ export class WandbTestServer extends LoopbackTestServer {
 
     // ---- apply
     // A post with only `uploaded` after complete is accepted: run files reported later by a sync.
-    const onlyUploaded = Object.keys(b).every((k) => k === 'uploaded');
+    const onlyUploaded = 'uploaded' in b && Object.keys(b).every((k) => k === 'uploaded');
     if (r.complete && !onlyUploaded) this.problem(entity, project, name, 'write after complete');
     if (Object.keys(b).length === 0) r.heartbeats++;
     if (history) {
