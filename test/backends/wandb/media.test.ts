@@ -10,6 +10,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ValidationError, WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
 import { findOfflineRuns, parseValueJson, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
 import { UPLOAD_LIMITS } from '../../../runtime/backends/wandb/upload.js';
+import { ENCODE_POOL, encodeInWorker } from '../../../runtime/backends/wandb/encode-pool.js';
+import { encodePng } from '../../../runtime/io/image.js';
 import { decodePngRgba } from '../../../runtime/io/image.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
@@ -56,6 +58,35 @@ async function readOffline(root: string) {
     kinds: records.map((r) => r.kind),
   };
 }
+
+describe('encoding', () => {
+  it('the worker thread gives the same PNG bytes and sha256 as the shared encoder; without it the run encodes in-thread', async () => {
+    const imgs = [image(5, 3, 1), image(4, 4, 2), image(7, 2, 3), image(3, 3, 4)];
+    const got = await new Promise<({ png: Buffer; sha256: string } | undefined)[]>((resolve) => {
+      const out: ({ png: Buffer; sha256: string } | undefined)[] = [];
+      let left = imgs.length;
+      encodeInWorker(imgs, (i, r) => {
+        out[i] = r;
+        if (--left === 0) resolve(out);
+      });
+    });
+    imgs.forEach((img, i) => {
+      expect(got[i]!.png.equals(encodePng(img))).toBe(true);
+      expect(got[i]!.sha256).toBe(sha(encodePng(img)));
+    });
+    ENCODE_POOL.enabled = false;
+    try {
+      const t = new WandBTracker({ run_name: 'proj', mode: 'offline', dir });
+      await t.start();
+      t.logImages({ a: imgs[2]! });
+      await t.finish();
+      const { history } = await readOffline(dir);
+      expect((history[0]!.a as { sha256: string }).sha256).toBe(got[2]!.sha256);
+    } finally {
+      ENCODE_POOL.enabled = true;
+    }
+  });
+});
 
 describe('offline media', () => {
   it('logImages: image-file / images/separated values, PNGs under files/media/images, FilesRecord entries; one log per key', async () => {
