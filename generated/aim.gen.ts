@@ -23,6 +23,8 @@ const descriptor: TrackerDescriptor = {
     { name: "system_tracking_interval", env: [], default: null },
     { name: "log_system_params", env: [], default: false },
     { name: "retry_deadline_secs", env: [], default: 60 },
+    { name: "flush_interval_secs", env: [], default: 1 },
+    { name: "write_ahead", env: [], default: true },
   ],
 };
 

@@ -46,7 +46,19 @@ export interface AimOptions {
    * Default: `60`.
    */
   retry_deadline_secs?: number;
+  /**
+   * How often the write messages the server has not yet acknowledged are written ahead to the spool (write_ahead), so a killed process loses at most about this interval (plus the 0.2 s in which logged values are batched into messages, which is also the longest a logged value waits before it is sent).
+   *
+   * Default: `1`.
+   */
+  flush_interval_secs?: number;
+  /**
+   * Every flush_interval_secs, write the write messages the server has not yet acknowledged to the durable spool in the background (acknowledged ones are marked done, and the spool is removed at finish() when everything arrived), so a SIGKILL loses at most the last interval and `trackspec sync` replays the rest in order (re-applying a message Aim already applied leaves the same tree). A SIGKILLed run stays active in Aim (no end time), as with Aim's own SDK.
+   *
+   * Default: `true`.
+   */
+  write_ahead?: boolean;
 }
 
 /** AimOptions after env resolution: options with a default are always present. */
-export type ResolvedAimOptions = AimOptions & Required<Pick<AimOptions, 'run_name' | 'experiment' | 'run_hash' | 'system_tracking_interval' | 'log_system_params' | 'retry_deadline_secs'>>;
+export type ResolvedAimOptions = AimOptions & Required<Pick<AimOptions, 'run_name' | 'experiment' | 'run_hash' | 'system_tracking_interval' | 'log_system_params' | 'retry_deadline_secs' | 'flush_interval_secs' | 'write_ahead'>>;

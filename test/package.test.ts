@@ -25,13 +25,14 @@ describe('installing the tarball', () => {
     expect(pkg.bytes).toBeLessThanOrEqual(16 * 1024 * 1024);
   });
 
-  it("import('trackspec') and 'trackspec/runtime' work in real ESM, share classes, and load no generator or backend library", () => {
+  it("import('trackspec') and 'trackspec/runtime' work in real ESM, share classes, and load no generator or backend library nor heavy builtin (crypto, child_process, sqlite, ...)", () => {
     const dir = consumerDir(pkg, 'probe');
     const probe = join(pkg.project, 'probe.mjs');
     writeFileSync(
       probe,
       `import { createRequire } from 'node:module';
 const sdk = await import('trackspec');
+const builtins = process.moduleLoadList.filter((m) => /^NativeModule (crypto|child_process|zlib|sqlite|worker_threads|http|https|net|tls)$/.test(m));
 const runtime = await import('trackspec/runtime');
 const validators = await import('trackspec/validators');
 const cache = Object.keys(createRequire(import.meta.url).cache).join('\\n');
@@ -46,11 +47,12 @@ console.log(JSON.stringify({
   validators: [validators.validateMLflowOptions({ tags: { a: 'b' } }), validators.validateMLflowOptions({ tagz: 1 }), validators.validateTensorBoardOptions({ run_name: '', logging_dir: 'x' })],
   written: (await sdk.readEvents((await import('node:fs')).readdirSync(${JSON.stringify(join(dir, 'r'))}).map((f) => ${JSON.stringify(join(dir, 'r'))} + '/' + f)[0])).events.length,
   heavy,
+  builtins,
 }));`,
     );
     const r = spawnSync(process.execPath, [probe], { cwd: pkg.project, encoding: 'utf8' });
     expect(r.stderr).toBe('');
-    expect(JSON.parse(r.stdout)).toEqual({ names: [], shared: true, validators: [true, false, false], written: 2, heavy: [] });
+    expect(JSON.parse(r.stdout)).toEqual({ names: [], shared: true, validators: [true, false, false], written: 2, heavy: [], builtins: [] });
   }, 60_000);
 
   it('the trackspec bin runs: --version, validate with located errors and exit codes', () => {

@@ -1,13 +1,18 @@
 /**
  * W&B benchmark: history rows/s online (against the local W&B test server, same process) and
  * offline (to a .wandb file), file_stream requests per 1000 rows, and log() median cost for 10 values.
+ * Media: logImages() average cost for a 64×64 RGB image (encoding runs in the background), and
+ * images/s online (CreateRunFiles + PUT + uploaded) and offline (files/ + FilesRecord) against PNG
+ * encoding + sha256 alone, measured in the same run.
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { WandBTracker, setWarningHandler } from '../../generated/index.gen.js';
 import { WandbTestServer } from '../backends/wandb/server.js';
+import { encodePng } from '../../runtime/io/image.js';
 import type { BenchRow } from './tensorboard.bench.js';
 
 function values(i: number): Record<string, number> {
@@ -79,12 +84,76 @@ export default async function bench(): Promise<BenchRow[]> {
     onSamples.sort((a, b) => a - b);
     rows.push({ name: 'wandb log() median (10 values, committed row), online with write_ahead on', value: +onSamples[1000]!.toFixed(1), unit: 'ns/call', goal: '<= 1000' });
     rows.push({ name: 'wandb log() median (10 values, committed row)', value: +samples[1000]!.toFixed(1), unit: 'ns/call', goal: '<= 1000' });
+    rows.push(...(await mediaBench(server, dir)));
     return rows;
   } finally {
     await server.close();
     setWarningHandler(restore);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function image64(seed: number) {
+  const data = new Uint8Array(64 * 64 * 3);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + seed * 31) & 0xff;
+  return { data, width: 64, height: 64, channels: 3 };
+}
+
+async function mediaBench(server: WandbTestServer, dir: string): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const N = 1000;
+  const imgs = Array.from({ length: 50 }, (_, i) => image64(i));
+  // Encoding alone (what every image costs somewhere): PNG + sha256.
+  let t0 = performance.now();
+  for (let i = 0; i < N; i++) createHash('sha256').update(encodePng(imgs[i % imgs.length]!)).digest('hex');
+  const encodeRate = N / ((performance.now() - t0) / 1000);
+  rows.push({ name: 'wandb media: PNG encode + sha256 alone, 64×64 RGB', value: Math.round(encodeRate), unit: 'images/s' });
+
+  const through = async (mode: 'online' | 'offline') => {
+    const t = new WandBTracker({ run_name: 'media', mode, dir, ...(mode === 'online' ? { api_key: server.apiKey, base_url: server.url } : {}) });
+    await t.start();
+    const calls: number[] = [];
+    const s0 = performance.now();
+    for (let b = 0; b < N / 100; b++) {
+      for (let i = 0; i < 100; i++) {
+        const c0 = process.hrtime.bigint();
+        t.logImages({ img: imgs[(b * 100 + i) % imgs.length]! }, b * 100 + i);
+        calls.push(Number(process.hrtime.bigint() - c0));
+      }
+      await new Promise((r) => setImmediate(r)); // let the background work, as a training loop yields
+    }
+    await t.finish();
+    const rate = N / ((performance.now() - s0) / 1000);
+    if (mode === 'online') {
+      const run = server.run(t.tracker.entity, 'media', t.tracker.runId)!;
+      if (Object.keys(run.files).length !== N || server.mediaProblems(t.tracker.entity, 'media', t.tracker.runId).length > 0) throw new Error('online media upload incomplete');
+    }
+    return { rate, perCall: calls.reduce((a, b) => a + b, 0) / N, median: calls.sort((a, b) => a - b)[N >> 1]! };
+  };
+  // Baseline in the same loop shape: copying the image alone (what any non-retaining logImages must do).
+  const copyCalls: number[] = [];
+  let sink = 0;
+  for (let b = 0; b < N / 100; b++) {
+    for (let i = 0; i < 100; i++) {
+      const c0 = process.hrtime.bigint();
+      sink += imgs[i % imgs.length]!.data.slice()[i]!;
+      copyCalls.push(Number(process.hrtime.bigint() - c0));
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  if (sink < 0) throw new Error('unreachable');
+  await through('offline'); // warm-up (JIT, slab), not counted
+  const off = await through('offline');
+  const on = await through('online');
+  rows.push({ name: 'wandb logImages() average, one 64×64 RGB image, offline (returns before encoding)', value: Math.round(off.perCall), unit: 'ns/call', goal: '<= 5000' });
+  rows.push({ name: 'wandb logImages() average, one 64×64 RGB image, online', value: Math.round(on.perCall), unit: 'ns/call', goal: '<= 5000' });
+  rows.push({ name: 'wandb logImages() median, offline / online', value: Math.round(off.median), unit: `ns/call / ${Math.round(on.median)} ns/call` });
+  rows.push({ name: 'baseline: copying one 64×64 RGB image (Uint8Array.slice), average in the same loop', value: Math.round(copyCalls.reduce((a, b) => a + b, 0) / N), unit: 'ns/call' });
+  rows.push({ name: 'wandb offline images/s (logImages → files/ + FilesRecord, after finish)', value: Math.round(off.rate), unit: 'images/s' });
+  rows.push({ name: 'wandb online images/s (CreateRunFiles + PUT + uploaded, after finish)', value: Math.round(on.rate), unit: 'images/s' });
+  rows.push({ name: 'wandb offline images/s ÷ encoding alone (same run)', value: +(off.rate / encodeRate).toFixed(2), unit: 'x' });
+  rows.push({ name: 'wandb online images/s ÷ encoding alone (same run)', value: +(on.rate / encodeRate).toFixed(2), unit: 'x' });
+  return rows;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -86,7 +86,7 @@ describe('model: options and defaults', () => {
   it.each([
     ['tensorboard', { flush_secs: 120, max_queue: 10, filename_suffix: '', purge_step: null }, ['run_name', 'logging_dir']],
     ['mlflow', { experiment_name: null, logging_dir: null, run_id: null, tags: null, nested_run: false, run_name: null, description: null, tracking_uri: null, retry_deadline_secs: 60, flush_interval_secs: 1, write_ahead: true, spool_dir: null }, []],
-    ['aim', { run_name: null, experiment: null, run_hash: null, system_tracking_interval: null, log_system_params: false, retry_deadline_secs: 60 }, ['logging_dir']],
+    ['aim', { run_name: null, experiment: null, run_hash: null, system_tracking_interval: null, log_system_params: false, retry_deadline_secs: 60, flush_interval_secs: 1, write_ahead: true }, ['logging_dir']],
   ] as const)('%s defaults and required options', (name, defaults, required) => {
     const b = byName[name]!;
     expect(Object.fromEntries(b.options.filter((o) => o.hasDefault).map((o) => [o.name, o.default]))).toEqual(defaults);

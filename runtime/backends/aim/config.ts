@@ -10,6 +10,8 @@ export interface AimDriverOptions {
   system_tracking_interval: number | null;
   log_system_params: boolean;
   retry_deadline_secs: number;
+  flush_interval_secs: number;
+  write_ahead: boolean;
 }
 
 /** `tracker.tracker` for AimTracker. */
@@ -24,7 +26,7 @@ export interface AimRunHandle {
   readonly serverVersion: string;
   /** True while writes go to the server (false once they go to the spool). */
   readonly online: boolean;
-  /** Spool file, once the server was unreachable. */
+  /** Spool file holding writes kept for `trackspec sync` (the server was unreachable, or the in-memory cap was reached); undefined while the write-ahead only holds writes the server is still to acknowledge. */
   readonly spoolPath: string | undefined;
 }
 
@@ -45,6 +47,10 @@ export interface AimRunHandle {
  * ackTimeoutMs: the hard cap on waiting for a write's answer while the socket stays open (a host
  * that vanished without closing TCP); a busy server is waited for, see client.ts. slowAckMs: a
  * write unanswered this long is warned about (once).
+ *
+ * maxUnsentBytes: encoded write messages held in memory, not yet acknowledged (a slow or
+ * unreachable server). Past it, they and the rest of the run go to the spool (never dropped; the
+ * server must apply them in order, so nothing later is sent before them).
  */
 export const aimTuning = {
   heartbeatMs: 10_000,
@@ -55,6 +61,7 @@ export const aimTuning = {
   ackTimeoutMs: 300_000,
   slowAckMs: 30_000,
   baseDelayMs: 200,
+  maxUnsentBytes: 256 << 20,
 };
 
 const DEFAULT_PORT = 53800;

@@ -25,7 +25,11 @@
  *   time (a restarted server lost them). The server applies a re-sent message again; that leaves
  *   the same data as long as re-sends go in order (run.ts), which they do: the unacknowledged
  *   message is re-sent before anything after it. Past the deadline the message and everything
- *   after it go to a durable spool; `trackspec sync` replays it in order. A process exiting
+ *   after it go to a durable spool; `trackspec sync` replays it in order. Encoding does not wait
+ *   for delivery: with write_ahead, messages not yet acknowledged are written to the spool every
+ *   flush_interval_secs (a SIGKILL loses at most that), acknowledged ones are marked done; past
+ *   aimTuning.maxUnsentBytes waiting in memory the rest of the run goes to the spool. Message
+ *   boundaries never split one run.track() call (run.ts). A process exiting
  *   without finish() sends what was not acknowledged plus the end time synchronously (a child
  *   process, exit-post.ts) and closes the run; failing that, spools them.
  * - finish(): end_time, run heartbeat stop, lock release (both re-tried after re-creating the

@@ -84,6 +84,11 @@ function stringValue(s: string): Uint8Array {
  * With `maxBytes`, a message never grows past it: an instruction that would push the current
  * message over is moved (re-encoded) to a new message, so only an instruction larger than
  * `maxBytes` by itself makes a larger message, and it goes alone. Instructions keep their order.
+ * `group()` starts a group (one `run.track()` call, one `run[key] = …`): when an instruction
+ * would push the message over, the whole group moves with it, so a message boundary never falls
+ * inside one (unless the group alone is larger than `maxBytes`). Aim's SDK sends each such call
+ * as one message; a run cut off at a message boundary (a SIGKILL before the last messages reached
+ * the spool) then holds whole values only (never a trace's `last` without its value).
  */
 export class MessageWriter {
   #buf = Buffer.allocUnsafe(1 << 16);
@@ -93,6 +98,10 @@ export class MessageWriter {
   #keyLen = 0;
   readonly #maxBytes: number;
   readonly #sealed: Uint8Array[] = [];
+  /** The current group's instructions (re-added to a new message when it moves) and where it starts. */
+  #group: [string, string, readonly unknown[]][] | undefined;
+  #groupLen = 0;
+  #groupCount = 0;
 
   constructor(maxBytes = Infinity) {
     this.#maxBytes = maxBytes;
@@ -109,10 +118,35 @@ export class MessageWriter {
     return this.#len;
   }
 
+  /** Start a group: the instructions added until the next group() stay in one message when they fit. */
+  group(): void {
+    if (this.#maxBytes === Infinity) return;
+    if (this.#group) this.#group.length = 0;
+    else this.#group = [];
+    this.#groupLen = this.#len;
+    this.#groupCount = this.#count;
+  }
+
   add(handler: string, method: string, args: readonly unknown[]): void {
     const len = this.#len;
     const count = this.#count;
     this.#add(handler, method, args);
+    const g = this.#group;
+    if (this.#len > this.#maxBytes && g !== undefined && g.length > 0 && this.#groupCount > 0) {
+      // over the cap inside a group: end the message before the group, which moves to the next one
+      this.#len = this.#groupLen;
+      this.#count = this.#groupCount;
+      this.#sealed.push(new Uint8Array(this.#buf.subarray(0, this.#groupLen)));
+      this.#len = 0;
+      this.#count = 0;
+      this.#entry(MARK_ARRAY, false);
+      this.#groupLen = this.#len;
+      this.#groupCount = 0;
+      for (const [h, m, a] of g) this.#add(h, m, a);
+      this.add(handler, method, args); // may cut again if the group alone is over the cap
+      return;
+    }
+    g?.push([handler, method, args]);
     if (this.#len > this.#maxBytes && count > 0) {
       // over the cap: end the message before this instruction, which starts the next one
       this.#len = len;
@@ -121,6 +155,9 @@ export class MessageWriter {
       this.#len = 0;
       this.#count = 0;
       this.#entry(MARK_ARRAY, false);
+      // the rest of the group (too large for one message) starts here and is not moved again
+      this.#groupLen = this.#len;
+      this.#groupCount = 0;
       this.#add(handler, method, args);
     }
   }
@@ -362,17 +399,20 @@ export class AimRunState {
 
   /** `meta_run_tree['end_time'] = value` (None while running, the close time at close). */
   setEndTime(w: MessageWriter, seconds: number | null): void {
+    w.group();
     w.add(this.h.meta, '__setitem__', [[...this.#metaRun, 'end_time'], seconds === null ? null : new AimFloat(seconds)]);
   }
 
   /** `run[key] = value`. */
   setAttr(w: MessageWriter, key: string, value: unknown): void {
+    w.group();
     w.add(this.h.meta, '__setitem__', [[...this.#metaRun, 'attrs', key], value]);
     w.add(this.h.meta, '__setitem__', [['meta', 'attrs', key], value]);
   }
 
   /** `run.name = …`, `run.experiment = …` (StructuredRun setters). */
   setProp(w: MessageWriter, prop: 'name' | 'experiment' | 'description', value: string | null): void {
+    w.group();
     w.add(this.h.props, `${prop}.setter`, [value]);
   }
 
@@ -402,6 +442,7 @@ export class AimRunState {
    * when the value's type does not match the sequence's (Aim raises ValueError there).
    */
   track(w: MessageWriter, name: string, t: Trackable, step: number | undefined, epoch: number | null, ctx: AimContext, seconds: number): string | undefined {
+    w.group();
     const key = seqKey(ctx.idx, name);
     let seq = this.sequences.get(key);
     const dtype = t.kind === 'metric' ? 'float' : t.kind === 'text' ? 'aim.text' : t.list ? 'list(aim.image)' : 'aim.image';

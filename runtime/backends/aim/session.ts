@@ -15,7 +15,8 @@ import { registerExitHook } from '../../io/exit-hooks.js';
 import { sendWsSync } from '../../io/exit-post.js';
 import { HttpTransportError } from '../../io/http.js';
 import { RetryDeadlineError, withRetry } from '../../io/retry.js';
-import { defaultSpoolDir, Spool } from '../../io/spool.js';
+import { defaultSpoolDir } from '../../io/spool.js';
+import { WriteAhead } from '../../io/write-ahead.js';
 import { AimClient, AimServerError } from './client.js';
 import { AimRunState, MessageWriter, checkInName, makeContext, type AimContext, type AimImage, type RunHandlers, type Trackable } from './run.js';
 
@@ -39,6 +40,10 @@ type Queued =
 /** Spool record: one write message (base64). */
 interface SpoolRecord {
   m: string;
+}
+
+function spoolRecords(message: Uint8Array): SpoolRecord[] {
+  return [{ m: Buffer.from(message.buffer, message.byteOffset, message.byteLength).toString('base64') }];
 }
 
 export interface AimSpoolMeta {
@@ -132,11 +137,24 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
   readonly #uri: string;
   #client: AimClient | undefined;
   #extra: { lock?: string; heartbeat?: string };
-  #spool: Promise<Spool> | undefined;
-  #spoolPath: string | undefined;
-  #spooled = 0;
-  /** Messages of the batch being delivered, head first (spooled at exit if never acknowledged). */
-  readonly #unsent: Uint8Array[] = [];
+  /**
+   * The spool: with write_ahead, every encoded message is pushed here and written ahead every
+   * flush interval unless acknowledged first; messages given up on (unreachable, over the memory
+   * cap) are kept in it for `trackspec sync`. File order is encoding order, which is the order the
+   * server must apply them in.
+   */
+  readonly #wal: WriteAhead<Uint8Array>;
+  readonly #walOn: boolean;
+  /** Encoded messages not yet acknowledged, in order; the head may be in flight. */
+  #outbox: Uint8Array[] = [];
+  #outboxBytes = 0;
+  #pumping: Promise<void> | undefined;
+  /** A batch being encoded (taken at exit if the process ends meanwhile). */
+  #encoding: Queued[] | undefined;
+  /** The first server-side error of a write (reported once by flush()/finish()). */
+  #writeError: { error: unknown } | undefined;
+  /** Why the rest of the run goes to the spool, once it does. */
+  #offline: 'unreachable' | 'overflow' | undefined;
   #finished = false;
   #unregisterExit: () => void;
 
@@ -149,6 +167,16 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     this.#ctx = ctx;
     this.#spoolDir = defaultSpoolDir();
     this.#deadlineMs = options.retry_deadline_secs * 1000;
+    if (!client) this.#offline = 'unreachable';
+    const intervalMs = options.flush_interval_secs * 1000;
+    this.#walOn = options.write_ahead;
+    this.#wal = new WriteAhead<Uint8Array>({
+      dir: this.#spoolDir,
+      header: () => this.#spoolHeader(),
+      intervalMs,
+      records: spoolRecords,
+      onError: (e) => ctx.warnOnce('spool:error', `aim: could not write ahead to the spool in ${this.#spoolDir}: ${(e as Error).message}`),
+    });
     const self = this;
     this.handle = {
       hash: state.hash,
@@ -159,32 +187,28 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
         return self.#client?.serverVersion ?? '';
       },
       get online() {
-        return self.#client !== undefined;
+        return self.#client !== undefined && self.#offline === undefined;
       },
       get spoolPath() {
-        return self.#spoolPath;
+        return self.#wal.kept > 0 ? self.#wal.path : undefined;
       },
     };
     this.#batcher = new Batcher<Queued>({
       maxBatch: aimTuning.valuesPerMessage,
       weight: (q) => (q.t === 'log' ? q.n : 1),
-      maxDelayMs: aimTuning.maxDelayMs,
+      maxDelayMs: Math.min(aimTuning.maxDelayMs, intervalMs),
       maxPending: 2_000_000,
       send: async (items) => {
-        // encode on a later turn of the event loop, never inside the log() call that filled the batch
+        // Encode on a later turn of the event loop, never inside the log() call that filled the
+        // batch. Delivery is not awaited: encoding keeps up even while the server is away, so the
+        // write-ahead sees every message.
+        this.#encoding = items;
         await new Promise<void>((r) => setImmediate(r));
-        this.#unsent.push(...this.#expand(items));
-        try {
-          while (this.#unsent.length > 0) {
-            await this.deliver(this.#unsent[0]!);
-            this.#unsent.shift();
-          }
-        } catch (e) {
-          this.#unsent.shift(); // the server refused this one (reported by flush/finish); the rest follow the next batch
-          throw e;
-        }
+        if (this.#encoding !== items) return; // taken by the exit path
+        this.#encoding = undefined;
+        this.#enqueue(this.#expand(items));
       },
-      onFailed: async () => undefined, // a server-side exception: reported by flush()/finish()
+      onFailed: async () => undefined,
     });
     this.#unregisterExit = registerExitHook(() => this.#atExit());
   }
@@ -215,38 +239,126 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     return w.finish();
   }
 
-  /** Send one message: retried with reconnects until the deadline, then spooled (with all that follows). */
-  async deliver(message: Uint8Array): Promise<void> {
-    const client = this.#client;
-    if (!client) return this.#toSpool([message]);
-    try {
-      await withRetry(
-        async (attempt) => {
-          if (attempt > 1) await client.reconnect();
-          await client.write(message);
-        },
-        { policy: { deadlineMs: this.#deadlineMs, baseDelayMs: aimTuning.baseDelayMs }, backend: BACKEND },
-      );
-    } catch (e) {
-      if (!isUnreachable(e)) throw e;
-      this.#client = undefined;
-      this.#ctx.warn(`aim: the server at ${this.#uri} is unreachable (${(e as Error).message}); run ${this.#state.hash} continues in the spool (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
-      void client.close({ disconnect: false }).catch(() => undefined);
-      await this.#toSpool([message]);
+  /** Queue encoded messages for delivery, in order (write-ahead: pushed to the spool's queue too). */
+  #enqueue(messages: Uint8Array[]): void {
+    if (messages.length === 0) return;
+    if (this.#walOn) for (const m of messages) this.#wal.push(m);
+    if (this.#offline) {
+      this.#wal.keep(messages);
+      return;
     }
+    for (const m of messages) {
+      this.#outbox.push(m);
+      this.#outboxBytes += m.byteLength;
+    }
+    if (this.#outboxBytes > aimTuning.maxUnsentBytes) {
+      this.#goOffline('overflow');
+      return;
+    }
+    this.#pumping ??= this.#pump().finally(() => {
+      this.#pumping = undefined;
+    });
+  }
+
+  /** The rest of the run goes to the spool: every message not yet acknowledged, in order, then all later ones. */
+  #goOffline(why: 'unreachable' | 'overflow'): void {
+    this.#offline ??= why;
+    const rest = this.#outbox;
+    this.#outbox = [];
+    this.#outboxBytes = 0;
+    const where = `upload later with \`trackspec sync ${this.#spoolDir}\``;
+    if (why === 'overflow') {
+      this.#ctx.warn(`aim: values are logged faster than the server at ${this.#uri} applies them (${aimTuning.maxUnsentBytes} bytes of write messages waiting); the rest of run ${this.#state.hash} goes to the spool (${where})`);
+    }
+    this.#wal.keep(rest);
+  }
+
+  /**
+   * Deliver the outbox head first, one message in flight (the server applies them in order).
+   * Acknowledgements are marked in the spool 64 at a time (and when the outbox empties): one ack
+   * frame per write message costs more than the write-ahead itself; a SIGKILL before the mark
+   * only makes `trackspec sync` apply those messages again, in order, which changes nothing.
+   */
+  async #pump(): Promise<void> {
+    const done = this.#delivered;
+    const mark = (): void => this.#markDelivered();
+    while (this.#outbox.length > 0 && this.#client) {
+      const m = this.#outbox[0]!;
+      try {
+        await this.#send(this.#client, m);
+        done.push(m);
+        if (done.length >= 64) mark();
+      } catch (e) {
+        mark();
+        if (isUnreachable(e)) {
+          const client = this.#client;
+          this.#client = undefined;
+          this.#ctx.warn(`aim: the server at ${this.#uri} is unreachable (${(e as Error).message}); run ${this.#state.hash} continues in the spool (upload later with \`trackspec sync ${this.#spoolDir}\`)`);
+          void client?.close({ disconnect: false }).catch(() => undefined);
+          this.#goOffline('unreachable');
+          return;
+        }
+        // The server refused this one (reported by flush()/finish()); not replayable, the rest follow.
+        this.#writeError ??= { error: e };
+        if (this.#walOn) this.#wal.acked([m]);
+      }
+      if (this.#outbox[0] === m) {
+        this.#outbox.shift();
+        this.#outboxBytes -= m.byteLength;
+      }
+    }
+    mark();
+  }
+
+  /** One message, retried with reconnects until the deadline. */
+  async #send(client: AimClient, message: Uint8Array): Promise<void> {
+    await withRetry(
+      async (attempt) => {
+        if (attempt > 1) await client.reconnect();
+        await client.write(message);
+      },
+      { policy: { deadlineMs: this.#deadlineMs, baseDelayMs: aimTuning.baseDelayMs }, backend: BACKEND },
+    );
+  }
+
+  /** Delivered messages whose acknowledgement is not yet marked in the spool. */
+  readonly #delivered: Uint8Array[] = [];
+
+  #markDelivered(): void {
+    if (this.#delivered.length === 0) return;
+    const done = this.#delivered.splice(0);
+    if (this.#walOn) this.#wal.acked(done);
+  }
+
+  /** Wait until everything encoded so far was delivered or kept; throws the first server-side error. */
+  async #drain(): Promise<void> {
+    while (this.#pumping) await this.#pumping;
+    const failed = this.#writeError;
+    if (failed) {
+      this.#writeError = undefined;
+      throw failed.error;
+    }
+  }
+
+  /** The run's first messages (start): sent before start() returns, or kept in the spool. */
+  async startWrites(messages: Uint8Array[]): Promise<void> {
+    this.#enqueue(messages);
+    await this.#drain();
   }
 
   #spoolHeader() {
     return { backend: BACKEND, target: this.#uri, created: Date.now(), meta: { ...this.#meta } as unknown as Record<string, unknown> };
   }
 
-  async #toSpool(messages: Uint8Array[]): Promise<void> {
-    this.#spool ??= Spool.create(this.#spoolDir, this.#spoolHeader()).then((s) => {
-      this.#spoolPath = s.path;
-      return s;
-    });
-    await (await this.#spool).append(messages.map((m): SpoolRecord => ({ m: Buffer.from(m).toString('base64') })));
-    this.#spooled += messages.length;
+  /** What flush()/finish() say when writes are kept in the spool. */
+  #keptMessage(finished: boolean): string {
+    const why =
+      this.#offline === 'overflow'
+        ? `values were logged faster than the server at ${this.#uri} applies them`
+        : finished
+          ? `finished with the server at ${this.#uri} unreachable`
+          : `the server at ${this.#uri} is unreachable`;
+    return `${why}; ${this.#wal.kept} write message(s) of run ${this.#state.hash} are safe in ${this.#wal.path} — upload them with \`trackspec sync ${this.#spoolDir}\``;
   }
 
   /** What closes the run after its last write (as `run.close()`): heartbeat stop, lock release, then every resource released. */
@@ -261,24 +373,30 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
   /**
    * Process exit without finish(): send what was not acknowledged plus the run's end time
    * synchronously (a child process), then close the run as finish() would; if the server does not
-   * take them, keep them in the spool for `trackspec sync`.
+   * take them (or the run already went to the spool), keep them in the spool for `trackspec sync`.
    */
   #atExit(): void {
-    if (this.#finished && this.#batcher.pending === 0 && this.#unsent.length === 0) return;
-    const items = this.#batcher.takePending();
+    if (this.#finished && this.#batcher.pending === 0 && this.#encoding === undefined && this.#outbox.length === 0) return;
+    const items = [...(this.#encoding ?? []), ...this.#batcher.takePending()];
+    this.#encoding = undefined;
     if (!this.#finished) items.push({ t: 'end', ts: Date.now() });
     this.#finished = true; // once: the hook may run for beforeExit and again for exit
-    // the batch being delivered (its head may be in flight: re-sending it is harmless), then the queue
-    const messages = [...this.#unsent.splice(0), ...this.#expand(items)];
-    if (messages.length === 0) return;
-    const client = this.#client;
-    if (client) {
+    // the messages not acknowledged (the head may be in flight: re-sending it is harmless), then the queue
+    this.#markDelivered(); // before anything is re-sent or saved: the spool must not replay them after later ones
+    const fresh = this.#expand(items);
+    const messages = [...this.#outbox.splice(0), ...fresh];
+    this.#outboxBytes = 0;
+    const client = this.#offline ? undefined : this.#client;
+    if (client && messages.length > 0) {
       const { reads, release } = this.#closing();
-      if (sendWsSync(client.wsUrl, messages, { after: client.closingCalls(reads, release) })) return;
+      if (sendWsSync(client.wsUrl, messages, { after: client.closingCalls(reads, release) })) {
+        this.#wal.settleAtExit(messages, true);
+        return;
+      }
     }
     try {
-      const file = Spool.appendSyncTo(this.#spoolPath, this.#spoolDir, this.#spoolHeader(), messages.map((x): SpoolRecord => ({ m: Buffer.from(x).toString('base64') })));
-      process.stderr.write(`trackspec: Aim run ${this.#state.hash}: ${messages.length} write message(s) not yet acknowledged by ${this.#uri} were saved to ${file}; upload with \`trackspec sync ${this.#spoolDir}\`\n`);
+      const file = this.#wal.settleAtExit(messages, false);
+      if (file) process.stderr.write(`trackspec: Aim run ${this.#state.hash}: ${this.#wal.unacked} write message(s) not yet acknowledged by ${this.#uri} were saved to ${file}; upload with \`trackspec sync ${this.#spoolDir}\`\n`);
     } catch (e) {
       process.stderr.write(`trackspec: could not save the last Aim writes at exit: ${(e as Error).message}\n`);
     }
@@ -357,9 +475,8 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
 
   async flush(): Promise<void> {
     await this.#batcher.flush();
-    if (this.#spooled > 0) {
-      throw new BackendError(BACKEND, `the server at ${this.#uri} is unreachable; ${this.#spooled} write message(s) of run ${this.#state.hash} are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``);
-    }
+    await this.#drain();
+    if (this.#wal.kept > 0) throw new BackendError(BACKEND, this.#keptMessage(false));
   }
 
   async finish(): Promise<void> {
@@ -369,15 +486,22 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
     let failure: unknown;
     try {
       await this.#batcher.close();
+      await this.#drain();
     } catch (e) {
       failure = e;
     }
     this.#unregisterExit();
-    if (this.#spool) await (await this.#spool).close();
+    try {
+      await this.#wal.close();
+    } catch (e) {
+      failure ??= e;
+    }
     const client = this.#client;
     if (client) {
       try {
         const { reads, release } = this.#closing();
+        // (Over the memory cap, the rest of the run and its end time are in the spool for `trackspec
+        // sync`; the run is closed here all the same.)
         for (const r of reads) await client.read(r.handler, r.method, r.args);
         for (const h of release) await client.release(h);
         await client.close();
@@ -387,9 +511,7 @@ class AimRunDriver implements TrackerDriver<AimRunHandle> {
       }
     }
     if (failure) throw failure;
-    if (this.#spooled > 0) {
-      throw new BackendError(BACKEND, `finished with the server at ${this.#uri} unreachable: ${this.#spooled} write message(s) of run ${this.#state.hash} are safe in ${this.#spoolPath} — upload them with \`trackspec sync ${this.#spoolDir}\``);
-    }
+    if (this.#wal.kept > 0) throw new BackendError(BACKEND, this.#keptMessage(true));
   }
 }
 
@@ -454,7 +576,7 @@ async function startOnline(client: AimClient, options: AimDriverOptions, ctx: Dr
   const d = new AimRunDriver(uri, client, state, meta, { lock, heartbeat }, options, ctx);
   // A restarted server lost the lock with the resources: take it again after re-creating it.
   client.setReinit(lock, takeLock);
-  for (const m of firstMessages(state, options, !hasAttrs, lastIdx)) await d.deliver(m);
+  await d.startWrites(firstMessages(state, options, !hasAttrs, lastIdx));
   return d;
 }
 
@@ -495,7 +617,7 @@ export async function startAim(options: AimDriverOptions, ctx: DriverContext): P
       const meta: AimSpoolMeta = { hash, handlers, name: options.run_name, experiment: options.experiment };
       const d = new AimRunDriver(uri, undefined, state, meta, {}, options, ctx);
       ctx.warn(`aim: the server at ${uri} is unreachable (${(e as Error).message}); run ${hash} is written to the spool (upload later with \`trackspec sync ${defaultSpoolDir()}\`)`);
-      for (const m of firstMessages(state, options, true)) await d.deliver(m);
+      await d.startWrites(firstMessages(state, options, true));
       return d;
     }
     try {

@@ -39,7 +39,7 @@ export async function syncAimSpools(dir: string, options: { out?: (line: string)
             );
           }
         },
-        { chunk: 1, onProgress: (done, total) => (done === total || done % 100 === 0 ? out(`  ${done}/${total} messages`) : undefined) },
+        { chunk: 50, onProgress: (done, total) => (done === total || done % 1000 === 0 ? out(`  ${done}/${total} messages`) : undefined) },
       );
       for (const h of runHandlerList(meta.handlers)) await client.release(h);
       summary.sent += r.sent;

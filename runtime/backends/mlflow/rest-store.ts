@@ -1,10 +1,12 @@
 /** MLflow tracking server over REST (/api/2.0/mlflow/...), every call retried per the shared policy. */
 import { BackendError } from '../../core/errors.js';
-import { randomBytes } from 'node:crypto';
 import { HttpClient, HttpStatusError, HttpTransportError, httpError } from '../../io/http.js';
 import { classifyError, withRetry, type RetryDecision, type RetryPolicy } from '../../io/retry.js';
 import { metricPointKey, wireMetricValue } from './keys.js';
 import { PARAM_IMMUTABLE, type ExperimentInfo, type MlflowKV, type MlflowMetric, type MlflowStore, type RunData, type RunInfo, type RunStatus } from './store.js';
+import { lazy } from '../../io/lazy.js';
+
+const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 
 const API = '/api/2.0/mlflow';
 /** Tag carrying a client-generated key, so a retried runs/create never makes a second run. */
@@ -155,7 +157,7 @@ export class RestStore implements MlflowStore {
    * failure first looks the run up by that key instead of creating a second one.
    */
   async createRun(request: { experimentId: string; startTime: number; runName: string | null; tags: MlflowKV[] }): Promise<RunInfo> {
-    const clientKey = randomBytes(12).toString('hex');
+    const clientKey = crypto().randomBytes(12).toString('hex');
     let maybeCreated = false;
     let found: RunInfo | undefined;
     const r = await this.#call<{ run: { info: WireRunInfo } }>(

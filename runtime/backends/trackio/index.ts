@@ -26,14 +26,16 @@
  *   while we write; writers are serialised by SQLite's own locks with a busy timeout. Node has no
  *   flock(), so trackio's advisory `<project>.lock` is not taken.
  */
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
 import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
 import { registerExitHook } from '../../io/exit-hooks.js';
+import { lazy } from '../../io/lazy.js';
 import { openSqlite, sqliteAvailable, sqliteMissing, type SqliteDatabase } from './sqlite.js';
 import { canonicalProjectName, checkProjectName, configure, defaultTrackioDir, initSchema, isoUtc, readableName } from './store.js';
+
+const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 
 export { canonicalProjectName, defaultTrackioDir, readableName } from './store.js';
 export { sqliteAvailable } from './sqlite.js';
@@ -256,7 +258,7 @@ export class TrackioRun {
       try {
         if (rows.length > 0) {
           const ins = db.prepare('INSERT OR IGNORE INTO metrics (timestamp, run_id, run_name, step, metrics, log_id, space_id) VALUES (?, ?, ?, ?, ?, ?, NULL)');
-          const ids = crypto.randomBytes(16 * rows.length).toString('hex');
+          const ids = crypto().randomBytes(16 * rows.length).toString('hex');
           let lastMs = -1;
           let lastIso = '';
           for (let n = 0; n < rows.length; n++) {
@@ -401,7 +403,7 @@ function startRun(options: TrackioDriverOptions, ctx: DriverContext): TrackioRun
   try {
     configure(db, FOREGROUND_BUSY_MS);
     initSchema(db);
-    let id: string = crypto.randomBytes(16).toString('hex');
+    let id: string = crypto().randomBytes(16).toString('hex');
     let resumed = false;
     let name = options.name ?? undefined;
     if (name !== undefined && options.resume !== 'never') {

@@ -14,9 +14,14 @@
  *   retry_deadline_secs): a `.wandb` transaction log under `<dir>/wandb/offline-run-…` that
  *   `wandb sync` uploads, and that `trackspec sync` uploads through the online protocol.
  * - `mode: 'disabled'`: nothing is logged (documented no-op, as W&B).
+ * - Media (`logImages`, `logTable`): values and files as the Python SDK (media.ts), encoded in the
+ *   background; offline the files go under `files/` with FilesRecords, online through
+ *   CreateRunFiles → PUT → `uploaded` (upload.ts) before `complete`; files not uploaded by finish()
+ *   are listed in `trackspec-uploads.json` for `trackspec sync`.
  */
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Batcher } from '../../io/batcher.js';
 import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
 import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
@@ -26,7 +31,10 @@ import { HttpClient, HttpStatusError, HttpTransportError, httpError } from '../.
 import { lazy } from '../../io/lazy.js';
 import { RetryDeadlineError, withRetry, type RetryDecision } from '../../io/retry.js';
 import { WriteAhead } from '../../io/write-ahead.js';
-import { OfflineRunWriter, parseValueJson, trackspecVersion, type WandbRunInfo } from './offline.js';
+import { OfflineRunWriter, parseValueJson, runDirFor, trackspecVersion, type WandbRunInfo } from './offline.js';
+import { MAX_IMAGES, MediaValue, checkMediaKey, copyImage, copyTable, imagesValue, tableValue, type MediaFile } from './media.js';
+import { CREATE_RUN_FILES, MediaUploader, UPLOAD_LIMITS, type CreateRunFilesResult } from './upload.js';
+import type { ImageData, TableData } from '../../core/driver.js';
 import { netrcPassword } from './netrc.js';
 
 /** Where a run starts: history offset, step, and (resume) the earlier summary and runtime. */
@@ -87,6 +95,8 @@ export interface WandbRun {
 }
 
 const HISTORY = 'wandb-history.jsonl';
+/** Run files an online run did not upload by finish(), beside their files/ directory, for `trackspec sync`. */
+export const UPLOADS_MANIFEST = 'trackspec-uploads.json';
 const SUMMARY = 'wandb-summary.json';
 /** A single value longer than this is refused at log() time (W&B rejects oversized rows). */
 export const MAX_VALUE_CHARS = 1_000_000;
@@ -120,6 +130,7 @@ function jsonValue(key: string, v: unknown): unknown {
     return v;
   }
   if (v === null || typeof v !== 'object') return v;
+  if (v instanceof MediaValue) return v; // serialised (toJSON) in the background
   let text: string;
   try {
     text = JSON.stringify(v);
@@ -145,12 +156,38 @@ export function wandbJson(v: unknown): string {
   );
 }
 
+/**
+ * Encode `media` (if not yet) and write their files under `filesDir` (bytes in memory, else a copy
+ * from `fromDir` where the uploader spilled them). Returns the paths written, for a FilesRecord.
+ */
+export function writeRunFiles(filesDir: string, media: readonly MediaValue[], fromDir?: string, keepBytes = false): string[] {
+  const paths: string[] = [];
+  for (const m of media) {
+    m.resolve();
+    for (const f of m.files) {
+      const to = join(filesDir, f.path);
+      mkdirSync(dirname(to), { recursive: true });
+      if (f.bytes) {
+        writeFileSync(to, f.bytes);
+        if (!keepBytes) f.bytes = undefined; // on disk now: not held in memory
+      }
+      else if (fromDir && existsSync(join(fromDir, f.path))) {
+        if (join(fromDir, f.path) !== to) copyFileSync(join(fromDir, f.path), to);
+      } else continue;
+      paths.push(f.path);
+    }
+  }
+  return paths;
+}
+
 /** A committed history row; serialised (JSON or protobuf) in the background, never in log(). */
 interface Row {
   offset: number;
   row: Record<string, unknown>;
   /** wandbJson(row), computed once by whichever needs it first (the post or the write-ahead). */
   line?: string;
+  /** Media values in the row (their files are written / uploaded with it). */
+  media?: MediaValue[];
 }
 
 const lineOf = (r: Row): string => (r.line ??= wandbJson(r.row));
@@ -304,7 +341,7 @@ export function summaryLine(summary: Record<string, unknown>, warn: (m: string) 
 export function mergeSummary(target: Record<string, unknown>, src: Readonly<Record<string, unknown>>): void {
   for (const k in src) {
     const v = src[k];
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof MediaValue)) {
       const t = target[k];
       const into = t !== null && typeof t === 'object' && !Array.isArray(t) ? (t as Record<string, unknown>) : (target[k] = {});
       mergeSummary(into as Record<string, unknown>, v as Record<string, unknown>);
@@ -441,6 +478,16 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   readonly #authHeaders: Record<string, string>;
   #finished = false;
   #unregisterExit: () => void;
+  /** Media values of the pending row. */
+  #pendingMedia: MediaValue[] | undefined;
+  /** Media values logged and not yet encoded (encoded in the background, in order). */
+  #encodeQueue: MediaValue[] = [];
+  #encodeScheduled = false;
+  /** Input bytes copied by log*() and not encoded yet (bounded by the upload byte budget). */
+  #rawHeld = 0;
+  /** Online: uploads run files (created on the first media value). */
+  #uploader: MediaUploader | undefined;
+  readonly #deadlineMs: number;
 
   constructor(info: WandbRunInfo, root: string, conn: WandbConnection | undefined, start: RunStart, ctx: DriverContext, options: WandBDriverOptions) {
     this.#ctx = ctx;
@@ -454,6 +501,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     // A resumed run's runtime continues from the earlier sessions' (wandb-core resume.go).
     this.#startMs = Date.now() - (start.runtimeSecs ?? 0) * 1000;
     this.#baseUrl = options.base_url.replace(/\/+$/, '');
+    this.#deadlineMs = options.retry_deadline_secs * 1000;
     this.#authHeaders = options.api_key ? { authorization: `Basic ${Buffer.from(`api:${options.api_key}`).toString('base64')}` } : {};
     const self = this;
     this.handle = {
@@ -491,6 +539,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       send: async (rows) => {
         this.#inFlight.add(rows);
         try {
+          await this.#mediaReady(rows);
           await this.#post(rows);
           if (this.#walOn) this.#wal.acked(rows);
         } finally {
@@ -599,6 +648,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   #toOffline(w: OfflineRunWriter, rows: readonly Row[]): void {
     for (const r of rows) {
       if (r.offset < this.#offlineNext) continue;
+      if (r.media) w.files(writeRunFiles(join(w.runDir, 'files'), r.media, this.#uploaderDir(), this.#uploader !== undefined));
       w.history(r.row, Number(r.row._step));
       this.#offlineNext = r.offset + 1;
     }
@@ -640,6 +690,8 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     const row = this.#pending;
     if (!row) return;
     this.#pending = undefined;
+    const media = this.#pendingMedia;
+    this.#pendingMedia = undefined;
     const chars = this.#pendingChars;
     this.#pendingChars = 0;
     const step = this.#step++;
@@ -655,6 +707,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     row._runtime = (now - this.#startMs) / 1000;
     row._timestamp = now / 1000;
     const r: Row = { offset: this.#offset, row };
+    if (media) r.media = media;
     // A JSON character takes at most 6 bytes (\uXXXX): only a row that could be over the line limit is measured.
     if (chars * 6 > WANDB_LIMITS.maxLineBytes && Buffer.byteLength(lineOf(r)) > WANDB_LIMITS.maxLineBytes) {
       this.#skipped++;
@@ -690,6 +743,142 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     this.#commit();
   }
 
+  /**
+   * As Accelerate's WandBTracker.log_images: one `log` per key, so without a step the step advances
+   * once per key. One image → `image-file`, a list → `images/separated` (at most 108, as W&B).
+   * kwargs: `caption` (a string, or one per image). Checks and copies here; encodes in the background.
+   */
+  logImages(values: Readonly<Record<string, ImageData | ImageData[]>>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
+    if (this.#finished) throw new TrackspecError('WandBTracker.logImages() after finish()');
+    const caption = kwargs?.caption;
+    for (const k in kwargs ?? {}) if (k !== 'caption') this.#ctx.warnOnce(`kwarg:logImages:${k}`, `wandb: logImages kwarg '${k}' is not supported (only caption) and was ignored`);
+    const media: [string, MediaValue][] = [];
+    for (const key in values) {
+      checkMediaKey('logImages', key);
+      const v = values[key]!;
+      const single = !Array.isArray(v);
+      let list = single ? [v as ImageData] : (v as ImageData[]);
+      if (list.length === 0) continue;
+      if (list.length > MAX_IMAGES) {
+        this.#ctx.warnOnce(`images:max:${key}`, `wandb: "${key}" has ${list.length} images; only the first ${MAX_IMAGES} are logged (as W&B)`);
+        list = list.slice(0, MAX_IMAGES);
+      }
+      const copies = list.map((img, i) => copyImage(img, single ? `/${key}` : `/${key}/${i}`));
+      const captions = copies.map((_, i) => (typeof caption === 'string' ? caption : Array.isArray(caption) && typeof caption[i] === 'string' ? (caption[i] as string) : undefined));
+      media.push([key, imagesValue(key, this.#step, copies, single, captions)]);
+    }
+    for (const [key, m] of media) this.#logMedia(key, m, step);
+  }
+
+  /** A `table-file` value under `name` and its table JSON; a bad cell or a ragged row is a ValidationError naming row and column. */
+  logTable(name: string, table: TableData, step: number | undefined, _kwargs: Readonly<Values> | undefined): void {
+    if (this.#finished) throw new TrackspecError('WandBTracker.logTable() after finish()');
+    checkMediaKey('logTable', name);
+    this.#logMedia(name, tableValue(name, this.#step, copyTable(name, table)), step);
+  }
+
+  #logMedia(key: string, m: MediaValue, step: number | undefined): void {
+    if (step !== undefined && step < this.#step) {
+      this.log({ [key]: m }, step, undefined); // warns and ignores, as log()
+      return;
+    }
+    this.#encodeQueue.push(m);
+    this.#rawHeld += m.rawBytes;
+    // Over the byte budget: encode now (back-pressure) instead of holding more copies.
+    if (this.#rawHeld > UPLOAD_LIMITS.budgetBytes) this.#encode(true);
+    else this.#scheduleEncode();
+    if (step !== undefined && step > this.#step) this.#commit();
+    (this.#pendingMedia ??= []).push(m);
+    this.log({ [key]: m }, step, undefined);
+  }
+
+  #scheduleEncode(): void {
+    if (this.#encodeScheduled) return;
+    this.#encodeScheduled = true;
+    setImmediate(() => {
+      this.#encodeScheduled = false;
+      try {
+        this.#encode();
+      } catch (e) {
+        this.#ctx.warn(`wandb: encoding media failed: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  /**
+   * Encode every queued media value — in the worker thread (`sync` false: background, flush,
+   * finish), or here (`sync`: back-pressure, process exit) — and hand its files to the uploader.
+   */
+  #encode(sync = false): void {
+    const q = this.#encodeQueue;
+    if (q.length === 0) return;
+    this.#encodeQueue = [];
+    for (const m of q) {
+      let once = false;
+      const done = (): void => {
+        if (once) return;
+        once = true;
+        this.#rawHeld -= m.rawBytes;
+        if (this.#conn) this.#upload(m.files);
+      };
+      if (sync) {
+        m.resolve();
+        done();
+      } else m.prepare(done);
+    }
+  }
+
+  /** Wait until the media values of these rows are encoded (before they are serialised). */
+  async #mediaReady(rows: readonly Row[]): Promise<void> {
+    let waits: Promise<void>[] | undefined;
+    for (const r of rows) if (r.media) for (const m of r.media) if (!m.resolved) (waits ??= []).push(m.ready);
+    if (!waits) return;
+    this.#encode(); // anything still queued goes to the worker now
+    await Promise.all(waits);
+  }
+
+  #uploaderDir(): string | undefined {
+    return this.#uploader ? join(runDirFor(this.#root, this.#info, true), 'files') : undefined;
+  }
+
+  #upload(files: MediaFile[]): void {
+    const conn = this.#conn;
+    if (!conn) return;
+    const { entity, project, runId } = this.#info;
+    this.#uploader ??= new MediaUploader(
+      {
+        createRunFiles: async (paths) =>
+          (await graphql<{ createRunFiles: CreateRunFilesResult }>(this.#conn ?? conn, 'CreateRunFiles', CREATE_RUN_FILES, { entity, project, run: runId, files: paths })).createRunFiles,
+        reportUploaded: (paths) => fileStream(this.#conn ?? conn, entity, project, runId, { uploaded: paths }),
+      },
+      join(runDirFor(this.#root, this.#info, true), 'files'),
+      { deadlineMs: this.#deadlineMs, warn: (m) => this.#ctx.warn(m) },
+    );
+    this.#uploader.add(files);
+  }
+
+  /**
+   * finish(): wait for the uploads (at most the retry deadline); files still not uploaded are listed
+   * in `<run dir>/trackspec-uploads.json` (the files are beside it) for `trackspec sync`.
+   */
+  async #finishUploads(): Promise<void> {
+    const up = this.#uploader;
+    if (!up) return;
+    const left = await up.drain(this.#deadlineMs);
+    await up.close();
+    if (left.length === 0) return;
+    this.#writeUploadsManifest(left);
+    this.#ctx.warn(`wandb: ${left.length} run file(s) were not uploaded before the deadline; they are kept in ${runDirFor(this.#root, this.#info, true)} (upload them with \`trackspec sync ${this.#root}\`)`);
+  }
+
+  #writeUploadsManifest(left: MediaFile[]): void {
+    if (left.length === 0) return;
+    const runDir = runDirFor(this.#root, this.#info, true);
+    const manifest = { backend: 'wandb', target: this.#baseUrl, entity: this.#info.entity, project: this.#info.project, run_id: this.#info.runId, files: left.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size })) };
+    mkdirSync(runDir, { recursive: true });
+    writeFileSync(join(runDir, UPLOADS_MANIFEST), JSON.stringify(manifest, null, 1));
+  }
+
   async storeInitConfiguration(values: Readonly<Values>): Promise<void> {
     const update: Record<string, unknown> = {};
     for (const key in values) update[key] = jsonValue(key, values[key]);
@@ -709,6 +898,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   }
 
   async flush(): Promise<void> {
+    this.#encode();
     try {
       await this.#batcher.flush();
     } catch (e) {
@@ -726,6 +916,11 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     this.#commit();
     this.#finished = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    try {
+      this.#encode();
+    } catch (e) {
+      this.#ctx.warn(`wandb: encoding media failed: ${(e as Error).message}`);
+    }
     let failure: unknown;
     try {
       await this.#batcher.close();
@@ -734,6 +929,8 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     }
     if (this.#refused) failure = undefined; // reported below, with where the rows are
     const runtime = (Date.now() - this.#startMs) / 1000;
+    // Run files are uploaded before `complete` (wandb-core sender.go finish order).
+    await this.#finishUploads();
     if (this.#conn) {
       try {
         await fileStream(this.#conn, this.#info.entity, this.#info.project, this.#info.runId, { complete: true, exitcode: exitCode });
@@ -774,6 +971,14 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     // As W&B's exit hooks: an uncaught exception is 1, a signal 255, process.exit(n) n.
     const code = reason === 'exit' ? (uncaught ? 1 : Number(process.exitCode ?? 0) || 0) : 255;
     const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending()].sort((a, b) => a.offset - b.offset);
+    try {
+      this.#encode(true);
+      if (this.#conn) for (const r of rest) for (const m of r.media ?? []) if (!m.resolved) this.#upload((m.resolve(), m.files));
+      // Run files not uploaded yet: on disk and listed for trackspec sync.
+      if (this.#uploader) this.#writeUploadsManifest(this.#uploader.abandon());
+    } catch (e) {
+      process.stderr.write(`trackspec: could not keep the W&B run files at exit: ${(e as Error).message}\n`);
+    }
     this.#fold(rest);
     if (this.#conn) {
       const url = `${this.#baseUrl}${fileStreamPath(this.#info.entity, this.#info.project, this.#info.runId)}`;
@@ -822,6 +1027,8 @@ class DisabledDriver implements TrackerDriver<WandbRun> {
   }
   async storeInitConfiguration(): Promise<void> {}
   log(): void {}
+  logImages(): void {}
+  logTable(): void {}
   async flush(): Promise<void> {}
   async finish(): Promise<void> {}
 }

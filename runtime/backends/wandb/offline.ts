@@ -44,7 +44,9 @@ export interface WandbRunInfo {
 
 export interface DecodedWandbRecord {
   num: number;
-  kind: 'header' | 'run' | 'config' | 'history' | 'summary' | 'exit' | 'final' | 'footer' | 'other';
+  kind: 'header' | 'run' | 'config' | 'history' | 'summary' | 'files' | 'exit' | 'final' | 'footer' | 'other';
+  /** files: the FilesItem paths (relative to the run's `files/` directory). */
+  files?: string[];
   /** For kind 'run' (config decoded from JSON). */
   run?: WandbRunInfo;
   /** config/history/summary: key → parsed `value_json` (`nested_key` joined with '/'). */
@@ -314,6 +316,14 @@ export class OfflineRunWriter {
     this.#num++;
   }
 
+  /**
+   * FilesRecord: run files (relative to `files/`, `/`-separated) with policy NOW and no type, as the
+   * Python SDK publishes media (`interface.py` publish_files); `wandb sync` uploads them from `files/`.
+   */
+  files(paths: readonly string[]): void {
+    if (paths.length > 0) this.#append({ files: { files: paths.map((path) => ({ path })) } });
+  }
+
   /** SummaryRecord with one `update` item per key. */
   summary(update: Record<string, unknown>): void {
     this.#append({ summary: { update: itemsOf(update) } });
@@ -351,7 +361,7 @@ export class OfflineRunWriter {
   }
 }
 
-function runDirFor(root: string, run: WandbRunInfo, online: boolean): string {
+export function runDirFor(root: string, run: WandbRunInfo, online: boolean): string {
   return join(wandbDir(root), `${online ? 'run' : 'offline-run'}-${wandbTimestamp(run.startTimeMs)}-${run.runId}`);
 }
 
@@ -429,6 +439,7 @@ interface PbRecord {
   config?: { update?: PbItem[] };
   summary?: { update?: PbItem[] };
   history?: { item?: PbItem[]; step?: { num?: number } };
+  files?: { files?: { path?: string }[] };
   exit?: { exit_code?: number; runtime?: number };
 }
 
@@ -448,6 +459,8 @@ export function decodeWandbRecord(payload: Uint8Array): DecodedWandbRecord {
       return { num, kind: 'summary', items: decodeItems(obj.summary?.update) };
     case 'history':
       return { num, kind: 'history', items: decodeItems(obj.history?.item), step: obj.history?.step?.num ?? 0 };
+    case 'files':
+      return { num, kind: 'files', files: (obj.files?.files ?? []).map((f) => f.path ?? '') };
     case 'exit':
       return { num, kind: 'exit', exitCode: obj.exit?.exit_code ?? 0, runtime: obj.exit?.runtime ?? 0 };
     case 'final':

@@ -6,12 +6,88 @@
  * gets W&B's `.synced` marker. A file without an exit record is finished with exit code 1, as
  * `wandb sync` does.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { readEnv, type Env } from '../../core/env.js';
 import { describeRanges } from '../../io/framing.js';
 import { listSpools, replaySpool, SpoolDamagedError, type SyncSummary } from '../../io/spool.js';
-import { apiKeyFromNetrc, chunkLines, fileStream, graphql, resumeStatus, summaryLine, upsertBucket, wandbConnect, wandbJson, type WandbSpoolRow } from './index.js';
-import { findOfflineRuns, markSynced, parseValueJson, readWandbFile } from './offline.js';
+import { UPLOADS_MANIFEST, apiKeyFromNetrc, chunkLines, fileStream, graphql, resumeStatus, summaryLine, upsertBucket, wandbConnect, wandbJson, type WandbConnection, type WandbSpoolRow } from './index.js';
+import { findOfflineRuns, markSynced, parseValueJson, readWandbFile, wandbDir } from './offline.js';
+import { CREATE_RUN_FILES, MediaUploader, type CreateRunFilesResult } from './upload.js';
+
+/**
+ * Upload run files from `filesDir` (CreateRunFiles → PUT → `uploaded`), as the online run does.
+ * Missing files are skipped with a note (as wandb sync). Returns the paths not uploaded.
+ */
+async function uploadRunFiles(conn: WandbConnection, entity: string, project: string, runId: string, filesDir: string, paths: readonly string[], out: (l: string) => void): Promise<string[]> {
+  const files = [];
+  for (const path of new Set(paths)) {
+    const local = join(filesDir, path);
+    if (!existsSync(local)) {
+      out(`  note: run file ${path} is missing under ${filesDir}; skipped`);
+      continue;
+    }
+    files.push({ path, bytes: undefined, sha256: '', size: statSync(local).size });
+  }
+  if (files.length === 0) return [];
+  const up = new MediaUploader(
+    {
+      createRunFiles: async (list) => (await graphql<{ createRunFiles: CreateRunFilesResult }>(conn, 'CreateRunFiles', CREATE_RUN_FILES, { entity, project, run: runId, files: list })).createRunFiles,
+      reportUploaded: (list) => fileStream(conn, entity, project, runId, { uploaded: list }),
+    },
+    filesDir,
+    { deadlineMs: conn.deadlineMs, warn: (m) => out(`  ${m}`) },
+  );
+  up.add(files);
+  const left = await up.drain(Math.max(conn.deadlineMs, 30_000) * 2);
+  await up.close();
+  out(`  ${files.length - left.length}/${files.length} run files uploaded`);
+  return left.map((f) => f.path);
+}
+
+/**
+ * Run files an online run could not upload before finish() (`<wandb dir>/run-*\/trackspec-uploads.json`,
+ * the files beside it under `files/`): uploaded now, then the manifest is removed. No history row is sent.
+ */
+export async function syncWandbUploads(dir: string, options: { out?: (line: string) => void; env?: Env } = {}): Promise<SyncSummary> {
+  const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const env = options.env ?? process.env;
+  const manifests: string[] = [];
+  for (const base of [wandbDir(dir), dir]) {
+    let names: string[] = [];
+    try {
+      names = (await readdir(base)).sort();
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n.startsWith('run-') && existsSync(join(base, n, UPLOADS_MANIFEST))) manifests.push(join(base, n, UPLOADS_MANIFEST));
+    if (manifests.length > 0) break;
+  }
+  const summary: SyncSummary = { spools: manifests.length, sent: 0, duplicates: 0, failed: [] };
+  for (const m of manifests) {
+    try {
+      const man = JSON.parse(await readFile(m, 'utf8')) as { target: string; entity: string; project: string; run_id: string; files: { path: string }[] };
+      const baseUrl = readEnv(env, 'WANDB_BASE_URL') ?? man.target;
+      const apiKey = readEnv(env, 'WANDB_API_KEY') ?? apiKeyFromNetrc(baseUrl, env);
+      out(`${m}: ${man.files.length} run file(s) of W&B run ${man.entity}/${man.project}/${man.run_id} → ${baseUrl}`);
+      if (!apiKey) throw new Error('no W&B API key (set WANDB_API_KEY)');
+      const conn = wandbConnect(baseUrl, apiKey, 30_000);
+      try {
+        const left = await uploadRunFiles(conn, man.entity, man.project, man.run_id, join(dirname(m), 'files'), man.files.map((f) => f.path), out);
+        summary.sent += man.files.length - left.length;
+        if (left.length > 0) throw new Error(`${left.length} run file(s) not uploaded: ${left.join(', ')} (run sync again later)`);
+        await rm(m);
+      } finally {
+        await conn.http.close();
+      }
+    } catch (e) {
+      summary.failed.push({ path: m, error: (e as Error).message });
+      out(`  failed: ${(e as Error).message}`);
+    }
+  }
+  return summary;
+}
 
 /**
  * Write-ahead spools of online runs (`<dir>/wandb/*.spool`, left by a process that was killed):
@@ -116,12 +192,14 @@ export async function syncWandbRuns(dir: string, options: { out?: (line: string)
       const config = { ...run.config };
       const summaryValues: Record<string, unknown> = {};
       const lines: string[] = [];
+      const runFiles: string[] = [];
       let exitCode: number | undefined;
       for (const r of records) {
         if (r.kind === 'config') Object.assign(config, r.items);
         else if (r.kind === 'history') lines.push(wandbJson(r.items ?? {}));
         else if (r.kind === 'summary') Object.assign(summaryValues, r.items);
         else if (r.kind === 'exit') exitCode = r.exitCode;
+        else if (r.kind === 'files') runFiles.push(...(r.files ?? []));
       }
       await upsertBucket(conn, {
         name: run.runId, project: run.project, entity: run.entity, displayName: run.displayName, notes: run.notes,
@@ -136,6 +214,9 @@ export async function syncWandbRuns(dir: string, options: { out?: (line: string)
         }
         out(`  ${sent}/${lines.length} history rows`);
       }
+      // Run files (FilesRecords) before `complete`, as wandb-core's finish order.
+      const notUploaded = await uploadRunFiles(conn, run.entity, run.project, run.runId, join(dirname(file), 'files'), runFiles, out);
+      if (notUploaded.length > 0) throw new Error(`${notUploaded.length} run file(s) not uploaded: ${notUploaded.join(', ')}`);
       // The summary: one line, always at offset 0, as wandb-core writes it.
       const line = summaryLine(summaryValues, out);
       await fileStream(conn, run.entity, run.project, run.runId, {

@@ -43,8 +43,19 @@
 //   - the summary is the line at the HIGHEST offset ever written to wandb-summary.json (as W&B's own test spy,
 //     spy.py: a client must overwrite one fixed line; a lower offset than stored is kept but not shown);
 //   - config and summaryMetrics are W&B JSON: bare NaN / Infinity / -Infinity are accepted (wandb-core sends them).
+// - Run files (wandb-core's upload flow): GraphQL `CreateRunFiles(entity, project, run, files)` answers
+//   `uploadHeaders` (["X-Upload-Secret: <secret>"], a fresh secret per call) and one `uploadUrl` per file,
+//   `<url>/upload/<token>`, valid for `uploadUrlTtlMs`. `PUT /upload/<token>` (no auth, like a presigned URL):
+//   a token this server did not issue → 403 and a server problem; an expired one (`uploadUrlTtlMs`, or one of the
+//   next `expiredUrls` issued) → 403 "Request has expired";
+//   without the upload header → 403; a PUT carrying Authorization records a problem (wandb-core sends none).
+//   The body is stored as the run file (`files[path]` = {size, sha256}). file_stream `uploaded` paths must
+//   have been PUT (else a problem); they are listed in `uploaded`. A post holding only `uploaded` after
+//   `complete` is not a "write after complete" (files uploaded later by a sync). `mediaProblems()` checks every media value
+//   in the history and summary (image-file, images/separated, table-file and the image cells of its table
+//   JSON): the file was PUT and reported uploaded, and its size and sha256 equal the value's.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { LoopbackTestServer, type Fault, type RecordedRequest as BaseRecordedRequest, runStandalone } from '../../support/loopback-server.js';
 export type { Fault } from '../../support/loopback-server.js';
@@ -123,6 +134,14 @@ export interface WandbRun {
   fileStreamPosts: number;
   /** protocol violations detected, for assertions */
   problems: string[];
+  /** run files PUT through issued upload URLs: path → size and sha256 of the stored bytes */
+  files: Record<string, { size: number; sha256: string }>;
+  /** paths reported in file_stream `uploaded`, in order, once each */
+  uploaded: string[];
+  /** CreateRunFiles calls for this run */
+  createRunFilesCalls: number;
+  /** PUTs accepted for this run */
+  puts: number;
 }
 
 interface RunState extends WandbRun {
@@ -130,6 +149,15 @@ interface RunState extends WandbRun {
   rawHistory: string[];
   /** file name → line count, for files other than history/summary */
   fileLines: Map<string, number>;
+  /** run file bytes */
+  fileBytes: Map<string, Buffer>;
+}
+
+interface UploadUrl {
+  key: string;
+  path: string;
+  secret: string;
+  expires: number;
 }
 
 class ApiError extends Error {
@@ -181,6 +209,12 @@ export class WandbTestServer extends LoopbackTestServer {
   private store = new Map<string, RunState>();
   /** problems detected for runs that do not exist yet */
   private pending = new Map<string, string[]>();
+  /** upload URLs issued by CreateRunFiles, by token */
+  private uploadUrls = new Map<string, UploadUrl>();
+  /** How long an issued upload URL stays valid (ms). */
+  uploadUrlTtlMs = 10 * 60_000;
+  /** The next N upload URLs are issued already expired (a PUT to them gets 403 "Request has expired"). */
+  expiredUrls = 0;
 
   private constructor(options: WandbTestServerOptions) {
     super();
@@ -269,7 +303,8 @@ export class WandbTestServer extends LoopbackTestServer {
         gzipError = true;
       }
     }
-    const tooLarge = raw.length > MAX_REQUEST_BYTES;
+    const upload = /^\/upload\/([A-Za-z0-9]+)$/.exec(new URL(req.url ?? '/', 'http://127.0.0.1').pathname);
+    const tooLarge = !upload && raw.length > MAX_REQUEST_BYTES;
     const bodyText = tooLarge ? '' : raw.toString('utf8');
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const query: Record<string, string | string[]> = {};
@@ -317,6 +352,25 @@ export class WandbTestServer extends LoopbackTestServer {
     );
     if (faulted) return;
 
+    if (upload) {
+      if (rec.method !== 'PUT') return fail(405, `Method ${rec.method} not allowed for ${path}`, { Allow: 'PUT' });
+      const u = this.uploadUrls.get(upload[1]!);
+      if (!u) {
+        this.problems.push(`PUT ${path}: not an upload URL this server issued`);
+        return fail(403, 'AccessDenied: not an upload URL this server issued');
+      }
+      if (Date.now() > u.expires) return fail(403, 'AccessDenied: Request has expired');
+      if (req.headers['x-upload-secret'] !== u.secret) return fail(403, 'AccessDenied: the upload headers from CreateRunFiles are missing (X-Upload-Secret)');
+      const r = this.store.get(u.key)!;
+      if (req.headers.authorization !== undefined) this.problem(r.entity, r.project, r.name, `PUT ${u.path} carried an Authorization header (upload URLs get no credentials)`);
+      r.fileBytes.set(u.path, raw);
+      r.files[u.path] = { size: raw.length, sha256: createHash('sha256').update(raw).digest('hex') };
+      r.puts++;
+      rec.status = 200;
+      res.writeHead(200);
+      res.end();
+      return;
+    }
     const fileStream = /^\/files\/([^/]+)\/([^/]+)\/([^/]+)\/file_stream\/?$/.exec(path);
     if (!isGraphql && !fileStream) {
       fail(404, `Not found: ${path}`);
@@ -381,8 +435,13 @@ export class WandbTestServer extends LoopbackTestServer {
       heartbeats: 0,
       fileStreamPosts: 0,
       problems: this.pending.get(key) ?? [],
+      files: {},
+      uploaded: [],
+      createRunFilesCalls: 0,
+      puts: 0,
       rawHistory: [],
       fileLines: new Map(),
+      fileBytes: new Map(),
     };
     this.pending.delete(key);
     this.store.set(key, r);
@@ -404,6 +463,82 @@ export class WandbTestServer extends LoopbackTestServer {
   // -------------------------------------------------------------------------------------------
   // GraphQL
 
+  /** CreateRunFiles: one upload URL per file (relative paths only), plus the upload headers. */
+  private createRunFiles(v: Obj): Obj {
+    const { entity, project, run, files } = v;
+    if (typeof entity !== 'string' || typeof project !== 'string' || typeof run !== 'string') throw new ApiError(400, 'entity, project and run must be strings');
+    if (!Array.isArray(files) || !files.every((f) => typeof f === 'string')) throw new ApiError(400, 'files must be a list of strings');
+    const r = this.store.get(runKey(entity, project, run));
+    if (!r) throw new ApiError(404, `run ${runLabel(entity, project, run)} not found (CreateRunFiles comes after UpsertBucket)`);
+    r.createRunFilesCalls++;
+    const secret = randomBytes(8).toString('hex');
+    const out = (files as string[]).map((name) => {
+      if (!name || name.startsWith('/') || name.split('/').some((p) => p === '..' || p === '.' || p === '') || name.includes('\\')) {
+        this.problem(entity, project, run, `CreateRunFiles: ${JSON.stringify(name)} is not a relative run file path`);
+        return { name, uploadUrl: null };
+      }
+      const token = randomBytes(12).toString('hex');
+      const expired = this.expiredUrls > 0;
+      if (expired) this.expiredUrls--;
+      this.uploadUrls.set(token, { key: runKey(entity, project, run), path: name, secret, expires: expired ? 0 : Date.now() + this.uploadUrlTtlMs });
+      return { name, uploadUrl: `${this.url}/upload/${token}` };
+    });
+    return { runID: r.storageId, uploadHeaders: [`X-Upload-Secret: ${secret}`], files: out };
+  }
+
+  /**
+   * Every media value in the run's history and summary checked against the stored files: each path
+   * was PUT and reported `uploaded`, and its size and sha256 equal the value's (image cells of a
+   * table JSON included). [] when all is well.
+   */
+  mediaProblems(entity: string, project: string, runId: string): string[] {
+    const r = this.store.get(runKey(entity, project, runId));
+    if (!r) return [`run ${runLabel(entity, project, runId)} not found`];
+    const out: string[] = [];
+    const checkFile = (where: string, v: Obj): Buffer | undefined => {
+      const path = v.path;
+      if (typeof path !== 'string') {
+        out.push(`${where}: no path`);
+        return undefined;
+      }
+      const bytes = r.fileBytes.get(path);
+      if (!bytes) {
+        out.push(`${where}: ${path} was never uploaded`);
+        return undefined;
+      }
+      if (!r.uploaded.includes(path)) out.push(`${where}: ${path} not reported in uploaded`);
+      if (v.size !== bytes.length) out.push(`${where}: size ${String(v.size)} but the file has ${bytes.length} bytes`);
+      const digest = createHash('sha256').update(bytes).digest('hex');
+      if (v.sha256 !== digest) out.push(`${where}: sha256 ${String(v.sha256)} but the file's is ${digest}`);
+      return bytes;
+    };
+    const checkValue = (where: string, v: unknown): void => {
+      if (!isObj(v)) return;
+      if (v._type === 'image-file') checkFile(where, v);
+      else if (v._type === 'images/separated') {
+        const names = v.filenames;
+        if (!Array.isArray(names) || names.length !== v.count) out.push(`${where}: filenames does not list count (${String(v.count)}) files`);
+        for (const n of Array.isArray(names) ? names : []) if (typeof n !== 'string' || !r.fileBytes.has(n)) out.push(`${where}: ${String(n)} was never uploaded`);
+      } else if (v._type === 'table-file') {
+        const bytes = checkFile(where, v);
+        if (!bytes) return;
+        let t: unknown;
+        try {
+          t = parseWandbJson(bytes.toString('utf8'));
+        } catch {
+          out.push(`${where}: ${String(v.path)} is not table JSON`);
+          return;
+        }
+        if (!isObj(t) || !Array.isArray(t.columns) || !Array.isArray(t.data)) return void out.push(`${where}: ${String(v.path)} lacks columns/data`);
+        if (t.columns.length !== v.ncols || t.data.length !== v.nrows) out.push(`${where}: ncols/nrows ${String(v.ncols)}/${String(v.nrows)} but the table has ${t.columns.length}/${t.data.length}`);
+        t.data.forEach((row, i) => (Array.isArray(row) ? row : []).forEach((c, j) => isObj(c) && checkValue(`${where} cell [${i}][${j}]`, c)));
+      }
+    };
+    for (const h of r.history) for (const [k, v] of Object.entries(h.row)) checkValue(`history line ${h.offset} "${k}"`, v);
+    for (const [k, v] of Object.entries(r.summary ?? {})) checkValue(`summary "${k}"`, v);
+    return out;
+  }
+
   private graphql(body: Obj, operation: string | undefined): [number, unknown] {
     if (typeof body.query !== 'string' || !body.query.trim()) throw new ApiError(400, 'Must provide query string.');
     const variables = body.variables ?? {};
@@ -415,6 +550,8 @@ export class WandbTestServer extends LoopbackTestServer {
         return [200, { data: { upsertBucket: this.upsertBucket(variables) } }];
       case 'RunResumeStatus':
         return [200, { data: { model: this.resumeStatus(variables, body.query) } }];
+      case 'CreateRunFiles':
+        return [200, { data: { createRunFiles: this.createRunFiles(variables) } }];
       default:
         return [200, { errors: [{ message: `Unknown operation: ${operation ?? '(none found in the query)'}` }], data: null }];
     }
@@ -571,7 +708,9 @@ export class WandbTestServer extends LoopbackTestServer {
     const summaryRows = summaryEntry ? parseLines(SUMMARY_FILE, summaryEntry[1], summaryEntry[2]) : [];
 
     // ---- apply
-    if (r.complete) this.problem(entity, project, name, 'write after complete');
+    // A post with only `uploaded` after complete is accepted: run files reported later by a sync.
+    const onlyUploaded = 'uploaded' in b && Object.keys(b).every((k) => k === 'uploaded');
+    if (r.complete && !onlyUploaded) this.problem(entity, project, name, 'write after complete');
     if (Object.keys(b).length === 0) r.heartbeats++;
     if (history) {
       const [, offset, content] = history;
@@ -615,6 +754,10 @@ export class WandbTestServer extends LoopbackTestServer {
       if (file === HISTORY_FILE || file === SUMMARY_FILE) continue;
       r.fileLines.set(file, Math.max(r.fileLines.get(file) ?? 0, offset + content.length));
     }
+    for (const p of (b.uploaded ?? []) as string[]) {
+      if (!r.fileBytes.has(p)) this.problem(entity, project, name, `uploaded reports ${p}, which was never PUT`);
+      if (!r.uploaded.includes(p)) r.uploaded.push(p);
+    }
     if (typeof b.exitcode === 'number') r.exitcode = b.exitcode;
     if (b.complete === true) {
       if (typeof b.exitcode !== 'number') this.problem(entity, project, name, 'complete without exitcode');
@@ -636,7 +779,7 @@ function wandbConfigField(config: Obj, query: string): { wandbConfig?: string | 
 }
 
 function publicRun(r: RunState): WandbRun {
-  const { rawHistory: _raw, fileLines: _lines, ...rest } = r;
+  const { rawHistory: _raw, fileLines: _lines, fileBytes: _bytes, ...rest } = r;
   return structuredClone(rest);
 }
 
