@@ -27,12 +27,12 @@
  */
 import { statSync } from 'node:fs';
 import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
-import { randomUUID } from 'node:crypto';
 import { basename, join, relative, resolve as resolvePath, sep } from 'node:path';
 import type { ArtifactRequest, BackendDriver, DriverContext, ImageData, TableData, TrackerDriver, Values } from '../../core/driver.js';
 import { Batcher } from '../../io/batcher.js';
 import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
 import { walkFiles } from '../../io/fs-util.js';
+import { lazy } from '../../io/lazy.js';
 import { checkImage, encodePng } from '../../io/image.js';
 import { registerExitHook } from '../../io/exit-hooks.js';
 import { HttpClient, HttpTransportError, httpError } from '../../io/http.js';
@@ -40,7 +40,9 @@ import { RateLimiter } from '../../io/rate-limit.js';
 import { RetryDeadlineError, withRetry } from '../../io/retry.js';
 import { WriteAhead } from '../../io/write-ahead.js';
 import { readCometConfigFiles, restBase } from './config.js';
-import { checkAssetName, tableCsv, uploadAsset, type AssetType, type MediaBody, type MediaRecord } from './media.js';
+import { checkAssetName, tableCsv, uploadAsset, type MediaBody, type MediaRecord } from './media.js';
+
+const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 
 export { readCometConfigFiles, restBase } from './config.js';
 
@@ -618,7 +620,7 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
   async #spoolMedia(m: MediaRecord, body: MediaBody): Promise<void> {
     const dir = join(this.#spoolDir, 'comet_ml', 'files');
     await mkdir(dir, { recursive: true });
-    const name = `${randomUUID()}-${basename(m.fileName)}`;
+    const name = `${crypto().randomUUID()}-${basename(m.fileName)}`;
     const tmp = join(dir, `.${name}.tmp`);
     if ('bytes' in body) await writeFile(tmp, body.bytes);
     else await copyFile(body.path, tmp);

@@ -10,13 +10,15 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ImageData, TableData } from '../../core/driver.js';
 import { ValidationError } from '../../core/errors.js';
 import { httpError, type HttpClient } from '../../io/http.js';
+import { lazy } from '../../io/lazy.js';
 import type { RateLimiter } from '../../io/rate-limit.js';
 import { withRetry } from '../../io/retry.js';
+
+const crypto = lazy<typeof import('node:crypto')>('node:crypto');
 
 /** The part of index.ts's CometConnection an upload needs. */
 export interface UploadConnection {
@@ -71,7 +73,7 @@ export async function uploadAsset(conn: UploadConnection, experimentKey: string,
   const size = 'bytes' in body ? body.bytes.byteLength : (await stat(body.path)).size;
   await withRetry(
     async () => {
-      const boundary = `----trackspec${randomBytes(12).toString('hex')}`;
+      const boundary = `----trackspec${crypto().randomBytes(12).toString('hex')}`;
       const base = m.fileName.slice(m.fileName.lastIndexOf('/') + 1);
       const head = Buffer.from(
         `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${quoteParam(base)}"\r\nContent-Type: ${MIME[ext] ?? 'application/octet-stream'}\r\n\r\n`,
