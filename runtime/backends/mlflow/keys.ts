@@ -2,6 +2,7 @@
  * MLflow's client-visible rules, checked before anything is sent: key syntax, limits, and how
  * values are written (params as Python's str(), file-store floats as Python's repr()).
  */
+import { pyFloatRepr } from '../../io/python-repr.js';
 
 export const MAX_KEY_LENGTH = 250;
 export const MAX_PARAM_VALUE_LENGTH = 6000;
@@ -58,29 +59,8 @@ function normpath(path: string): string {
   return joined || '.';
 }
 
-/** Python's repr() of a float, as the file store writes metric values. */
-export function pyFloatRepr(n: number): string {
-  if (Number.isNaN(n)) return 'nan';
-  if (n === Infinity) return 'inf';
-  if (n === -Infinity) return '-inf';
-  if (Object.is(n, -0)) return '-0.0';
-  const [mantissa, expPart] = n.toExponential().split('e') as [string, string];
-  const exp = Number(expPart);
-  const neg = mantissa.startsWith('-');
-  const digits = mantissa.replace('-', '').replace('.', '');
-  let body: string;
-  if (exp < -4 || exp >= 16) {
-    const m = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
-    body = `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
-  } else if (exp < 0) {
-    body = `0.${'0'.repeat(-exp - 1)}${digits}`;
-  } else if (digits.length <= exp + 1) {
-    body = `${digits}${'0'.repeat(exp + 1 - digits.length)}.0`;
-  } else {
-    body = `${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}`;
-  }
-  return neg ? `-${body}` : body;
-}
+/** Python's repr() of a float, as the file store writes metric values (one implementation, shared). */
+export { pyFloatRepr };
 
 /** A param value as Python's str() would render it (MLflow stores params as strings). */
 export function paramString(v: unknown): string {

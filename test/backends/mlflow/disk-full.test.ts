@@ -1,14 +1,13 @@
 // Issue 13.1: a full disk never leaves the MLflow file store unreadable for MLflow, and nothing logged is lost.
 // Uses a real 512 KiB tmpfs when this process may mount one (root), else injects ENOSPC into fs.writeSync.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MLflowTracker, setWarningHandler } from '../../../generated/index.gen.js';
 import { syncSpools } from '../../../runtime/backends/mlflow/sync.js';
 import { tempDir } from '../../support/helpers.js';
+import { smallDisk, type SmallDisk } from '../../support/small-disk.js';
 
 const ENV = ['MLFLOW_TRACKING_URI', 'MLFLOW_EXPERIMENT_NAME', 'MLFLOW_RUN_ID', 'MLFLOW_TAGS', 'MLFLOW_NESTED_RUN', 'RANK', 'LOCAL_RANK'];
 let spoolDir: string;
@@ -36,83 +35,6 @@ function readMetricFileAsMlflow(path: string, key: string): { ts: number; value:
   });
 }
 
-/** A small disk: a real tmpfs, or a directory whose metric writes fail with ENOSPC while `full` is set. */
-interface SmallDisk {
-  dir: string;
-  kind: 'tmpfs' | 'injected';
-  fill(): void;
-  free(): void;
-  dispose(): void;
-}
-
-function smallDisk(): SmallDisk {
-  const dir = tempDir('disk-');
-  try {
-    if (process.getuid?.() !== 0 || process.env.TRACKSPEC_TEST_INJECT_ENOSPC) throw new Error('not root, or injection asked for');
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', dir], { stdio: 'ignore' });
-    return {
-      dir,
-      kind: 'tmpfs',
-      fill() {
-        // Fill all but a few KiB, so the logging below runs out of space mid-write.
-        const fd = fs.openSync(join(dir, 'filler'), 'w');
-        const block = Buffer.alloc(4096, 1);
-        try {
-          for (;;) fs.writeSync(fd, block);
-        } catch {
-          // full
-        }
-        fs.closeSync(fd);
-        fs.truncateSync(join(dir, 'filler'), fs.statSync(join(dir, 'filler')).size - 12 * 4096);
-      },
-      free() {
-        fs.rmSync(join(dir, 'filler'), { force: true });
-      },
-      dispose() {
-        execFileSync('umount', [dir], { stdio: 'ignore' });
-      },
-    };
-  } catch {
-    const cjsFs = createRequire(import.meta.url)('node:fs') as typeof fs;
-    const orig = cjsFs.writeSync;
-    let full = false;
-    let budget = 0;
-    const fdPath = new Map<number, string>();
-    const origOpen = cjsFs.openSync;
-    cjsFs.openSync = function (p: fs.PathLike, ...rest: unknown[]) {
-      const fd = (origOpen as (...a: unknown[]) => number).call(cjsFs, p, ...rest);
-      fdPath.set(fd, String(p));
-      return fd;
-    } as typeof fs.openSync;
-    cjsFs.writeSync = function (fd: number, buf: Uint8Array, off?: number, len?: number, pos?: number) {
-      const p = fdPath.get(fd) ?? '';
-      if (full && p.startsWith(dir)) {
-        const n = Math.min(budget, len ?? buf.length);
-        budget -= n;
-        if (n > 0) return (orig as (...a: unknown[]) => number).call(cjsFs, fd, buf, off ?? 0, Math.max(1, Math.floor(n / 2)), pos);
-        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
-      }
-      return (orig as (...a: unknown[]) => number).call(cjsFs, fd, buf, off, len, pos);
-    } as unknown as typeof fs.writeSync;
-    syncBuiltinESMExports();
-    return {
-      dir,
-      kind: 'injected',
-      fill() {
-        full = true;
-        budget = 40_000;
-      },
-      free() {
-        full = false;
-      },
-      dispose() {
-        cjsFs.writeSync = orig;
-        cjsFs.openSync = origOpen;
-        syncBuiltinESMExports();
-      },
-    };
-  }
-}
 
 function checkStore(root: string, experimentId: string, runId: string, steps: number, keys: string[]): void {
   const runDir = join(root, experimentId, runId);
@@ -143,7 +65,7 @@ function logSteps(t: MLflowTracker, from: number, to: number): void {
 
 describe('MLflow file store on a full disk (issue 13.1)', () => {
   it('the failed write names the file and says the disk is full; files stay whole lines; retried after space is freed', async () => {
-    const disk = smallDisk();
+    const disk = smallDisk({ sizeKiB: 512, leftKiB: 48, injectedBytes: 40_000 });
     try {
       const root = join(disk.dir, 'mlruns');
       const t = new MLflowTracker({ tracking_uri: root, experiment_name: 'full' });
@@ -168,7 +90,7 @@ describe('MLflow file store on a full disk (issue 13.1)', () => {
   }, 30_000);
 
   it('still full at finish(): the rest is spooled (nothing dropped), and sync completes the run once space is back', async () => {
-    const disk = smallDisk();
+    const disk = smallDisk({ sizeKiB: 512, leftKiB: 48, injectedBytes: 40_000 });
     try {
       const root = join(disk.dir, 'mlruns');
       const t = new MLflowTracker({ tracking_uri: root, experiment_name: 'full' });

@@ -2,93 +2,20 @@
 // event file and saying the disk is full, an event file of whole records only (read by readEvents),
 // and nothing lost once space is back. Uses a real 256 KiB tmpfs when this process may mount one
 // (root), else injects ENOSPC (after a partial write) into fs.writeSync.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackendError, TensorBoardTracker, setWarningHandler } from '../../../generated/index.gen.js';
 import { readEventsSync, scalarOf } from '../../../runtime/backends/tensorboard/reader.js';
 import { tempDir } from '../../support/helpers.js';
+import { smallDisk, type SmallDisk } from '../../support/small-disk.js';
 import { onlyEventFile } from './helpers.js';
 
-interface SmallDisk {
-  dir: string;
-  kind: 'tmpfs' | 'injected';
-  fill(): void;
-  free(): void;
-  dispose(): void;
-}
-
-function smallDisk(): SmallDisk {
-  const dir = tempDir('tb-disk-');
-  try {
-    if (process.getuid?.() !== 0 || process.env.TRACKSPEC_TEST_INJECT_ENOSPC) throw new Error('not root, or injection asked for');
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir], { stdio: 'ignore' });
-    const filler = join(dir, 'filler');
-    return {
-      dir,
-      kind: 'tmpfs',
-      fill() {
-        const fd = fs.openSync(filler, 'w');
-        const block = Buffer.alloc(4096, 1);
-        try {
-          for (;;) fs.writeSync(fd, block);
-        } catch {
-          // full
-        }
-        fs.closeSync(fd);
-        fs.truncateSync(filler, fs.statSync(filler).size - 8 * 4096); // a few KiB left
-      },
-      free: () => fs.rmSync(filler, { force: true }),
-      dispose: () => execFileSync('umount', ['-l', dir], { stdio: 'ignore' }),
-    };
-  } catch {
-    const cjsFs = createRequire(import.meta.url)('node:fs') as typeof fs;
-    const orig = cjsFs.writeSync;
-    const origOpen = cjsFs.openSync;
-    const fdPath = new Map<number, string>();
-    let full = false;
-    let budget = 0;
-    cjsFs.openSync = function (p: fs.PathLike, ...rest: unknown[]) {
-      const fd = (origOpen as (...a: unknown[]) => number).call(cjsFs, p, ...rest);
-      fdPath.set(fd, String(p));
-      return fd;
-    } as typeof fs.openSync;
-    cjsFs.writeSync = function (fd: number, buf: Uint8Array, off?: number, len?: number, pos?: number) {
-      if (full && (fdPath.get(fd) ?? '').startsWith(dir)) {
-        const n = Math.min(budget, len ?? buf.length);
-        budget -= n;
-        // a partial write first (as a real file system does when the last blocks run out), then ENOSPC
-        if (n > 0) return (orig as (...a: unknown[]) => number).call(cjsFs, fd, buf, off ?? 0, Math.max(1, Math.floor(n / 2)), pos);
-        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
-      }
-      return (orig as (...a: unknown[]) => number).call(cjsFs, fd, buf, off, len, pos);
-    } as unknown as typeof fs.writeSync;
-    syncBuiltinESMExports();
-    return {
-      dir,
-      kind: 'injected',
-      fill() {
-        full = true;
-        budget = 20_000;
-      },
-      free() {
-        full = false;
-      },
-      dispose() {
-        cjsFs.writeSync = orig;
-        cjsFs.openSync = origOpen;
-        syncBuiltinESMExports();
-      },
-    };
-  }
-}
 
 let disk: SmallDisk;
 beforeEach(() => {
   setWarningHandler(() => undefined);
-  disk = smallDisk();
+  disk = smallDisk({ sizeKiB: 256, leftKiB: 32, injectedBytes: 20_000, prefix: 'tb-disk-' });
 });
 afterEach(() => {
   setWarningHandler(undefined);
