@@ -1,8 +1,7 @@
 // Issue 13.4 for Aim: write-ahead under SIGKILL, and the in-memory cap spilling to the spool,
 // against the local Aim 3.29.1 server emulator; `trackspec sync` replays the spool.
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AimTracker, BackendError, setWarningHandler } from '../../../generated/index.gen.js';
@@ -11,6 +10,7 @@ import { aimTuning } from '../../../runtime/backends/aim/index.js';
 import { listSpools } from '../../../runtime/io/spool.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
 import { AimTestServer } from './server.js';
+import { lastStepAtOrBefore, startLoggingChild } from '../../support/logging-child.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./hash-vectors.json', import.meta.url), 'utf8')) as { values: { value: unknown; hash: string }[] };
 /** Context id of {} (Aim's hash_auto, from the Python vectors). */
@@ -75,11 +75,8 @@ function stored(hash: string): Map<string, Map<number, number>> {
 
 describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4)', () => {
   it('a child SIGKILLed while the server is down: after sync every point logged before the last interval is in the tree exactly once, in order, and the run stays active', async () => {
-    const dir = tempDir();
-    const script = join(dir, 'child.mts');
     const interval = 0.4;
-    writeFileSync(
-      script,
+    const child = await startLoggingChild(
       `import { AimTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
 const t = new AimTracker({ run_name: 'killed', logging_dir: ${JSON.stringify(server.uri)}, flush_interval_secs: ${interval} });
 await t.start();
@@ -92,32 +89,19 @@ process.stdin.once('data', () => {
   }, 5);
 });
 `,
+      { ready: /^run ([0-9a-f]{24})$/m, env: { ...process.env, TRACKSPEC_SPOOL_DIR: spoolDir } },
     );
-    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env, TRACKSPEC_SPOOL_DIR: spoolDir }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const hash = await new Promise<string>((resolve, reject) => {
-      proc.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        const m = /^run ([0-9a-f]{24})$/m.exec(stdout);
-        if (m) resolve(m[1]!);
-      });
-      proc.once('close', () => reject(new Error(`child ended early: ${stderr}`)));
-    });
-    proc.stdin.write('go\n');
+    const [hash] = child.ready as [string];
+    child.go();
     // Up for a while (part of the run reaches the server and is acknowledged), then down: the
     // emulator keeps what it stored and listens again after downMs.
     await new Promise((r) => setTimeout(r, 800));
     const back = server.restart({ downMs: 4000 });
     await new Promise((r) => setTimeout(r, 2500));
-    const killedAt = Date.now();
-    proc.kill('SIGKILL');
-    await once(proc, 'close');
-    const logged = [...stdout.matchAll(/^logged (\d+) (\d+)$/gm)].map((m) => ({ step: Number(m[1]), at: Number(m[2]) }));
+    const { killedAt, logged, stderr } = await child.kill();
     expect(logged.length, stderr).toBeGreaterThan(50);
     // Everything logged before the last interval (plus the 0.2 s batching delay and scheduling slack) must survive.
-    const mustHave = logged.filter((l) => l.at <= killedAt - interval * 1000 - aimTuning.maxDelayMs - 300).at(-1)!.step;
+    const mustHave = lastStepAtOrBefore(logged, killedAt - interval * 1000 - aimTuning.maxDelayMs - 300);
     const lastLogged = logged.at(-1)!.step;
     const before = stored(hash).get('m0');
     const beforeSync = before ? Math.max(...before.keys()) : -1;

@@ -1,7 +1,5 @@
 // Issue 13.4 for Comet: write-ahead under SIGKILL, and the in-memory cap spilling to the spool.
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BackendError, CometMLTracker, setWarningHandler } from '../../../generated/index.gen.js';
@@ -10,6 +8,7 @@ import { syncAll } from '../../../runtime/backends/sync.js';
 import { listSpools } from '../../../runtime/io/spool.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
 import { CometTestServer } from './server.js';
+import { lastStepAtOrBefore, startLoggingChild } from '../../support/logging-child.js';
 
 const ENV = ['COMET_API_KEY', 'COMET_WORKSPACE', 'COMET_PROJECT_NAME', 'COMET_URL_OVERRIDE', 'COMET_EXPERIMENT_KEY', 'COMET_OFFLINE_DIRECTORY', 'COMET_START_ONLINE', 'COMET_START_MODE', 'RANK', 'LOCAL_RANK'];
 let server: CometTestServer;
@@ -40,11 +39,8 @@ function counts(key: string): Map<string, number> {
 
 describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4)', () => {
   it('a child SIGKILLed mid-run with the server down: sync uploads everything logged before the last interval, exactly once', async () => {
-    const dir = tempDir();
-    const script = join(dir, 'child.mts');
     const interval = 0.4;
-    writeFileSync(
-      script,
+    const child = await startLoggingChild(
       `import { CometMLTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
 const t = new CometMLTracker({ run_name: 'killed', offline_directory: ${JSON.stringify(offline)}, flush_interval_secs: ${interval} });
 await t.start();
@@ -57,29 +53,15 @@ process.stdin.once('data', () => {
   }, 20);
 });
 `,
+      { ready: /^key (\S+)$/m, env: { ...process.env, COMET_API_KEY: server.apiKey, COMET_URL_OVERRIDE: server.clientlibUrl, HOME: tempDir('home-') } },
     );
-    const env = { ...process.env, COMET_API_KEY: server.apiKey, COMET_URL_OVERRIDE: server.clientlibUrl, HOME: tempDir('home-') };
-    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const key = await new Promise<string>((resolve, reject) => {
-      proc.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        const m = /^key (\S+)$/m.exec(stdout);
-        if (m) resolve(m[1]!);
-      });
-      proc.once('close', () => reject(new Error(`child ended early: ${stderr}`)));
-    });
+    const [key] = child.ready as [string];
     await server.stop();
-    proc.stdin.write('go\n');
+    child.go();
     await new Promise((r) => setTimeout(r, 2500));
-    const killedAt = Date.now();
-    proc.kill('SIGKILL');
-    await once(proc, 'close');
-    const logged = [...stdout.matchAll(/^logged (\d+) (\d+)$/gm)].map((m) => ({ step: Number(m[1]), at: Number(m[2]) }));
+    const { killedAt, logged, stderr } = await child.kill();
     expect(logged.length, stderr).toBeGreaterThan(20);
-    const mustHave = logged.filter((l) => l.at <= killedAt - interval * 1000 - 250).at(-1)!.step;
+    const mustHave = lastStepAtOrBefore(logged, killedAt - interval * 1000 - 250);
     const lastLogged = logged.at(-1)!.step;
     expect(mustHave).toBeGreaterThan(100);
 

@@ -1,5 +1,4 @@
 // Issue 13: spool damage (3) and write-ahead under SIGKILL (4), MLflow over REST against the local test server.
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { MLflowTracker, setWarningHandler } from '../../../generated/index.gen.j
 import { cmdSync } from '../../../cli/commands/sync.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
 import { MlflowTestServer } from './server.js';
+import { lastStepAtOrBefore, startLoggingChild } from '../../support/logging-child.js';
 
 const ENV = ['MLFLOW_TRACKING_URI', 'MLFLOW_EXPERIMENT_NAME', 'MLFLOW_RUN_ID', 'MLFLOW_TAGS', 'MLFLOW_NESTED_RUN', 'MLFLOW_TRACKING_TOKEN',
   'MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD', 'MLFLOW_TRACKING_INSECURE_TLS', 'RANK', 'LOCAL_RANK'];
@@ -76,11 +76,8 @@ describe('a damaged byte in a spool (issue 13.3)', () => {
 
 describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4)', () => {
   it('a child SIGKILLed mid-run with the server down: sync uploads everything logged before the last interval, exactly once', async () => {
-    const dir = tempDir();
-    const script = join(dir, 'child.mts');
     const interval = 0.4;
-    writeFileSync(
-      script,
+    const child = await startLoggingChild(
       `import { MLflowTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
 const t = new MLflowTracker({ tracking_uri: ${JSON.stringify(server.url)}, experiment_name: 'killed', flush_interval_secs: ${interval} });
 await t.start();
@@ -93,29 +90,16 @@ process.stdin.once('data', () => {
   }, 5);
 });
 `,
+      { ready: /^run ([0-9a-f]{32})$/m, env: { ...process.env, TRACKSPEC_SPOOL_DIR: spoolDir } },
     );
-    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env, TRACKSPEC_SPOOL_DIR: spoolDir }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const runId = await new Promise<string>((resolve, reject) => {
-      proc.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        const m = /^run ([0-9a-f]{32})$/m.exec(stdout);
-        if (m) resolve(m[1]!);
-      });
-      proc.once('close', () => reject(new Error(`child ended early: ${stderr}`)));
-    });
+    const [runId] = child.ready as [string];
     await server.stop();
-    proc.stdin.write('go\n');
+    child.go();
     await new Promise((r) => setTimeout(r, 3000));
-    const killedAt = Date.now();
-    proc.kill('SIGKILL');
-    await once(proc, 'close');
-    const logged = [...stdout.matchAll(/^logged (\d+) (\d+)$/gm)].map((m) => ({ step: Number(m[1]), at: Number(m[2]) }));
+    const { killedAt, logged, stderr } = await child.kill();
     expect(logged.length, stderr).toBeGreaterThan(50);
     // Everything logged before the last interval (plus scheduling slack) must survive.
-    const mustHave = logged.filter((l) => l.at <= killedAt - interval * 1000 - 250).at(-1)!.step;
+    const mustHave = lastStepAtOrBefore(logged, killedAt - interval * 1000 - 250);
     const lastLogged = logged.at(-1)!.step;
     expect(mustHave).toBeGreaterThan(1000);
 

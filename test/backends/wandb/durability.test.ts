@@ -1,7 +1,5 @@
 // Issue 13.4 for W&B online runs: write-ahead under SIGKILL, and the in-memory cap spilling to disk.
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
@@ -11,6 +9,7 @@ import { syncAll } from '../../../runtime/backends/sync.js';
 import { listSpools } from '../../../runtime/io/spool.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
 import { WandbTestServer } from './server.js';
+import { lastStepAtOrBefore, startLoggingChild } from '../../support/logging-child.js';
 
 const ENV = ['WANDB_API_KEY', 'WANDB_BASE_URL', 'WANDB_PROJECT', 'WANDB_ENTITY', 'WANDB_MODE', 'WANDB_DIR', 'WANDB_RUN_ID', 'WANDB_RESUME', 'WANDB_NAME', 'WANDB_NOTES', 'WANDB_TAGS', 'WANDB_RUN_GROUP', 'WANDB_JOB_TYPE', 'RANK', 'LOCAL_RANK'];
 let server: WandbTestServer;
@@ -33,10 +32,8 @@ afterEach(async () => {
 
 describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4)', () => {
   it('a child SIGKILLed mid-run with the server down: sync uploads every row logged before the last interval, once, at its offset', async () => {
-    const script = join(tempDir(), 'child.mts');
     const interval = 0.4;
-    writeFileSync(
-      script,
+    const child = await startLoggingChild(
       `import { WandBTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
 const t = new WandBTracker({ run_name: 'killed', dir: ${JSON.stringify(dir)}, flush_interval_secs: ${interval} });
 await t.start();
@@ -49,30 +46,17 @@ const go = () => {
 go(); // these rows reach the server before it stops
 process.stdin.once('data', () => setInterval(go, 5));
 `,
+      { ready: /^run (\S+) (\S+)$/m, env: { ...process.env, WANDB_API_KEY: server.apiKey, WANDB_BASE_URL: server.url } },
     );
-    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env, WANDB_API_KEY: server.apiKey, WANDB_BASE_URL: server.url }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const [entity, runId] = await new Promise<[string, string]>((resolve, reject) => {
-      proc.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        const m = /^run (\S+) (\S+)$/m.exec(stdout);
-        if (m) resolve([m[1]!, m[2]!]);
-      });
-      proc.once('close', () => reject(new Error(`child ended early: ${stderr}`)));
-    });
+    const [entity, runId] = child.ready as [string, string];
     for (let i = 0; i < 100 && !server.run(entity, 'killed', runId)!.history.length; i++) await new Promise((r) => setTimeout(r, 50));
     expect(server.run(entity, 'killed', runId)!.history.length).toBeGreaterThan(0); // the first rows were posted
     await server.stop();
-    proc.stdin.write('go\n');
+    child.go();
     await new Promise((r) => setTimeout(r, 2500));
-    const killedAt = Date.now();
-    proc.kill('SIGKILL');
-    await once(proc, 'close');
-    const logged = [...stdout.matchAll(/^logged (\d+) (\d+)$/gm)].map((m) => ({ step: Number(m[1]), at: Number(m[2]) }));
+    const { killedAt, logged, stderr } = await child.kill();
     expect(logged.length, stderr).toBeGreaterThan(50);
-    const mustHave = logged.filter((l) => l.at <= killedAt - interval * 1000 - 250).at(-1)!.step;
+    const mustHave = lastStepAtOrBefore(logged, killedAt - interval * 1000 - 250);
     const lastLogged = logged.at(-1)!.step;
     expect(mustHave).toBeGreaterThan(1000);
 
