@@ -5,29 +5,21 @@ import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BackendError, ConfigError, ValidationError, WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { BackendError, ConfigError, ValidationError, WandBTracker } from '../../../generated/index.gen.js';
 import { findOfflineRuns, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
 import { WandbTestServer } from './server.js';
+import { wandbTestSetup, wandbTestTeardown } from './setup.js';
 
-const ENV = ['WANDB_API_KEY', 'WANDB_BASE_URL', 'WANDB_PROJECT', 'WANDB_ENTITY', 'WANDB_MODE', 'WANDB_DIR', 'WANDB_RUN_ID', 'WANDB_RESUME', 'WANDB_NAME', 'WANDB_NOTES', 'WANDB_TAGS', 'WANDB_RUN_GROUP', 'WANDB_JOB_TYPE', 'RANK', 'LOCAL_RANK'];
 let server: WandbTestServer;
 let dir: string;
 let warnings: string[];
 beforeEach(async () => {
-  for (const v of ENV) vi.stubEnv(v, undefined);
-  server = await WandbTestServer.start();
-  vi.stubEnv('WANDB_API_KEY', server.apiKey);
-  vi.stubEnv('WANDB_BASE_URL', server.url);
-  dir = tempDir('wandb-');
-  warnings = [];
-  setWarningHandler((m) => warnings.push(m));
+  ({ server, dir, warnings } = await wandbTestSetup('wandb-'));
 });
 afterEach(async () => {
-  vi.unstubAllEnvs();
-  setWarningHandler(undefined);
-  await server.close();
+  await wandbTestTeardown(server);
 });
 
 const rowsOf = (r: { history: { offset: number; row: Record<string, unknown> }[] }) =>

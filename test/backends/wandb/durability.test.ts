@@ -1,33 +1,25 @@
 // Issue 13.4 for W&B online runs: write-ahead under SIGKILL, and the in-memory cap spilling to disk.
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { WandBTracker } from '../../../generated/index.gen.js';
 import { QUEUE_LIMITS } from '../../../runtime/backends/wandb/index.js';
 import { findOfflineRuns, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { listSpools } from '../../../runtime/io/spool.js';
-import { ROOT, tempDir } from '../../support/helpers.js';
+import { ROOT } from '../../support/helpers.js';
 import { WandbTestServer } from './server.js';
+import { wandbTestSetup, wandbTestTeardown } from './setup.js';
 import { lastStepAtOrBefore, startLoggingChild } from '../../support/logging-child.js';
 
-const ENV = ['WANDB_API_KEY', 'WANDB_BASE_URL', 'WANDB_PROJECT', 'WANDB_ENTITY', 'WANDB_MODE', 'WANDB_DIR', 'WANDB_RUN_ID', 'WANDB_RESUME', 'WANDB_NAME', 'WANDB_NOTES', 'WANDB_TAGS', 'WANDB_RUN_GROUP', 'WANDB_JOB_TYPE', 'RANK', 'LOCAL_RANK'];
 let server: WandbTestServer;
 let dir: string;
 let warnings: string[];
 beforeEach(async () => {
-  for (const v of ENV) vi.stubEnv(v, undefined);
-  server = await WandbTestServer.start();
-  vi.stubEnv('WANDB_API_KEY', server.apiKey);
-  vi.stubEnv('WANDB_BASE_URL', server.url);
-  dir = tempDir('wandb-wal-');
-  warnings = [];
-  setWarningHandler((m) => warnings.push(m));
+  ({ server, dir, warnings } = await wandbTestSetup('wandb-wal-'));
 });
 afterEach(async () => {
-  vi.unstubAllEnvs();
-  setWarningHandler(undefined);
-  await server.close();
+  await wandbTestTeardown(server);
 });
 
 describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4)', () => {

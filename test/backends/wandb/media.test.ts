@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ValidationError, WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ValidationError, WandBTracker } from '../../../generated/index.gen.js';
 import { findOfflineRuns, parseValueJson, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
 import { UPLOAD_LIMITS } from '../../../runtime/backends/wandb/upload.js';
 import { ENCODE_POOL, encodeInWorker } from '../../../runtime/backends/wandb/encode-pool.js';
@@ -16,26 +16,18 @@ import { decodePngRgba } from '../../../runtime/io/image.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
 import { WandbTestServer } from './server.js';
+import { wandbTestSetup, wandbTestTeardown } from './setup.js';
 
-const ENV = ['WANDB_API_KEY', 'WANDB_BASE_URL', 'WANDB_PROJECT', 'WANDB_ENTITY', 'WANDB_MODE', 'WANDB_DIR', 'WANDB_RUN_ID', 'WANDB_RESUME', 'RANK', 'LOCAL_RANK'];
 let server: WandbTestServer;
 let dir: string;
 let warnings: string[];
 const limits = { ...UPLOAD_LIMITS };
 beforeEach(async () => {
-  for (const v of ENV) vi.stubEnv(v, undefined);
-  server = await WandbTestServer.start();
-  vi.stubEnv('WANDB_API_KEY', server.apiKey);
-  vi.stubEnv('WANDB_BASE_URL', server.url);
-  dir = tempDir('wandb-media-');
-  warnings = [];
-  setWarningHandler((m) => warnings.push(m));
+  ({ server, dir, warnings } = await wandbTestSetup('wandb-media-'));
 });
 afterEach(async () => {
   Object.assign(UPLOAD_LIMITS, limits);
-  vi.unstubAllEnvs();
-  setWarningHandler(undefined);
-  await server.close();
+  await wandbTestTeardown(server);
 });
 
 function image(w: number, h: number, channels: number, seed = 1) {

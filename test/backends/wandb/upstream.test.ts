@@ -8,30 +8,22 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BackendError, ConfigError, WandBTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { BackendError, ConfigError, WandBTracker } from '../../../generated/index.gen.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { parseNetrc } from '../../../runtime/backends/wandb/netrc.js';
 import { proxyFor } from '../../../runtime/io/http.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
 import { WandbTestServer } from './server.js';
+import { wandbTestSetup, wandbTestTeardown } from './setup.js';
 
-const ENV = ['WANDB_API_KEY', 'WANDB_BASE_URL', 'WANDB_PROJECT', 'WANDB_ENTITY', 'WANDB_MODE', 'WANDB_DIR', 'WANDB_RUN_ID', 'WANDB_RESUME', 'WANDB_NAME', 'WANDB_NOTES', 'WANDB_TAGS', 'WANDB_RUN_GROUP', 'WANDB_JOB_TYPE', 'RANK', 'LOCAL_RANK', 'NETRC', 'HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'no_proxy'];
 let server: WandbTestServer;
 let dir: string;
 let warnings: string[];
 beforeEach(async () => {
-  for (const v of ENV) vi.stubEnv(v, undefined);
-  server = await WandbTestServer.start();
-  vi.stubEnv('WANDB_API_KEY', server.apiKey);
-  vi.stubEnv('WANDB_BASE_URL', server.url);
-  dir = tempDir('wandb-up-');
-  warnings = [];
-  setWarningHandler((m) => warnings.push(m));
+  ({ server, dir, warnings } = await wandbTestSetup('wandb-up-'));
 });
 afterEach(async () => {
-  vi.unstubAllEnvs();
-  setWarningHandler(undefined);
-  await server.close();
+  await wandbTestTeardown(server);
 });
 
 const serverPort = (): string => new URL(server.url).port;
