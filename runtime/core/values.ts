@@ -4,6 +4,7 @@
  */
 import { ValidationError } from './errors.js';
 import type { Values } from './driver.js';
+import { escapePointer } from './humanize.js';
 
 export type ValueKind = 'number' | 'boolean' | 'string' | 'null' | 'array' | 'numeric_object' | 'object' | 'other';
 export type ValueAction = 'accept' | 'warn' | 'error';
@@ -147,4 +148,26 @@ export function applyValueRules(values: Values, table: ValueRuleTable, ctx: Rule
     throw new ValidationError(`${ctx.where}: ${errors.map((e) => e.message).join('; ')}`, errors);
   }
   return out ?? values;
+}
+
+/**
+ * Throw a ValidationError naming the first value under `v` that is not JSON-like: numbers, strings,
+ * booleans, null/undefined, arrays and plain objects, without cycles. `holds` ends the message: what
+ * the destination can store (e.g. "params.yaml holds numbers, strings, ...").
+ */
+export function checkJsonLike(where: string, v: unknown, holds: string, pointer = '', seen = new Set<object>()): void {
+  if (v === null || v === undefined || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') return;
+  if (typeof v === 'object' && !seen.has(v)) {
+    const proto = Object.getPrototypeOf(v);
+    if (Array.isArray(v) || proto === Object.prototype || proto === null) {
+      seen.add(v);
+      if (Array.isArray(v)) v.forEach((x, i) => checkJsonLike(where, x, holds, `${pointer}/${i}`, seen));
+      else for (const [k, x] of Object.entries(v)) checkJsonLike(where, x, holds, `${pointer}/${escapePointer(k)}`, seen);
+      seen.delete(v);
+      return;
+    }
+  }
+  const what = typeof v === 'object' ? (seen.has(v as object) ? 'a circular reference' : `a ${(v as object).constructor?.name ?? 'non-plain object'}`) : `a ${typeof v}`;
+  const message = `${pointer || '/'} is ${what}; ${holds}`;
+  throw new ValidationError(`${where}: ${message}`, [{ pointer, code: 'unsupported-value', message }]);
 }

@@ -35,6 +35,7 @@ import {
   type DvcYamlSections,
   type MetricValue,
 } from './format.js';
+import { checkJsonLike } from '../../core/values.js';
 
 /** Longest time a logged value waits in memory before the write pass puts it on disk. */
 export const WRITE_DELAY_MS = 100;
@@ -92,23 +93,6 @@ function fail(message: string, err: unknown): BackendError {
     cause: err,
     ...(typeof code === 'string' ? { code } : {}),
   });
-}
-
-function checkParam(where: string, v: ParamValue, pointer: string, seen: Set<object>): void {
-  if (v === null || v === undefined || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') return;
-  if (typeof v === 'object' && !seen.has(v)) {
-    const proto = Object.getPrototypeOf(v);
-    if (Array.isArray(v) || proto === Object.prototype || proto === null) {
-      seen.add(v);
-      if (Array.isArray(v)) v.forEach((x, i) => checkParam(where, x, `${pointer}/${i}`, seen));
-      else for (const [k, x] of Object.entries(v)) checkParam(where, x, `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, seen);
-      seen.delete(v);
-      return;
-    }
-  }
-  const what = typeof v === 'object' ? (seen.has(v as object) ? 'a circular reference' : `a ${(v as object).constructor?.name ?? 'non-plain object'}`) : `a ${typeof v}`;
-  const message = `${pointer || '/'} is ${what}; params.yaml holds numbers, strings, booleans, null, arrays and plain objects`;
-  throw new ValidationError(`${where}: ${message}`, [{ pointer, code: 'unsupported-value', message }]);
 }
 
 export class Live {
@@ -280,7 +264,7 @@ export class Live {
 
   /** dvclive's `log_params`: merged into params.yaml (replaced atomically at the next write). */
   logParams(params: Readonly<Record<string, unknown>>): void {
-    checkParam('DVCLiveTracker.storeInitConfiguration()', params, '', new Set());
+    checkJsonLike('DVCLiveTracker.storeInitConfiguration()', params, 'params.yaml holds numbers, strings, booleans, null, arrays and plain objects');
     Object.assign(this.#params, structuredClone(params));
     this.#hasParams = Object.keys(this.#params).length > 0;
     this.#paramsDirty = true;

@@ -34,8 +34,11 @@ import { registerExitHook } from '../../io/exit-hooks.js';
 import { lazy } from '../../io/lazy.js';
 import { openSqlite, sqliteAvailable, sqliteMissing, type SqliteDatabase } from './sqlite.js';
 import { canonicalProjectName, checkProjectName, configure, defaultTrackioDir, initSchema, isoUtc, readableName } from './store.js';
+import { checkJsonLike } from '../../core/values.js';
+import { escapePointer } from '../../core/humanize.js';
 
 const crypto = lazy<typeof import('node:crypto')>('node:crypto');
+const TRACKIO_HOLDS = 'trackio stores JSON (numbers, strings, booleans, null, arrays, plain objects)';
 
 export { canonicalProjectName, defaultTrackioDir, readableName } from './store.js';
 export { sqliteAvailable } from './sqlite.js';
@@ -111,23 +114,6 @@ function encodeValue(v: unknown): string {
   }
 }
 
-function checkJsonLike(where: string, v: unknown, pointer: string, seen: Set<object>): void {
-  if (v === null || v === undefined || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') return;
-  if (typeof v === 'object' && !seen.has(v)) {
-    const proto = Object.getPrototypeOf(v);
-    if (Array.isArray(v) || proto === Object.prototype || proto === null) {
-      seen.add(v);
-      if (Array.isArray(v)) v.forEach((x, i) => checkJsonLike(where, x, `${pointer}/${i}`, seen));
-      else for (const [k, x] of Object.entries(v)) checkJsonLike(where, x, `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, seen);
-      seen.delete(v);
-      return;
-    }
-  }
-  const what = typeof v === 'object' ? (seen.has(v as object) ? 'a circular reference' : `a ${(v as object).constructor?.name ?? 'non-plain object'}`) : `a ${typeof v}`;
-  const message = `${pointer} is ${what}; trackio stores JSON (numbers, strings, booleans, null, arrays, plain objects)`;
-  throw new ValidationError(`${where}: ${message}`, [{ pointer, code: 'unsupported-value', message }]);
-}
-
 /** The run: what `tracker.tracker` returns (trackio's `Run`). */
 export class TrackioRun {
   /** Project name as given, and its database. */
@@ -195,7 +181,7 @@ export class TrackioRun {
     if (bad.length > 0) {
       throw new ValidationError(`${where}: config keys starting with '_' are reserved by trackio: ${bad.map((k) => JSON.stringify(k)).join(', ')}`, bad.map((k) => ({ pointer: `/${k}`, code: 'reserved-key', message: `${JSON.stringify(k)} is reserved` })));
     }
-    checkJsonLike(where, values, '', new Set());
+    checkJsonLike(where, values, TRACKIO_HOLDS);
     Object.assign(this.#config, structuredClone(values));
     this.#configDirty = true;
   }
@@ -207,7 +193,7 @@ export class TrackioRun {
     for (const k in values) {
       let v = values[k];
       if (v !== null && typeof v === 'object') {
-        checkJsonLike('TrackioTracker.log()', v, `/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, new Set());
+        checkJsonLike('TrackioTracker.log()', v, TRACKIO_HOLDS, `/${escapePointer(k)}`);
         v = structuredClone(v);
       }
       if (RESERVED.has(k) || k.startsWith('__')) {
