@@ -144,8 +144,9 @@ export abstract class SpecTracker<R, H> extends GeneralTracker<H> {
   protected logImagesImpl(values: Record<string, ImageData | ImageData[]>, step?: number, kwargs?: Values): void {
     if (this.#gated) return;
     const d = this.#started('logImages');
-    checkStep(`${this.#descriptor.className}.logImages()`, step);
-    checkValues(`${this.#descriptor.className}.logImages()`, values);
+    // The `where` names are built only on the error path (this is a hot path: ≤ 5 µs per image).
+    if (step !== undefined && !(Number.isSafeInteger(step) && step >= 0)) checkStep(`${this.#descriptor.className}.logImages()`, step);
+    if (!isPlainObject(values)) checkValues(`${this.#descriptor.className}.logImages()`, values);
     if (!d.logImages) throw new TrackspecError(`${this.#descriptor.className}: this backend cannot log images`);
     d.logImages(values, step, kwargs);
   }

@@ -10,7 +10,15 @@ const pngClass = () => pngjs().PNG;
 const COLOR_TYPE: Record<number, number> = { 1: 0, 2: 4, 3: 2, 4: 6 };
 
 /** Throw a `ValidationError` unless `image` is a well-formed HWC uint8 image. */
+/** Whether `image` is a valid image (checkImage() would not throw); allocates nothing, for hot paths. */
+export function isValidImage(image: ImageData): boolean {
+  if (image === null || typeof image !== 'object') return false;
+  const { data, height, width, channels } = image;
+  return data instanceof Uint8Array && Number.isInteger(height) && height >= 1 && Number.isInteger(width) && width >= 1 && channels in COLOR_TYPE && data.length === height * width * channels;
+}
+
 export function checkImage(image: ImageData, pointer = ''): void {
+  if (isValidImage(image)) return;
   const problems: string[] = [];
   if (image === null || typeof image !== 'object') problems.push('not an object');
   else {

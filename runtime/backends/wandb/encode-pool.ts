@@ -3,7 +3,8 @@
  * garbage (zlib state, filter buffers) lands on the thread that calls log*(). The worker runs the
  * same pngjs encoder with the same options as `runtime/io/image.ts` (identical bytes), loaded from
  * the path this package resolves. The worker is referenced only while jobs are outstanding. If it
- * cannot start or dies, callers get `undefined` and encode on their own thread.
+ * cannot start or dies, callers get `undefined` and encode on their own thread. It runs at the lowest
+ * CPU priority (nice 19, Linux: per thread) so that it never takes a core from the thread that logs.
  */
 import { createRequire } from 'node:module';
 import type { Worker as WorkerType } from 'node:worker_threads';
@@ -16,21 +17,25 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { PNG } = require(workerData.pngjs);
 const { createHash } = require('node:crypto');
+// Lowest CPU priority. On Linux a nice value belongs to one thread, so this thread only; elsewhere it
+// would lower the whole process, so it is left alone.
+if (process.platform === 'linux') try { require('node:os').setPriority(19); } catch {}
 const COLOR_TYPE = { 1: 0, 2: 4, 3: 2, 4: 6 };
+// A batch: meta holds 6 numbers per image (width, height, channels, buffer index, offset, length);
+// the reply lists, in order, each PNG (transferred) and its sha256.
 parentPort.on('message', (msg) => {
-  const out = [];
-  const transfer = [];
-  for (const j of msg.jobs) {
-    const ct = COLOR_TYPE[j.c];
-    const opts = { width: j.w, height: j.h, colorType: ct, inputColorType: ct, inputHasAlpha: j.c === 2 || j.c === 4, bitDepth: 8 };
-    const p = new PNG(opts);
-    p.data = Buffer.from(msg.buf, j.off, j.len);
-    const png = PNG.sync.write(p, opts);
-    const ab = png.buffer.slice(png.byteOffset, png.byteOffset + png.length);
-    out.push({ id: j.id, png: ab, sha: createHash('sha256').update(png).digest('hex') });
-    transfer.push(ab);
+  const { meta, bufs } = msg;
+  const pngs = [];
+  const shas = [];
+  for (let k = 0; k < meta.length; k += 6) {
+    const ct = COLOR_TYPE[meta[k + 2]];
+    const alpha = meta[k + 2] === 2 || meta[k + 2] === 4;
+    const opts = { width: meta[k], height: meta[k + 1], colorType: ct, inputColorType: ct, inputHasAlpha: alpha, bitDepth: 8 };
+    const png = PNG.sync.write({ width: meta[k], height: meta[k + 1], data: Buffer.from(bufs[meta[k + 3]], meta[k + 4], meta[k + 5]) }, opts);
+    pngs.push(png.buffer.slice(png.byteOffset, png.byteOffset + png.length));
+    shas.push(createHash('sha256').update(png).digest('hex'));
   }
-  parentPort.postMessage(out, transfer);
+  parentPort.postMessage({ id: msg.id, pngs, shas }, pngs);
 });
 `;
 
@@ -39,12 +44,13 @@ export interface Encoded {
   sha256: string;
 }
 
-type Done = (r: Encoded | undefined) => void;
+type Done = (i: number, r: Encoded | undefined) => void;
 
 let worker: WorkerType | undefined;
 let broken = false;
 let nextId = 1;
-const waiting = new Map<number, Done>();
+/** Outstanding batches: their callback and image count. */
+const waiting = new Map<number, { done: Done; n: number }>();
 
 /** Set to false to encode on the calling thread (tests, or when worker threads are unwanted). */
 export const ENCODE_POOL = { enabled: true };
@@ -54,7 +60,7 @@ function failAll(): void {
   worker = undefined;
   const list = [...waiting.values()];
   waiting.clear();
-  for (const d of list) d(undefined);
+  for (const b of list) for (let i = 0; i < b.n; i++) b.done(i, undefined);
 }
 
 function start(): WorkerType | undefined {
@@ -62,13 +68,11 @@ function start(): WorkerType | undefined {
   try {
     const pngjs = createRequire(import.meta.url).resolve('pngjs');
     const w = new (workerThreads().Worker)(WORKER_SOURCE, { eval: true, workerData: { pngjs } });
-    w.on('message', (out: { id: number; png: ArrayBuffer; sha: string }[]) => {
-      for (const r of out) {
-        const d = waiting.get(r.id);
-        waiting.delete(r.id);
-        d?.({ png: Buffer.from(r.png), sha256: r.sha });
-      }
+    w.on('message', (out: { id: number; pngs: ArrayBuffer[]; shas: string[] }) => {
+      const b = waiting.get(out.id);
+      waiting.delete(out.id);
       if (waiting.size === 0) w.unref();
+      if (b) for (let i = 0; i < out.pngs.length; i++) b.done(i, { png: Buffer.from(out.pngs[i]!), sha256: out.shas[i]! });
     });
     w.on('error', failAll);
     w.on('exit', failAll);
@@ -81,29 +85,51 @@ function start(): WorkerType | undefined {
 }
 
 /**
- * Encode images in the worker; `done(i, result)` per image (result undefined: encode it yourself).
- * The pixels are copied into one transferred buffer, so the caller may drop its copies at once.
+ * Encode images in the worker (one message for the batch); `done(i, result)` per image (result
+ * undefined: encode it yourself). Pixels in a SharedArrayBuffer (the slabs `copyImage` fills) are
+ * read by the worker where they are: nothing is copied on this thread. Other pixels are copied
+ * into one transferred buffer.
  */
-export function encodeInWorker(images: readonly ImageData[], done: (i: number, r: Encoded | undefined) => void): void {
+export function encodeInWorker(images: readonly ImageData[], done: Done): void {
   const w = ENCODE_POOL.enabled ? start() : undefined;
   if (!w) {
-    images.forEach((_, i) => done(i, undefined));
+    for (let i = 0; i < images.length; i++) done(i, undefined);
     return;
   }
-  let total = 0;
-  for (const img of images) total += img.data.length;
-  const buf = new ArrayBuffer(total);
-  const all = new Uint8Array(buf);
-  const jobs = [];
+  let privateBytes = 0;
+  for (const img of images) if (!(img.data.buffer instanceof SharedArrayBuffer)) privateBytes += img.data.length;
+  const bufs: (ArrayBuffer | SharedArrayBuffer)[] = [];
+  const priv = privateBytes > 0 ? new ArrayBuffer(privateBytes) : undefined;
+  if (priv) bufs.push(priv);
+  const all = priv ? new Uint8Array(priv) : undefined;
+  const meta = new Float64Array(images.length * 6);
   let off = 0;
-  for (let i = 0; i < images.length; i++) {
+  let lastShared: SharedArrayBuffer | undefined;
+  let lastIndex = -1;
+  for (let i = 0, k = 0; i < images.length; i++, k += 6) {
     const img = images[i]!;
-    all.set(img.data, off);
-    const id = nextId++;
-    waiting.set(id, (r) => done(i, r));
-    jobs.push({ id, w: img.width, h: img.height, c: img.channels, off, len: img.data.length });
-    off += img.data.length;
+    const d = img.data;
+    meta[k] = img.width;
+    meta[k + 1] = img.height;
+    meta[k + 2] = img.channels;
+    if (d.buffer instanceof SharedArrayBuffer) {
+      if (d.buffer !== lastShared) {
+        lastShared = d.buffer;
+        lastIndex = bufs.indexOf(d.buffer);
+        if (lastIndex < 0) lastIndex = bufs.push(d.buffer) - 1;
+      }
+      meta[k + 3] = lastIndex;
+      meta[k + 4] = d.byteOffset;
+    } else {
+      all!.set(d, off);
+      meta[k + 3] = 0;
+      meta[k + 4] = off;
+      off += d.length;
+    }
+    meta[k + 5] = d.length;
   }
+  const id = nextId++;
+  waiting.set(id, { done, n: images.length });
   w.ref();
-  w.postMessage({ buf, jobs }, [buf]);
+  w.postMessage({ id, meta, bufs }, priv ? [priv] : []);
 }

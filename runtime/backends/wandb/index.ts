@@ -32,7 +32,7 @@ import { lazy } from '../../io/lazy.js';
 import { RetryDeadlineError, withRetry, type RetryDecision } from '../../io/retry.js';
 import { WriteAhead } from '../../io/write-ahead.js';
 import { OfflineRunWriter, parseValueJson, runDirFor, trackspecVersion, type WandbRunInfo } from './offline.js';
-import { MAX_IMAGES, MediaValue, checkMediaKey, copyImage, copyTable, imagesValue, tableValue, type MediaFile } from './media.js';
+import { MAX_IMAGES, MediaValue, checkMediaKey, copyImage, copyTable, imagesValue, prepareAll, tableValue, type MediaFile } from './media.js';
 import { CREATE_RUN_FILES, MediaUploader, UPLOAD_LIMITS, type CreateRunFilesResult } from './upload.js';
 import type { ImageData, TableData } from '../../core/driver.js';
 import { netrcPassword } from './netrc.js';
@@ -158,26 +158,28 @@ export function wandbJson(v: unknown): string {
 
 /**
  * Encode `media` (if not yet) and write their files under `filesDir` (bytes in memory, else a copy
- * from `fromDir` where the uploader spilled them). Returns the paths written, for a FilesRecord.
+ * from `fromDir` where the uploader spilled them). Appends the paths written to `paths`, for a FilesRecord.
+ * File paths are safe relative `/`-separated paths (media.ts), so they are joined by concatenation.
  */
-export function writeRunFiles(filesDir: string, media: readonly MediaValue[], fromDir?: string, keepBytes = false): string[] {
-  const paths: string[] = [];
+function writeRunFiles(paths: string[], filesDir: string, media: readonly MediaValue[], made: Set<string>, fromDir: string | undefined, keepBytes: boolean): void {
   for (const m of media) {
     m.resolve();
     for (const f of m.files) {
-      const to = join(filesDir, f.path);
-      mkdirSync(dirname(to), { recursive: true });
+      const to = `${filesDir}/${f.path}`;
+      const parent = to.slice(0, to.lastIndexOf('/'));
+      if (!made.has(parent)) {
+        mkdirSync(parent, { recursive: true });
+        made.add(parent);
+      }
       if (f.bytes) {
         writeFileSync(to, f.bytes);
         if (!keepBytes) f.bytes = undefined; // on disk now: not held in memory
-      }
-      else if (fromDir && existsSync(join(fromDir, f.path))) {
-        if (join(fromDir, f.path) !== to) copyFileSync(join(fromDir, f.path), to);
+      } else if (fromDir && existsSync(`${fromDir}/${f.path}`)) {
+        if (`${fromDir}/${f.path}` !== to) copyFileSync(`${fromDir}/${f.path}`, to);
       } else continue;
       paths.push(f.path);
     }
   }
-  return paths;
 }
 
 /** A committed history row; serialised (JSON or protobuf) in the background, never in log(). */
@@ -646,9 +648,14 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
 
   /** Append history rows to the offline file, skipping rows it already holds (it stays contiguous). */
   #toOffline(w: OfflineRunWriter, rows: readonly Row[]): void {
+    // The batch's run files first (written, then one FilesRecord), then its history rows.
+    let paths: string[] | undefined;
+    let made: Set<string> | undefined;
+    const filesDir = join(w.runDir, 'files');
+    for (const r of rows) if (r.media && r.offset >= this.#offlineNext) writeRunFiles((paths ??= []), filesDir, r.media, (made ??= new Set()), this.#uploaderDir(), this.#uploader !== undefined);
+    if (paths) w.files(paths);
     for (const r of rows) {
       if (r.offset < this.#offlineNext) continue;
-      if (r.media) w.files(writeRunFiles(join(w.runDir, 'files'), r.media, this.#uploaderDir(), this.#uploader !== undefined));
       w.history(r.row, Number(r.row._step));
       this.#offlineNext = r.offset + 1;
     }
@@ -750,24 +757,43 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
    */
   logImages(values: Readonly<Record<string, ImageData | ImageData[]>>, step: number | undefined, kwargs: Readonly<Values> | undefined): void {
     if (this.#finished) throw new TrackspecError('WandBTracker.logImages() after finish()');
-    const caption = kwargs?.caption;
-    for (const k in kwargs ?? {}) if (k !== 'caption') this.#ctx.warnOnce(`kwarg:logImages:${k}`, `wandb: logImages kwarg '${k}' is not supported (only caption) and was ignored`);
-    const media: [string, MediaValue][] = [];
+    let caption: unknown;
+    if (kwargs !== undefined) {
+      caption = kwargs.caption;
+      for (const k in kwargs) if (k !== 'caption') this.#ctx.warnOnce(`kwarg:logImages:${k}`, `wandb: logImages kwarg '${k}' is not supported (only caption) and was ignored`);
+    }
+    // Everything is checked and copied before anything is logged: a bad image logs nothing.
+    let first: MediaValue | undefined;
+    let firstKey = '';
+    let more: [string, MediaValue][] | undefined;
     for (const key in values) {
       checkMediaKey('logImages', key);
       const v = values[key]!;
-      const single = !Array.isArray(v);
-      let list = single ? [v as ImageData] : (v as ImageData[]);
-      if (list.length === 0) continue;
-      if (list.length > MAX_IMAGES) {
-        this.#ctx.warnOnce(`images:max:${key}`, `wandb: "${key}" has ${list.length} images; only the first ${MAX_IMAGES} are logged (as W&B)`);
-        list = list.slice(0, MAX_IMAGES);
+      let m: MediaValue;
+      if (!Array.isArray(v)) m = imagesValue(key, this.#step, [copyImage(v, key)], true, [typeof caption === 'string' ? caption : Array.isArray(caption) && typeof caption[0] === 'string' ? caption[0] : undefined]);
+      else {
+        if (v.length === 0) continue;
+        let list = v as ImageData[];
+        if (list.length > MAX_IMAGES) {
+          this.#ctx.warnOnce(`images:max:${key}`, `wandb: "${key}" has ${list.length} images; only the first ${MAX_IMAGES} are logged (as W&B)`);
+          list = list.slice(0, MAX_IMAGES);
+        }
+        const copies: ImageData[] = new Array(list.length);
+        const captions: (string | undefined)[] = new Array(list.length);
+        for (let i = 0; i < list.length; i++) {
+          copies[i] = copyImage(list[i]!, key, i);
+          captions[i] = typeof caption === 'string' ? caption : Array.isArray(caption) && typeof caption[i] === 'string' ? (caption[i] as string) : undefined;
+        }
+        m = imagesValue(key, this.#step, copies, false, captions);
       }
-      const copies = list.map((img, i) => copyImage(img, single ? `/${key}` : `/${key}/${i}`));
-      const captions = copies.map((_, i) => (typeof caption === 'string' ? caption : Array.isArray(caption) && typeof caption[i] === 'string' ? (caption[i] as string) : undefined));
-      media.push([key, imagesValue(key, this.#step, copies, single, captions)]);
+      if (first === undefined) {
+        first = m;
+        firstKey = key;
+      } else (more ??= []).push([key, m]);
     }
-    for (const [key, m] of media) this.#logMedia(key, m, step);
+    if (first === undefined) return;
+    this.#logMedia(firstKey, first, step);
+    if (more) for (const [key, m] of more) this.#logMedia(key, m, step);
   }
 
   /** A `table-file` value under `name` and its table JSON; a bad cell or a ragged row is a ValidationError naming row and column. */
@@ -787,9 +813,23 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     // Over the byte budget: encode now (back-pressure) instead of holding more copies.
     if (this.#rawHeld > UPLOAD_LIMITS.budgetBytes) this.#encode(true);
     else this.#scheduleEncode();
-    if (step !== undefined && step > this.#step) this.#commit();
+    if (step === undefined) {
+      this.#addMedia(key, m);
+      this.#commit();
+      return;
+    }
+    if (step > this.#step) {
+      this.#commit();
+      this.#step = step;
+    }
+    this.#addMedia(key, m);
+  }
+
+  /** Put a media value in the pending row (as #merge does for plain values). */
+  #addMedia(key: string, m: MediaValue): void {
+    (this.#pending ??= {})[key] = m;
+    this.#pendingChars += 24 + key.length;
     (this.#pendingMedia ??= []).push(m);
-    this.log({ [key]: m }, step, undefined);
   }
 
   #scheduleEncode(): void {
@@ -813,18 +853,17 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     const q = this.#encodeQueue;
     if (q.length === 0) return;
     this.#encodeQueue = [];
+    const done = (m: MediaValue): void => {
+      this.#rawHeld -= m.rawBytes;
+      if (this.#conn) this.#upload(m.files);
+    };
+    if (!sync) {
+      prepareAll(q, done);
+      return;
+    }
     for (const m of q) {
-      let once = false;
-      const done = (): void => {
-        if (once) return;
-        once = true;
-        this.#rawHeld -= m.rawBytes;
-        if (this.#conn) this.#upload(m.files);
-      };
-      if (sync) {
-        m.resolve();
-        done();
-      } else m.prepare(done);
+      m.resolve();
+      done(m);
     }
   }
 

@@ -17,7 +17,7 @@
  */
 import type { ImageData, TableData } from '../../core/driver.js';
 import { ValidationError } from '../../core/errors.js';
-import { checkImage, encodePng } from '../../io/image.js';
+import { checkImage, encodePng, isValidImage } from '../../io/image.js';
 import { lazy } from '../../io/lazy.js';
 import { pathNameProblem } from '../../io/safe-path.js';
 import { toValueJson } from './offline.js';
@@ -69,7 +69,7 @@ export class MediaValue {
   readonly files: MediaFile[] = [];
   /** Bytes of the input copies held until resolve() (for the memory budget). */
   readonly rawBytes: number;
-  /** The images to encode (PNG + sha256), in the worker when prepare() is used. */
+  /** The images to encode (PNG + sha256), in the worker when prepareAll() is used. */
   readonly images: ImageCopy[];
   #build: ((files: MediaFile[]) => Record<string, unknown>) | undefined;
   #value: Record<string, unknown> | undefined;
@@ -86,31 +86,6 @@ export class MediaValue {
   get ready(): Promise<void> {
     if (this.#value !== undefined) return Promise.resolve();
     return (this.#ready ??= new Promise<void>((r) => (this.#settle = r)));
-  }
-
-  /**
-   * Encode the images in the worker thread, then resolve (cheap by then) and call `onDone`. Without
-   * a worker, or for an image it could not encode, the encoding happens here.
-   */
-  prepare(onDone: () => void): void {
-    const n = this.images.length;
-    if (this.#value !== undefined || n === 0) {
-      this.resolve();
-      onDone();
-      return;
-    }
-    let left = n;
-    encodeInWorker(this.images, (i, r) => {
-      const img = this.images[i]!;
-      if (r) {
-        img.pre = r;
-        releaseImage(img);
-      }
-      if (--left === 0) {
-        this.resolve();
-        onDone();
-      }
-    });
   }
 
   get resolved(): boolean {
@@ -133,6 +108,44 @@ export class MediaValue {
   }
 }
 
+/**
+ * Encode the images of `values` in the worker thread (one batch), then resolve each value (cheap
+ * by then) and call `onDone(value)`. Without a worker, or for an image it could not encode, the
+ * encoding happens here.
+ */
+export function prepareAll(values: readonly MediaValue[], onDone: (m: MediaValue) => void): void {
+  const images: ImageCopy[] = [];
+  const owner: number[] = [];
+  const left: number[] = new Array(values.length);
+  for (let v = 0; v < values.length; v++) {
+    const m = values[v]!;
+    const n = m.resolved ? 0 : m.images.length;
+    left[v] = n;
+    for (let i = 0; i < n; i++) {
+      images.push(m.images[i]!);
+      owner.push(v);
+    }
+  }
+  for (let v = 0; v < values.length; v++) {
+    if (left[v] !== 0) continue;
+    values[v]!.resolve();
+    onDone(values[v]!);
+  }
+  if (images.length === 0) return;
+  encodeInWorker(images, (i, r) => {
+    const img = images[i]!;
+    if (r) {
+      img.pre = r;
+      releaseImage(img);
+    }
+    const v = owner[i]!;
+    if (--left[v]! === 0) {
+      values[v]!.resolve();
+      onDone(values[v]!);
+    }
+  });
+}
+
 function fileOf(bytes: Buffer, subdir: string, key: string, step: number, ext: string, sha?: string): MediaFile {
   const sha256 = sha ?? crypto().createHash('sha256').update(bytes).digest('hex');
   return { path: `${subdir}/${safeMediaKey(key)}_${step}_${sha256.slice(0, 20)}${ext}`, bytes, sha256, size: bytes.length };
@@ -140,8 +153,10 @@ function fileOf(bytes: Buffer, subdir: string, key: string, step: number, ext: s
 
 /**
  * Copies are carved out of 4 MiB slabs: one allocation per slab instead of one external
- * ArrayBuffer per image (which, with its page faults, costs more than the copy itself). A slab
- * whose copies were all encoded is reused (a few are kept); otherwise it is freed with its last copy.
+ * ArrayBuffer per image (which, with its page faults, costs more than the copy itself). Slabs are
+ * SharedArrayBuffers, so the encoding worker reads the pixels where they are (no second copy on
+ * this thread). A slab whose copies were all encoded is reused (a few are kept, their pages
+ * already mapped); otherwise it is freed with its last copy.
  */
 const SLAB_BYTES = 4 << 20;
 const KEEP_SLABS = 4;
@@ -165,22 +180,30 @@ function retire(s: Slab): void {
   }
 }
 
-/** A private copy of an image (the caller may reuse its buffer after log*() returns). */
-export function copyImage(image: ImageData, pointer: string): ImageData {
-  checkImage(image, pointer);
+/**
+ * A private copy of an image (the caller may reuse its buffer after log*() returns). An invalid
+ * image is a ValidationError at `/<path>` or `/<path>/<index>` (the pointer is built only then).
+ */
+export function copyImage(image: ImageData, path: string, index = -1): ImageData {
+  if (!isValidImage(image)) checkImage(image, index < 0 ? `/${path}` : `/${path}/${index}`);
   const src = image.data;
   const n = src.length;
-  if (n > SLAB_BYTES >> 3) return { data: src.slice(), height: image.height, width: image.width, channels: image.channels };
+  if (n > SLAB_BYTES >> 3) {
+    const data = new Uint8Array(new SharedArrayBuffer(n));
+    data.set(src);
+    return { data, height: image.height, width: image.width, channels: image.channels };
+  }
   if (!slab || slab.at + n > SLAB_BYTES) {
     const old = slab;
-    slab = freeSlabs.pop() ?? { buf: new Uint8Array(SLAB_BYTES), at: 0, live: 0 };
+    slab = freeSlabs.pop() ?? { buf: new Uint8Array(new SharedArrayBuffer(SLAB_BYTES)), at: 0, live: 0 };
     if (old) retire(old);
   }
-  const data = slab.buf.subarray(slab.at, slab.at + n);
+  const s = slab;
+  const data = new Uint8Array(s.buf.buffer, s.at, n);
   data.set(src);
-  slab.at += (n + 7) & ~7;
-  slab.live++;
-  const copy: ImageCopy = { data, height: image.height, width: image.width, channels: image.channels, slab };
+  s.at += (n + 7) & ~7;
+  s.live++;
+  const copy: ImageCopy = { data, height: image.height, width: image.width, channels: image.channels, slab: s };
   return copy;
 }
 
@@ -264,7 +287,7 @@ export function copyTable(name: string, table: TableData): { columns: string[]; 
       const v: unknown = row[j];
       if (v === null || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') out[j] = v;
       else if (isImageLike(v)) {
-        const c = copyImage(v, `/data/${i}/${j}`);
+        const c = copyImage(v, `data/${i}`, j);
         raw += c.data.length;
         out[j] = c;
       } else {

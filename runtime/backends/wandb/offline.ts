@@ -110,6 +110,17 @@ export function trackspecVersion(): string {
  * become `NaN` / `Infinity` / `-Infinity` (Python's json) and bigints become integer literals.
  */
 export function toValueJson(value: unknown): string {
+  // Native JSON.stringify unless the value holds a non-finite number or a bigint (JSON.stringify
+  // would write null / throw): then the encoder below, which writes them as W&B does.
+  let plain = true;
+  const fast = JSON.stringify(value, (_k, v: unknown) => {
+    if (typeof v === 'number' ? !Number.isFinite(v) : typeof v === 'bigint') {
+      plain = false;
+      return null;
+    }
+    return v;
+  });
+  if (plain) return fast ?? 'null';
   return encodeJson(value, new Set()) ?? 'null';
 }
 

@@ -11,6 +11,8 @@ import { ValidationError, WandBTracker } from '../../../generated/index.gen.js';
 import { findOfflineRuns, parseValueJson, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
 import { UPLOAD_LIMITS } from '../../../runtime/backends/wandb/upload.js';
 import { ENCODE_POOL, encodeInWorker } from '../../../runtime/backends/wandb/encode-pool.js';
+import { copyImage } from '../../../runtime/backends/wandb/media.js';
+import { toValueJson } from '../../../runtime/backends/wandb/offline.js';
 import { encodePng } from '../../../runtime/io/image.js';
 import { decodePngRgba } from '../../../runtime/io/image.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
@@ -66,6 +68,19 @@ describe('encoding', () => {
       expect(got[i]!.png.equals(encodePng(img))).toBe(true);
       expect(got[i]!.sha256).toBe(sha(encodePng(img)));
     });
+    // Copies in the shared slabs are read by the worker in place, mixed with private pixels in one batch.
+    const copies = imgs.map((img) => copyImage(img, 'k'));
+    expect(copies.every((c) => c.data.buffer instanceof SharedArrayBuffer)).toBe(true);
+    const mixed = [copies[0]!, imgs[1]!, copies[2]!, copies[3]!];
+    const got2 = await new Promise<({ png: Buffer; sha256: string } | undefined)[]>((resolve) => {
+      const out: ({ png: Buffer; sha256: string } | undefined)[] = [];
+      let left = mixed.length;
+      encodeInWorker(mixed, (i, r) => {
+        out[i] = r;
+        if (--left === 0) resolve(out);
+      });
+    });
+    imgs.forEach((img, i) => expect(got2[i]!.png.equals(encodePng(img))).toBe(true));
     ENCODE_POOL.enabled = false;
     try {
       const t = new WandBTracker({ run_name: 'proj', mode: 'offline', dir });
@@ -77,6 +92,48 @@ describe('encoding', () => {
     } finally {
       ENCODE_POOL.enabled = true;
     }
+  });
+});
+
+describe('encoding worker priority', () => {
+  it.runIf(process.platform === 'linux')('the encoding worker thread runs at nice 19; the other threads keep their priority', async () => {
+    await new Promise<void>((resolve) => encodeInWorker([image(2, 2, 3)], () => resolve()));
+    const { readdirSync } = await import('node:fs');
+    const nice = (tid: string) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+    const all = readdirSync('/proc/self/task').map(nice);
+    expect(all).toContain(19);
+    expect(all.filter((n) => n !== 19).length).toBeGreaterThan(0); // only that thread was lowered
+  });
+});
+
+describe('checks', () => {
+  it('logImages: an invalid image is a ValidationError at its pointer, and nothing of the call is logged', async () => {
+    const t = new WandBTracker({ run_name: 'proj', mode: 'offline', dir });
+    await t.start();
+    const bad = { data: new Uint8Array(5), width: 2, height: 2, channels: 3 };
+    let err: unknown;
+    try {
+      t.logImages({ ok: image(2, 2, 3), list: [image(2, 2, 3), bad] });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as ValidationError).message).toBe('invalid image at /list/1: data has 5 bytes, expected height*width*channels = 12');
+    expect(() => t.logImages({ one: { ...bad, channels: 5 } })).toThrow('invalid image at /one: channels must be 1, 2, 3 or 4');
+    expect(() => t.logTable('tab', { columns: ['a', 'img'], data: [[1, image(1, 1, 1)], [2, bad]] })).toThrow('invalid image at /data/1/1');
+    t.log({ after: 1 });
+    await t.finish();
+    const { history, files } = await readOffline(dir);
+    expect(history.map((h) => Object.keys(h).filter((k) => !k.startsWith('_')))).toEqual([['after']]);
+    expect(files).toEqual([]);
+  });
+
+  it('history values: native JSON for plain values, bare NaN/Infinity and bigints as W&B writes them', () => {
+    expect(toValueJson({ a: [1, 'x', null, { b: true }] })).toBe('{"a":[1,"x",null,{"b":true}]}');
+    expect(toValueJson({ a: [1, NaN, { b: -Infinity }], c: 10n })).toBe('{"a":[1,NaN,{"b":-Infinity}],"c":10}');
+    expect(toValueJson(Infinity)).toBe('Infinity');
+    expect(toValueJson(undefined)).toBe('null');
+    expect(toValueJson({ toJSON: () => ({ v: NaN }) })).toBe('{"v":NaN}');
   });
 });
 
