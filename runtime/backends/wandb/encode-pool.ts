@@ -4,7 +4,7 @@
  * same pngjs encoder with the same options as `runtime/io/image.ts` (identical bytes), loaded from
  * the path this package resolves. The worker is referenced only while jobs are outstanding. If it
  * cannot start or dies, callers get `undefined` and encode on their own thread. It runs at the lowest
- * CPU priority (nice 19, Linux: per thread) so that it never takes a core from the thread that logs.
+ * CPU priority (nice 19; on Linux that is per thread), so the thread that logs has priority over it.
  */
 import { createRequire } from 'node:module';
 import type { Worker as WorkerType } from 'node:worker_threads';
