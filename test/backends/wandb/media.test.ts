@@ -12,6 +12,7 @@ import { findOfflineRuns, parseValueJson, readWandbFile } from '../../../runtime
 import { UPLOAD_LIMITS } from '../../../runtime/backends/wandb/upload.js';
 import { ENCODE_POOL, encodeInWorker } from '../../../runtime/backends/wandb/encode-pool.js';
 import { copyImage } from '../../../runtime/backends/wandb/media.js';
+import type { ImageData } from '../../../runtime/core/driver.js';
 import { toValueJson } from '../../../runtime/backends/wandb/offline.js';
 import { encodePng } from '../../../runtime/io/image.js';
 import { decodePngRgba } from '../../../runtime/io/image.js';
@@ -53,17 +54,22 @@ async function readOffline(root: string) {
   };
 }
 
+/** Every image's result from the encoding worker, in order. */
+function encodeAll(imgs: readonly ImageData[]) {
+  return new Promise<({ png: Buffer; sha256: string } | undefined)[]>((resolve) => {
+    const out: ({ png: Buffer; sha256: string } | undefined)[] = [];
+    let left = imgs.length;
+    encodeInWorker(imgs, (i, r) => {
+      out[i] = r;
+      if (--left === 0) resolve(out);
+    });
+  });
+}
+
 describe('encoding', () => {
   it('the worker thread gives the same PNG bytes and sha256 as the shared encoder; without it the run encodes in-thread', async () => {
     const imgs = [image(5, 3, 1), image(4, 4, 2), image(7, 2, 3), image(3, 3, 4)];
-    const got = await new Promise<({ png: Buffer; sha256: string } | undefined)[]>((resolve) => {
-      const out: ({ png: Buffer; sha256: string } | undefined)[] = [];
-      let left = imgs.length;
-      encodeInWorker(imgs, (i, r) => {
-        out[i] = r;
-        if (--left === 0) resolve(out);
-      });
-    });
+    const got = await encodeAll(imgs);
     imgs.forEach((img, i) => {
       expect(got[i]!.png.equals(encodePng(img))).toBe(true);
       expect(got[i]!.sha256).toBe(sha(encodePng(img)));
@@ -72,14 +78,7 @@ describe('encoding', () => {
     const copies = imgs.map((img) => copyImage(img, 'k'));
     expect(copies.every((c) => c.data.buffer instanceof SharedArrayBuffer)).toBe(true);
     const mixed = [copies[0]!, imgs[1]!, copies[2]!, copies[3]!];
-    const got2 = await new Promise<({ png: Buffer; sha256: string } | undefined)[]>((resolve) => {
-      const out: ({ png: Buffer; sha256: string } | undefined)[] = [];
-      let left = mixed.length;
-      encodeInWorker(mixed, (i, r) => {
-        out[i] = r;
-        if (--left === 0) resolve(out);
-      });
-    });
+    const got2 = await encodeAll(mixed);
     imgs.forEach((img, i) => expect(got2[i]!.png.equals(encodePng(img))).toBe(true));
     ENCODE_POOL.enabled = false;
     try {
