@@ -126,7 +126,7 @@ async function mediaBench(server: WandbTestServer, dir: string): Promise<BenchRo
     const rate = N / ((performance.now() - s0) / 1000);
     if (mode === 'online') {
       const run = server.run(t.tracker.entity, 'media', t.tracker.runId)!;
-      if (Object.keys(run.files).length !== N || server.mediaProblems(t.tracker.entity, 'media', t.tracker.runId).length > 0) throw new Error('online media upload incomplete');
+      if (Object.keys(run.files).length !== N + 2 || server.mediaProblems(t.tracker.entity, 'media', t.tracker.runId).length > 0) throw new Error('online media upload incomplete');
     }
     return { rate, perCall: calls.reduce((a, b) => a + b, 0) / N, median: calls.sort((a, b) => a - b)[N >> 1]! };
   };

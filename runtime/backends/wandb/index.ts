@@ -182,6 +182,27 @@ function writeRunFiles(paths: string[], filesDir: string, media: readonly MediaV
   }
 }
 
+const yamlLib = lazy<typeof import('yaml')>('yaml');
+
+/**
+ * The run files wandb-core writes under the run's files directory and uploads at finish
+ * (sender.go uploadSummaryFile / uploadConfigFile), so the run's Files tab has them:
+ * `wandb-summary.json` (the summary line) and `config.yaml` (`{key: {value}}` with `_wandb`, keys
+ * sorted, 4-space indent, as Go's yaml.v3 writes runconfig's map). Returned as run files to upload.
+ */
+export function writeRunInfoFiles(filesDir: string, config: Record<string, unknown>, summary: string | undefined): MediaFile[] {
+  mkdirSync(filesDir, { recursive: true });
+  const out: MediaFile[] = [];
+  const add = (path: string, text: string): void => {
+    const bytes = Buffer.from(text, 'utf8');
+    writeFileSync(join(filesDir, path), bytes);
+    out.push({ path, bytes, sha256: crypto().createHash('sha256').update(bytes).digest('hex'), size: bytes.length });
+  };
+  if (summary !== undefined) add('wandb-summary.json', summary);
+  add('config.yaml', yamlLib().stringify(configForm({ _wandb: wandbInternalConfig(), ...config }), { indent: 4, sortMapEntries: true, lineWidth: 0 }));
+  return out;
+}
+
 /** A committed history row; serialised (JSON or protobuf) in the background, never in log(). */
 interface Row {
   offset: number;
@@ -968,7 +989,15 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     }
     if (this.#refused) failure = undefined; // reported below, with where the rows are
     const runtime = (Date.now() - this.#startMs) / 1000;
-    // Run files are uploaded before `complete` (wandb-core sender.go finish order).
+    // Run files are uploaded before `complete` (wandb-core sender.go finish order), with the
+    // summary and config files wandb-core adds at finish.
+    if (this.#conn && !this.#refused) {
+      try {
+        this.#upload(writeRunInfoFiles(join(runDirFor(this.#root, this.#info, true), 'files'), this.#info.config, this.#summaryLine()));
+      } catch (e) {
+        this.#ctx.warn(`wandb: could not write config.yaml / wandb-summary.json for upload: ${(e as Error).message}`);
+      }
+    }
     await this.#finishUploads();
     if (this.#conn) {
       try {

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { readEnv, type Env } from '../../core/env.js';
 import { describeRanges } from '../../io/framing.js';
 import { listSpools, replaySpool, SpoolDamagedError, type SyncSummary } from '../../io/spool.js';
-import { UPLOADS_MANIFEST, apiKeyFromNetrc, chunkLines, fileStream, graphql, resumeStatus, summaryLine, upsertBucket, wandbConnect, wandbJson, type WandbConnection, type WandbSpoolRow } from './index.js';
+import { UPLOADS_MANIFEST, apiKeyFromNetrc, chunkLines, fileStream, graphql, resumeStatus, summaryLine, upsertBucket, wandbConnect, wandbJson, writeRunInfoFiles, type WandbConnection, type WandbSpoolRow } from './index.js';
 import { findOfflineRuns, markSynced, parseValueJson, readWandbFile, wandbDir } from './offline.js';
 import { CREATE_RUN_FILES, MediaUploader, type CreateRunFilesResult } from './upload.js';
 
@@ -214,11 +214,14 @@ export async function syncWandbRuns(dir: string, options: { out?: (line: string)
         }
         out(`  ${sent}/${lines.length} history rows`);
       }
-      // Run files (FilesRecords) before `complete`, as wandb-core's finish order.
-      const notUploaded = await uploadRunFiles(conn, run.entity, run.project, run.runId, join(dirname(file), 'files'), runFiles, out);
-      if (notUploaded.length > 0) throw new Error(`${notUploaded.length} run file(s) not uploaded: ${notUploaded.join(', ')}`);
       // The summary: one line, always at offset 0, as wandb-core writes it.
       const line = summaryLine(summaryValues, out);
+      // Run files (FilesRecords), then wandb-summary.json and config.yaml as wandb-core adds them at
+      // finish, all before `complete`, as wandb-core's finish order.
+      const filesDir = join(dirname(file), 'files');
+      for (const f of writeRunInfoFiles(filesDir, config, line)) runFiles.push(f.path);
+      const notUploaded = await uploadRunFiles(conn, run.entity, run.project, run.runId, filesDir, runFiles, out);
+      if (notUploaded.length > 0) throw new Error(`${notUploaded.length} run file(s) not uploaded: ${notUploaded.join(', ')}`);
       await fileStream(conn, run.entity, run.project, run.runId, {
         ...(line !== undefined ? { files: { 'wandb-summary.json': { offset: 0, content: [line] } } } : {}),
         complete: true,

@@ -9,7 +9,8 @@ import { BackendError, ConfigError, ValidationError, WandBTracker } from '../../
 import { findOfflineRuns, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
-import { WandbTestServer } from './server.js';
+import { WandbTestServer, parseWandbJson } from './server.js';
+import YAML from 'yaml';
 import { wandbTestSetup, wandbTestTeardown } from './setup.js';
 
 let server: WandbTestServer;
@@ -54,7 +55,20 @@ describe('online protocol', () => {
     expect(warnings.some((w) => w.includes('step 0 is lower than the current step'))).toBe(true);
     const ops = server.requests.map((r) => r.operation ?? (r.path.endsWith('file_stream') ? 'file_stream' : r.path));
     expect(ops.slice(0, 3)).toEqual(['Viewer', 'UpsertBucket', 'UpsertBucket']);
-    expect(server.requests.every((r) => r.headers.authorization === `Basic ${Buffer.from(`api:${server.apiKey}`).toString('base64')}`)).toBe(true);
+    const api = server.requests.filter((r) => !r.path.startsWith('/upload/'));
+    expect(api.every((r) => r.headers.authorization === `Basic ${Buffer.from(`api:${server.apiKey}`).toString('base64')}`)).toBe(true);
+    // At finish, as wandb-core: wandb-summary.json and config.yaml uploaded as run files, before complete.
+    expect(Object.keys(run.files).sort()).toEqual(['config.yaml', 'wandb-summary.json']);
+    expect(run.uploaded.sort()).toEqual(['config.yaml', 'wandb-summary.json']);
+    const summaryFile = parseWandbJson(server.fileContent(entity, 'proj', runId, 'wandb-summary.json')!.toString('utf8'));
+    expect(summaryFile).toEqual(run.summary);
+    const configFile = YAML.parse(server.fileContent(entity, 'proj', runId, 'config.yaml')!.toString('utf8')) as Record<string, { value: unknown }>;
+    expect(configFile).toEqual(run.config);
+    expect(Object.keys(configFile)).toEqual(['_wandb', 'a', 'lr', 'opt']); // sorted, as yaml.v3 writes a map
+    const completeAt = server.requests.findIndex((r) => (r.body as { complete?: boolean } | undefined)?.complete === true);
+    const lastPut = server.requests.map((r) => r.path.startsWith('/upload/')).lastIndexOf(true);
+    expect(lastPut).toBeGreaterThan(-1);
+    expect(lastPut).toBeLessThan(completeAt);
   });
 
   it('heartbeats while idle', async () => {

@@ -18,7 +18,7 @@ import { encodePng } from '../../../runtime/io/image.js';
 import { decodePngRgba } from '../../../runtime/io/image.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
-import { WandbTestServer } from './server.js';
+import { WandbTestServer, parseWandbJson } from './server.js';
 import { wandbTestSetup, wandbTestTeardown } from './setup.js';
 
 let server: WandbTestServer;
@@ -217,7 +217,10 @@ describe('offline media', () => {
     expect(server.mediaProblems('test-entity', 'proj', runId)).toEqual([]);
     expect(run.history).toHaveLength(2);
     expect(run.uploaded.sort()).toEqual(Object.keys(run.files).sort());
-    expect(Object.keys(run.files)).toHaveLength(2);
+    // the image, the table, and the summary and config files wandb-core adds at finish
+    expect(Object.keys(run.files).filter((p) => !p.startsWith('media/')).sort()).toEqual(['config.yaml', 'wandb-summary.json']);
+    expect(Object.keys(run.files)).toHaveLength(4);
+    expect(parseWandbJson(server.fileContent('test-entity', 'proj', runId, 'wandb-summary.json')!.toString('utf8'))).toEqual(run.summary);
     expect(run.complete).toBe(true);
   });
 });
@@ -239,7 +242,7 @@ describe('online media', () => {
     expect(run.history.map((h) => h.row._step)).toEqual([0, 1, 7]); // log() without a step merges into step 7 (W&B)
     expect(run.history[2]!.row.loss).toBe(1);
     expect(run.history[1]!.row.b).toMatchObject({ _type: 'images/separated', count: 2, captions: ['x', 'y'] });
-    expect(Object.keys(run.files)).toHaveLength(5); // a, b×2, the table, its image cell
+    expect(Object.keys(run.files)).toHaveLength(7); // a, b×2, the table, its image cell, wandb-summary.json, config.yaml; the table, its image cell
     expect([...run.uploaded].sort()).toEqual(Object.keys(run.files).sort());
     const puts = server.requests.filter((r) => r.method === 'PUT');
     expect(puts.every((r) => r.headers['x-upload-secret'] && r.headers.authorization === undefined)).toBe(true);
@@ -261,7 +264,8 @@ describe('online media', () => {
     await t.finish();
     const { runId } = t.tracker;
     expect(server.mediaProblems(entity, 'proj', runId)).toEqual([]);
-    expect(server.requests.filter((r) => r.method === 'PUT').map((r) => r.status)).toEqual([503, 503, 429, 200]);
+    // the image's PUT (503, 503, 429, 200), then the finish files' (wandb-summary.json, config.yaml)
+    expect(server.requests.filter((r) => r.method === 'PUT').map((r) => r.status)).toEqual([503, 503, 429, 200, 200, 200]);
 
     server.expiredUrls = 1; // the first URL has expired when the PUT arrives
     const t2 = new WandBTracker({ run_name: 'proj', dir });
@@ -270,8 +274,8 @@ describe('online media', () => {
     await t2.finish();
     const run2 = server.run(entity, 'proj', t2.tracker.runId)!;
     expect(server.mediaProblems(entity, 'proj', t2.tracker.runId)).toEqual([]);
-    expect(run2.createRunFilesCalls).toBe(2);
-    expect(server.requests.filter((r) => r.method === 'PUT').slice(4).map((r) => r.status)).toEqual([403, 200]);
+    expect(run2.createRunFilesCalls).toBe(3); // the image, its URL asked for again, the finish files
+    expect(server.requests.filter((r) => r.method === 'PUT').slice(6, 8).map((r) => r.status)).toEqual([403, 200]);
   });
 
   it('a PUT to a URL the server did not issue, or without the upload headers, is refused', async () => {
@@ -313,7 +317,7 @@ describe('online media', () => {
     const { runId } = t.tracker;
     expect(server.mediaProblems(entity, 'proj', runId)).toEqual([]);
     const run = server.run(entity, 'proj', runId)!;
-    expect(Object.keys(run.files)).toHaveLength(5);
+    expect(Object.keys(run.files)).toHaveLength(7); // 5 images, wandb-summary.json, config.yaml
     const [runDir] = (await import('node:fs')).readdirSync(join(dir, 'wandb')).filter((n) => n.startsWith('run-'));
     for (const p of Object.keys(run.files)) expect(existsSync(join(dir, 'wandb', runDir!, 'files', p))).toBe(true);
   });
@@ -330,7 +334,7 @@ describe('online media', () => {
     expect(run.complete).toBe(true);
     expect(run.history).toHaveLength(2);
     expect(run.files).toEqual({});
-    expect(warnings.join('\n')).toMatch(/2 run file\(s\) were not uploaded before the deadline.*trackspec sync/);
+    expect(warnings.join('\n')).toMatch(/4 run file\(s\) were not uploaded before the deadline.*trackspec sync/); // 2 media + the finish files
     server.clearFaults();
     const summary = await syncAll(dir, { out: () => undefined });
     expect(summary.failed).toEqual([]);

@@ -491,6 +491,11 @@ export class WandbTestServer extends LoopbackTestServer {
    * was PUT and reported `uploaded`, and its size and sha256 equal the value's (image cells of a
    * table JSON included). [] when all is well.
    */
+  /** The bytes of a run file PUT through an issued upload URL (undefined if never uploaded). */
+  fileContent(entity: string, project: string, runId: string, path: string): Buffer | undefined {
+    return this.store.get(runKey(entity, project, runId))?.fileBytes.get(path);
+  }
+
   mediaProblems(entity: string, project: string, runId: string): string[] {
     const r = this.store.get(runKey(entity, project, runId));
     if (!r) return [`run ${runLabel(entity, project, runId)} not found`];
