@@ -17,6 +17,10 @@
  *   that sends one record per request, as Comet). Written items get an ack of just those records;
  *   items not yet written are later written without them. A crash then re-sends at most the one
  *   record in flight instead of the whole item.
+ * - `ready(item)` (optional): an item whose records cannot be built cheaply yet (W&B: a row whose
+ *   images are still being encoded in the background) is left for a later tick, with every item
+ *   queued after it, so the spool keeps queue order and a tick never does that work on the
+ *   logging thread. `close()` and `keep()` write everything.
  * - `close()`: writes what is left; if every record in the spool was acknowledged, the spool is
  *   deleted, else it stays (the caller reports it).
  *
@@ -43,6 +47,8 @@ export interface WriteAheadOptions<T> {
   onError?: (error: unknown) => void;
   /** Track byte ranges per record, so `ackedPart` can mark part of an item done. */
   partial?: boolean;
+  /** Whether an item's records can be built now; the timer's tick stops at the first that cannot. */
+  ready?: (item: T) => boolean;
 }
 
 /** Where a written item's records are: `bounds[i]..bounds[i+1]` per record (partial) or one range; `d` of them acked. */
@@ -109,7 +115,7 @@ export class WriteAhead<T extends object> {
   push(item: T): void {
     this.#queue.push(item);
     if (this.#timer === undefined && !this.#closed) {
-      this.#timer = setInterval(() => this.tick(), this.#opts.intervalMs);
+      this.#timer = setInterval(() => this.tick(false), this.#opts.intervalMs);
       this.#timer.unref();
     }
   }
@@ -193,23 +199,30 @@ export class WriteAhead<T extends object> {
 
   /**
    * Write what is queued and not acked (synchronous write; fsync in the background). Returns the
-   * number of records written. Errors go to `onError` (the items stay queued).
+   * number of records written. Errors go to `onError` (the items stay queued). With `all` false
+   * (the timer), the queue is written up to the first item that is not `ready`; the rest stays queued.
    */
-  tick(): number {
+  tick(all = true): number {
     const items: T[] = [];
     const taken = new Set<T>();
-    const take = (list: T[]) => {
-      for (const it of list) {
+    let rest: T[] = [];
+    const take = (list: T[], gated: boolean) => {
+      for (let i = 0; i < list.length; i++) {
+        const it = list[i]!;
         if (this.#ackedEarly.has(it) || this.#where.has(it) || taken.has(it)) continue;
+        if (gated && this.#opts.ready && !this.#opts.ready(it)) {
+          rest = list.slice(i);
+          return;
+        }
         taken.add(it);
         items.push(it);
       }
     };
-    take(this.#urgent);
-    take(this.#queue);
+    take(this.#urgent, false);
+    take(this.#queue, !all);
     if (items.length === 0) {
       this.#urgent = [];
-      this.#queue = [];
+      this.#queue = rest;
       return 0;
     }
     try {
@@ -246,7 +259,7 @@ export class WriteAhead<T extends object> {
       }
       this.#written += n;
       this.#urgent = [];
-      this.#queue = [];
+      this.#queue = rest;
       this.#lastError = undefined;
       return n;
     } catch (e) {

@@ -552,6 +552,9 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       }),
       intervalMs: options.flush_interval_secs * 1000,
       records: (r): WandbSpoolRow[] => [{ o: r.offset, l: lineOf(r) }],
+      // A row whose media the worker is still encoding waits for a later tick (serialising it now
+      // would encode on this thread); the byte budget bounds how long that can be.
+      ready: (r) => r.media === undefined || r.media.every((m) => m.resolved),
       onError: (e) => ctx.warnOnce('spool:error', `wandb: could not write ahead to the spool under ${root}: ${(e as Error).message}`),
     });
     this.#batcher = new Batcher<Row>({
