@@ -127,7 +127,7 @@ export interface WandBOptions {
    */
   flush_interval_secs?: number;
   /**
-   * Online only: every flush_interval_secs, write the committed history rows the server has not yet acknowledged to a durable spool under <dir>/wandb/ in the background (acknowledged ones are marked done, and the spool is removed at finish() when everything arrived), so a SIGKILL loses at most the last interval and `trackspec sync <dir>` uploads the rest at their history offsets, exactly once.
+   * Online only: every flush_interval_secs, write the committed history rows the server has not yet acknowledged, and the run files (images, tables; kept in the run's files/ directory) not yet uploaded, to a durable spool under <dir>/wandb/ in the background (acknowledged ones are marked done, and the spool is removed at finish() when everything arrived), so a SIGKILL loses at most the last interval and `trackspec sync <dir>` uploads the rest: rows at their history offsets, exactly once, and the missing files.
    *
    * Default: `true`.
    */

@@ -21,7 +21,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { Batcher } from '../../io/batcher.js';
 import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
 import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
@@ -79,6 +79,11 @@ export const QUEUE_LIMITS = { maxPending: 100_000 };
 export interface WandbSpoolRow {
   o: number;
   l: string;
+}
+
+/** A write-ahead spool record: a run file (under the header's `files_dir`) to upload. */
+export interface WandbSpoolFile {
+  u: string;
 }
 
 /** The handle `WandBTracker.tracker` returns. */
@@ -479,7 +484,8 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   /** Offset of the next history row the offline file expects (rows below it are already in it). */
   #offlineNext = -1;
   /** Write-ahead of rows the server has not acknowledged (online). */
-  readonly #wal: WriteAhead<Row>;
+  /** Rows not yet accepted by the server, and run files not yet uploaded. */
+  readonly #wal: WriteAhead<Row | MediaFile>;
   readonly #walOn: boolean;
   #step: number;
   #pending: Record<string, unknown> | undefined;
@@ -542,19 +548,20 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       },
     };
     this.#walOn = conn !== undefined && options.write_ahead;
-    this.#wal = new WriteAhead<Row>({
+    this.#wal = new WriteAhead<Row | MediaFile>({
       dir: root,
       header: () => ({
         backend: 'wandb',
         target: this.#baseUrl,
         created: Date.now(),
-        meta: { entity: info.entity, project: info.project, run_id: info.runId },
+        // files_dir: where run files listed in the spool are, relative to `root` (the spool's parent).
+        meta: { entity: info.entity, project: info.project, run_id: info.runId, files_dir: relative(root, join(runDirFor(root, info, true), 'files')).split(sep).join('/') },
       }),
       intervalMs: options.flush_interval_secs * 1000,
-      records: (r): WandbSpoolRow[] => [{ o: r.offset, l: lineOf(r) }],
+      records: (it): (WandbSpoolRow | WandbSpoolFile)[] => ('offset' in it ? [{ o: it.offset, l: lineOf(it) }] : [{ u: it.path }]),
       // A row whose media the worker is still encoding waits for a later tick (serialising it now
       // would encode on this thread); the byte budget bounds how long that can be.
-      ready: (r) => r.media === undefined || r.media.every((m) => m.resolved),
+      ready: (it) => !('offset' in it) || it.media === undefined || it.media.every((m) => m.resolved),
       onError: (e) => ctx.warnOnce('spool:error', `wandb: could not write ahead to the spool under ${root}: ${(e as Error).message}`),
     });
     this.#batcher = new Batcher<Row>({
@@ -915,9 +922,12 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
         reportUploaded: (paths) => fileStream(this.#conn ?? conn, entity, project, runId, { uploaded: paths }),
       },
       join(runDirFor(this.#root, this.#info, true), 'files'),
-      { deadlineMs: this.#deadlineMs, warn: (m) => this.#ctx.warn(m) },
+      // With write-ahead, each file is on disk and in the spool until it is uploaded, so a killed
+      // process leaves it for `trackspec sync`.
+      { deadlineMs: this.#deadlineMs, warn: (m) => this.#ctx.warn(m), persist: this.#walOn, onUploaded: (done) => this.#walOn && this.#wal.acked(done) },
     );
     this.#uploader.add(files);
+    if (this.#walOn) for (const f of files) this.#wal.push(f);
   }
 
   /**
@@ -931,6 +941,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     await up.close();
     if (left.length === 0) return;
     this.#writeUploadsManifest(left);
+    if (this.#walOn) this.#wal.acked(left); // trackspec sync uploads them from the manifest, not the spool
     this.#ctx.warn(`wandb: ${left.length} run file(s) were not uploaded before the deadline; they are kept in ${runDirFor(this.#root, this.#info, true)} (upload them with \`trackspec sync ${this.#root}\`)`);
   }
 
@@ -1046,7 +1057,11 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       this.#encode(true);
       if (this.#conn) for (const r of rest) for (const m of r.media ?? []) if (!m.resolved) this.#upload((m.resolve(), m.files));
       // Run files not uploaded yet: on disk and listed for trackspec sync.
-      if (this.#uploader) this.#writeUploadsManifest(this.#uploader.abandon());
+      if (this.#uploader) {
+        const left = this.#uploader.abandon();
+        this.#writeUploadsManifest(left);
+        if (this.#walOn) this.#wal.acked(left); // listed in the manifest instead
+      }
     } catch (e) {
       process.stderr.write(`trackspec: could not keep the W&B run files at exit: ${(e as Error).message}\n`);
     }

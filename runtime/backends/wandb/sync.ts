@@ -11,8 +11,9 @@ import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { readEnv, type Env } from '../../core/env.js';
 import { describeRanges } from '../../io/framing.js';
+import { pathNameProblem, resolveInside } from '../../io/safe-path.js';
 import { listSpools, replaySpool, SpoolDamagedError, type SyncSummary } from '../../io/spool.js';
-import { UPLOADS_MANIFEST, apiKeyFromNetrc, chunkLines, fileStream, graphql, resumeStatus, summaryLine, upsertBucket, wandbConnect, wandbJson, writeRunInfoFiles, type WandbConnection, type WandbSpoolRow } from './index.js';
+import { UPLOADS_MANIFEST, apiKeyFromNetrc, chunkLines, fileStream, graphql, resumeStatus, summaryLine, upsertBucket, wandbConnect, wandbJson, writeRunInfoFiles, type WandbConnection, type WandbSpoolFile, type WandbSpoolRow } from './index.js';
 import { findOfflineRuns, markSynced, parseValueJson, readWandbFile, wandbDir } from './offline.js';
 import { CREATE_RUN_FILES, MediaUploader, type CreateRunFilesResult } from './upload.js';
 
@@ -23,6 +24,11 @@ import { CREATE_RUN_FILES, MediaUploader, type CreateRunFilesResult } from './up
 async function uploadRunFiles(conn: WandbConnection, entity: string, project: string, runId: string, filesDir: string, paths: readonly string[], out: (l: string) => void): Promise<string[]> {
   const files = [];
   for (const path of new Set(paths)) {
+    const problem = pathNameProblem(path);
+    if (problem !== undefined) {
+      out(`  note: run file ${JSON.stringify(path)} ${problem}; skipped`);
+      continue;
+    }
     const local = join(filesDir, path);
     if (!existsSync(local)) {
       out(`  note: run file ${path} is missing under ${filesDir}; skipped`);
@@ -92,7 +98,8 @@ export async function syncWandbUploads(dir: string, options: { out?: (line: stri
 /**
  * Write-ahead spools of online runs (`<dir>/wandb/*.spool`, left by a process that was killed):
  * each row is posted at its own history offset, so rows the server already has are rewritten with
- * the same bytes and nothing is duplicated; then the summary (the server's, updated with the rows)
+ * the same bytes and nothing is duplicated; run files it had not uploaded are uploaded from the
+ * run's files directory (the header's `files_dir`, below the spool's parent); then the summary (the server's, updated with the rows)
  * and `complete` with exit code 1 (the process died), as `wandb sync` finishes a run without an
  * exit record.
  */
@@ -103,7 +110,7 @@ export async function syncWandbSpools(dir: string, options: { out?: (line: strin
   const summary: SyncSummary = { spools: spools.length, sent: 0, duplicates: 0, failed: [] };
   if (spools.length === 0) return summary;
   for (const s of spools) {
-    const meta = (s.header.meta ?? {}) as { entity?: string; project?: string; run_id?: string };
+    const meta = (s.header.meta ?? {}) as { entity?: string; project?: string; run_id?: string; files_dir?: string };
     const baseUrl = readEnv(env, 'WANDB_BASE_URL') ?? s.header.target;
     const apiKey = readEnv(env, 'WANDB_API_KEY') ?? apiKeyFromNetrc(baseUrl, env);
     out(`${s.path}: ${s.pending} history row(s) of W&B run ${meta.entity}/${meta.project}/${meta.run_id} → ${baseUrl}`);
@@ -118,7 +125,18 @@ export async function syncWandbSpools(dir: string, options: { out?: (line: strin
     const { entity = '', project, run_id: runId } = meta;
     try {
       const values: Record<string, unknown> = { ...((await resumeStatus(conn, entity, project, runId))?.summary ?? {}) };
-      const post = async (rows: WandbSpoolRow[]): Promise<void> => {
+      // Run files the process had not uploaded (on disk under files_dir): uploaded as the online run does.
+      const upload = async (paths: string[]): Promise<void> => {
+        if (paths.length === 0) return;
+        if (!meta.files_dir) throw new Error('the spool lists run files but its header does not say where they are');
+        // Relative to the spool's parent folder, and never outside it (a spool is data, not a path to trust).
+        const filesDir = resolveInside(dirname(dirname(s.path)), meta.files_dir, (problem) => new Error(`the spool's files_dir ${JSON.stringify(meta.files_dir)} ${problem}`));
+        const notUploaded = await uploadRunFiles(conn, entity, project, runId, filesDir, paths, out);
+        if (notUploaded.length > 0) throw new Error(`${notUploaded.length} run file(s) not uploaded: ${notUploaded.join(', ')}`);
+      };
+      const post = async (records: (WandbSpoolRow | WandbSpoolFile)[]): Promise<void> => {
+        const rows = records.filter((r): r is WandbSpoolRow => 'o' in r).sort((a, b) => a.o - b.o);
+        await upload(records.filter((r): r is WandbSpoolFile => 'u' in r).map((r) => r.u));
         for (const r of rows) Object.assign(values, parseValueJson(r.l) as Record<string, unknown>);
         let i = 0;
         while (i < rows.length) {
@@ -132,7 +150,7 @@ export async function syncWandbSpools(dir: string, options: { out?: (line: strin
       };
       let failure: unknown;
       try {
-        const r = await replaySpool(s.path, (records) => post((records as WandbSpoolRow[]).sort((a, b) => a.o - b.o)), {
+        const r = await replaySpool(s.path, (records) => post(records as (WandbSpoolRow | WandbSpoolFile)[]), {
           onProgress: (done, total) => out(`  ${done}/${total} history rows`),
         });
         summary.sent += r.sent;

@@ -97,11 +97,21 @@ export class MediaUploader {
     return this.#held;
   }
 
-  constructor(t: UploadTransport, filesDir: string, options: { deadlineMs: number; warn: (m: string) => void }) {
+  readonly #persist: boolean;
+  readonly #onUploaded: ((files: MediaFile[]) => void) | undefined;
+
+  /**
+   * `persist`: write every file to the files directory when it is added (its bytes stay in memory
+   * within the budget), so that a killed process leaves it on disk for `trackspec sync` (the
+   * write-ahead lists it). `onUploaded`: files uploaded and reported.
+   */
+  constructor(t: UploadTransport, filesDir: string, options: { deadlineMs: number; warn: (m: string) => void; persist?: boolean; onUploaded?: (files: MediaFile[]) => void }) {
     this.#t = t;
     this.#filesDir = filesDir;
     this.#deadlineMs = options.deadlineMs;
     this.#warn = options.warn;
+    this.#persist = options.persist === true;
+    this.#onUploaded = options.onUploaded;
   }
 
   /** Where a run file lives on disk. */
@@ -114,7 +124,10 @@ export class MediaUploader {
     for (const f of files) {
       if (this.#pending.has(f)) continue;
       if (f.bytes && this.#held + f.size > UPLOAD_LIMITS.budgetBytes) this.#spill(f);
-      else if (f.bytes) this.#held += f.size;
+      else if (f.bytes) {
+        if (this.#persist) this.#write(f);
+        this.#held += f.size;
+      }
       this.#pending.add(f);
       this.#queue.push(f);
     }
@@ -124,10 +137,18 @@ export class MediaUploader {
   /** Write a file to the files directory and drop its bytes from memory. */
   #spill(f: MediaFile): void {
     if (!f.bytes) return;
+    if (!this.#onDisk.has(f)) this.#write(f);
+    f.bytes = undefined;
+  }
+
+  /** Files written by `persist` (their bytes may still be held). */
+  readonly #onDisk = new WeakSet<MediaFile>();
+
+  #write(f: MediaFile): void {
     const p = this.localPath(f);
     mkdirSync(dirname(p), { recursive: true });
-    writeFileSync(p, f.bytes);
-    f.bytes = undefined;
+    writeFileSync(p, f.bytes!);
+    this.#onDisk.add(f);
   }
 
   #release(f: MediaFile): void {
@@ -188,6 +209,7 @@ export class MediaUploader {
         await this.#t.reportUploaded(done.map((f) => f.path));
         for (const f of done) this.#release(f);
         this.uploaded += done.length;
+        this.#onUploaded?.(done);
       }
       todo = refused;
     }

@@ -6,7 +6,7 @@ import { WandBTracker } from '../../../generated/index.gen.js';
 import { QUEUE_LIMITS } from '../../../runtime/backends/wandb/index.js';
 import { findOfflineRuns, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
-import { listSpools } from '../../../runtime/io/spool.js';
+import { Spool, listSpools } from '../../../runtime/io/spool.js';
 import { ROOT } from '../../support/helpers.js';
 import { WandbTestServer } from './server.js';
 import { wandbTestSetup, wandbTestTeardown } from './setup.js';
@@ -66,6 +66,60 @@ process.stdin.once('data', () => setInterval(go, 5));
     expect(run).toMatchObject({ complete: true, exitcode: 1 });
     expect((await syncAll(dir, { out: () => undefined })).spools).toBe(0);
   }, 60_000);
+
+  it('a child SIGKILLed while its run files are still uploading: they are on disk and in the spool, and trackspec sync uploads them once', async () => {
+    server.inject({ kind: 'status', path: '/upload/', status: 503, times: Infinity }); // every PUT fails for now
+    const child = await startLoggingChild(
+      `import { WandBTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
+const t = new WandBTracker({ run_name: 'media-killed', dir: ${JSON.stringify(dir)}, flush_interval_secs: 0.2 });
+await t.start();
+process.stdout.write('run ' + t.tracker.entity + ' ' + t.tracker.runId + '\\n');
+process.stdin.once('data', () => {
+  for (let s = 0; s < 5; s++) {
+    const data = new Uint8Array(8 * 8 * 3).map((_, i) => (i * 7 + s * 31) & 255);
+    t.logImages({ img: { data, width: 8, height: 8, channels: 3 } }, s);
+    t.log({ loss: 1 / (s + 1) }, s);
+  }
+  t.log({ end: 1 }, 5);
+  process.stdout.write('logged 4 ' + Date.now() + '\\n');
+});
+`,
+      { ready: /^run (\S+) (\S+)$/m, env: { ...process.env, WANDB_API_KEY: server.apiKey, WANDB_BASE_URL: server.url } },
+    );
+    const [entity, runId] = child.ready as [string, string];
+    child.go();
+    // the rows reach the server; the uploads keep failing; a few write-ahead intervals pass
+    for (let i = 0; i < 100 && server.run(entity, 'media-killed', runId)!.history.length < 5; i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 1000));
+    const { logged, stderr } = await child.kill();
+    expect(logged, stderr).toHaveLength(1);
+    let run = server.run(entity, 'media-killed', runId)!;
+    expect(run.history).toHaveLength(5);
+    expect(run.files).toEqual({});
+    expect(server.mediaProblems(entity, 'media-killed', runId).length).toBeGreaterThan(0); // images not there yet
+
+    server.clearFaults();
+    const summary = await syncAll(dir, { out: () => undefined });
+    expect(summary.failed).toEqual([]);
+    run = server.run(entity, 'media-killed', runId)!;
+    expect(run.problems).toEqual([]);
+    expect(server.mediaProblems(entity, 'media-killed', runId)).toEqual([]); // every image PUT, reported, sha256 equal
+    expect(Object.keys(run.files)).toHaveLength(5);
+    expect(run.history.map((h) => h.row._step)).toEqual([0, 1, 2, 3, 4]); // no row duplicated
+    expect((await syncAll(dir, { out: () => undefined })).spools).toBe(0);
+  }, 60_000);
+
+  it("a spool whose files_dir leaves the folder is refused by sync, naming it; nothing outside is read", async () => {
+    const s = await Spool.create(dir, { backend: 'wandb', target: server.url, created: 1, meta: { entity: 'test-entity', project: 'p', run_id: 'r1', files_dir: '../../etc' } });
+    s.appendSync([{ u: 'passwd' }]);
+    await s.close();
+    server.seedRun('test-entity', 'p', 'r1', 0);
+    const lines: string[] = [];
+    const summary = await syncAll(dir, { out: (l) => lines.push(l) });
+    expect(summary.failed).toHaveLength(1);
+    expect(summary.failed[0]!.error).toMatch(/files_dir "\.\.\/\.\.\/etc" leaves its directory/);
+    expect(server.requests.some((r) => r.operation === 'CreateRunFiles' || r.path.startsWith('/upload/'))).toBe(false);
+  });
 
   it('with a healthy server the spool is removed at finish()', async () => {
     const t = new WandBTracker({ run_name: 'healthy', dir, flush_interval_secs: 0.05 });
