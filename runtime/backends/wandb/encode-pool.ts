@@ -17,31 +17,60 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { PNG } = require(workerData.pngjs);
 const { createHash } = require('node:crypto');
+const { mkdirSync, writeFileSync } = require('node:fs');
+const made = new Set();
 // Lowest CPU priority. On Linux a nice value belongs to one thread, so this thread only; elsewhere it
 // would lower the whole process, so it is left alone.
 if (process.platform === 'linux') try { require('node:os').setPriority(19); } catch {}
 const COLOR_TYPE = { 1: 0, 2: 4, 3: 2, 4: 6 };
-// A batch: meta holds 6 numbers per image (width, height, channels, buffer index, offset, length);
-// the reply lists, in order, each PNG (transferred) and its sha256.
+// A batch: meta holds 6 numbers per image (width, height, channels, buffer index, offset, length),
+// targets (optional, per image) a {dir, name} to write the PNG to as <dir>/<name><sha256[:20]>.png.
+// The reply lists, in order, each PNG (transferred), its sha256 and whether it was written.
 parentPort.on('message', (msg) => {
-  const { meta, bufs } = msg;
+  const { meta, bufs, targets } = msg;
   const pngs = [];
   const shas = [];
+  const written = [];
   for (let k = 0; k < meta.length; k += 6) {
     const ct = COLOR_TYPE[meta[k + 2]];
     const alpha = meta[k + 2] === 2 || meta[k + 2] === 4;
     const opts = { width: meta[k], height: meta[k + 1], colorType: ct, inputColorType: ct, inputHasAlpha: alpha, bitDepth: 8 };
     const png = PNG.sync.write({ width: meta[k], height: meta[k + 1], data: Buffer.from(bufs[meta[k + 3]], meta[k + 4], meta[k + 5]) }, opts);
+    const sha = createHash('sha256').update(png).digest('hex');
+    const t = targets[k / 6];
+    let ok = false;
+    if (t) {
+      // Written here, off the logging thread; on any error the caller writes it instead.
+      try {
+        const full = t.dir + '/' + t.name + sha.slice(0, 20) + '.png';
+        const parent = full.slice(0, full.lastIndexOf('/'));
+        if (!made.has(parent)) {
+          mkdirSync(parent, { recursive: true });
+          made.add(parent);
+        }
+        writeFileSync(full, png);
+        ok = true;
+      } catch {}
+    }
     pngs.push(png.buffer.slice(png.byteOffset, png.byteOffset + png.length));
-    shas.push(createHash('sha256').update(png).digest('hex'));
+    shas.push(sha);
+    written.push(ok);
   }
-  parentPort.postMessage({ id: msg.id, pngs, shas }, pngs);
+  parentPort.postMessage({ id: msg.id, pngs, shas, written }, pngs);
 });
 `;
 
 export interface Encoded {
   png: Buffer;
   sha256: string;
+  /** The directory the worker wrote the PNG into (as asked by its target), if it did. */
+  onDisk?: string;
+}
+
+/** Where the worker writes an encoded PNG: `<dir>/<name><sha256[:20]>.png`. */
+export interface EncodeTarget {
+  dir: string;
+  name: string;
 }
 
 type Done = (i: number, r: Encoded | undefined) => void;
@@ -49,8 +78,8 @@ type Done = (i: number, r: Encoded | undefined) => void;
 let worker: WorkerType | undefined;
 let broken = false;
 let nextId = 1;
-/** Outstanding batches: their callback and image count. */
-const waiting = new Map<number, { done: Done; n: number }>();
+/** Outstanding batches: their callback, image count and targets. */
+const waiting = new Map<number, { done: Done; n: number; targets: readonly (EncodeTarget | undefined)[] }>();
 
 /** Set to false to encode on the calling thread (tests, or when worker threads are unwanted). */
 export const ENCODE_POOL = { enabled: true };
@@ -68,11 +97,16 @@ function start(): WorkerType | undefined {
   try {
     const pngjs = createRequire(import.meta.url).resolve('pngjs');
     const w = new (workerThreads().Worker)(WORKER_SOURCE, { eval: true, workerData: { pngjs } });
-    w.on('message', (out: { id: number; pngs: ArrayBuffer[]; shas: string[] }) => {
+    w.on('message', (out: { id: number; pngs: ArrayBuffer[]; shas: string[]; written: boolean[] }) => {
       const b = waiting.get(out.id);
       waiting.delete(out.id);
       if (waiting.size === 0) w.unref();
-      if (b) for (let i = 0; i < out.pngs.length; i++) b.done(i, { png: Buffer.from(out.pngs[i]!), sha256: out.shas[i]! });
+      if (!b) return;
+      for (let i = 0; i < out.pngs.length; i++) {
+        const r: Encoded = { png: Buffer.from(out.pngs[i]!), sha256: out.shas[i]! };
+        if (out.written[i]) r.onDisk = b.targets[i]!.dir;
+        b.done(i, r);
+      }
     });
     w.on('error', failAll);
     w.on('exit', failAll);
@@ -86,11 +120,11 @@ function start(): WorkerType | undefined {
 
 /**
  * Encode images in the worker (one message for the batch); `done(i, result)` per image (result
- * undefined: encode it yourself). Pixels in a SharedArrayBuffer (the slabs `copyImage` fills) are
+ * undefined: encode it yourself). With `targets[i]`, the worker also writes image i's PNG there. Pixels in a SharedArrayBuffer (the slabs `copyImage` fills) are
  * read by the worker where they are: nothing is copied on this thread. Other pixels are copied
  * into one transferred buffer.
  */
-export function encodeInWorker(images: readonly ImageData[], done: Done): void {
+export function encodeInWorker(images: readonly ImageData[], targets: readonly (EncodeTarget | undefined)[], done: Done): void {
   const w = ENCODE_POOL.enabled ? start() : undefined;
   if (!w) {
     for (let i = 0; i < images.length; i++) done(i, undefined);
@@ -129,7 +163,7 @@ export function encodeInWorker(images: readonly ImageData[], done: Done): void {
     meta[k + 5] = d.length;
   }
   const id = nextId++;
-  waiting.set(id, { done, n: images.length });
+  waiting.set(id, { done, n: images.length, targets });
   w.ref();
-  w.postMessage({ id, meta, bufs }, priv ? [priv] : []);
+  w.postMessage({ id, meta, bufs, targets }, priv ? [priv] : []);
 }

@@ -170,6 +170,12 @@ function writeRunFiles(paths: string[], filesDir: string, media: readonly MediaV
   for (const m of media) {
     m.resolve();
     for (const f of m.files) {
+      if (f.onDisk === filesDir) {
+        // written there by the encoding worker
+        if (!keepBytes) f.bytes = undefined;
+        paths.push(f.path);
+        continue;
+      }
       const to = `${filesDir}/${f.path}`;
       const parent = to.slice(0, to.lastIndexOf('/'));
       if (!made.has(parent)) {
@@ -889,7 +895,8 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       if (this.#conn) this.#upload(m.files);
     };
     if (!sync) {
-      prepareAll(q, done);
+      // The worker writes the PNGs into the run's files directory (online: the uploader's, offline: the .wandb file's).
+      prepareAll(q, done, join(runDirFor(this.#root, this.#info, this.#conn !== undefined), 'files'));
       return;
     }
     for (const m of q) {

@@ -32,6 +32,8 @@ export interface MediaFile {
   bytes: Buffer | undefined;
   sha256: string;
   size: number;
+  /** The files directory the file was already written into (by the encoding worker), if any. */
+  onDisk?: string;
 }
 
 /** W&B caps a list of images at 108 (`image.py` MAX_ITEMS); the SDK logs the first 108 with a warning. */
@@ -76,10 +78,16 @@ export class MediaValue {
   #ready: Promise<void> | undefined;
   #settle: (() => void) | undefined;
 
-  constructor(build: (files: MediaFile[]) => Record<string, unknown>, rawBytes: number, images: ImageCopy[] = []) {
+  /** The key and step its files are named after (`<subdir>/<key>_<step>_<sha20><ext>`). */
+  readonly key: string;
+  readonly step: number;
+
+  constructor(build: (files: MediaFile[]) => Record<string, unknown>, rawBytes: number, images: ImageCopy[], key: string, step: number) {
     this.#build = build;
     this.rawBytes = rawBytes;
     this.images = images;
+    this.key = key;
+    this.step = step;
   }
 
   /** Settles once the value is resolved. */
@@ -110,19 +118,23 @@ export class MediaValue {
 
 /**
  * Encode the images of `values` in the worker thread (one batch), then resolve each value (cheap
- * by then) and call `onDone(value)`. Without a worker, or for an image it could not encode, the
- * encoding happens here.
+ * by then) and call `onDone(value)`. With `filesDir`, the worker also writes each PNG there under
+ * its run-file path, so this thread does no file I/O for it. Without a worker, or for an image it
+ * could not encode, the encoding happens here.
  */
-export function prepareAll(values: readonly MediaValue[], onDone: (m: MediaValue) => void): void {
+export function prepareAll(values: readonly MediaValue[], onDone: (m: MediaValue) => void, filesDir?: string): void {
   const images: ImageCopy[] = [];
+  const targets: ({ dir: string; name: string } | undefined)[] = [];
   const owner: number[] = [];
   const left: number[] = new Array(values.length);
   for (let v = 0; v < values.length; v++) {
     const m = values[v]!;
     const n = m.resolved ? 0 : m.images.length;
     left[v] = n;
+    const target = n > 0 && filesDir !== undefined ? { dir: filesDir, name: `media/images/${safeMediaKey(m.key)}_${m.step}_` } : undefined;
     for (let i = 0; i < n; i++) {
       images.push(m.images[i]!);
+      targets.push(target);
       owner.push(v);
     }
   }
@@ -132,7 +144,7 @@ export function prepareAll(values: readonly MediaValue[], onDone: (m: MediaValue
     onDone(values[v]!);
   }
   if (images.length === 0) return;
-  encodeInWorker(images, (i, r) => {
+  encodeInWorker(images, targets, (i, r) => {
     const img = images[i]!;
     if (r) {
       img.pre = r;
@@ -224,6 +236,7 @@ function imageFile(files: MediaFile[], img: ImageCopy, key: string, step: number
   const pre = img.pre;
   img.pre = undefined;
   const f = pre ? fileOf(pre.png, 'media/images', key, step, '.png', pre.sha256) : fileOf(encodePng(img), 'media/images', key, step, '.png');
+  if (pre?.onDisk !== undefined) f.onDisk = pre.onDisk;
   releaseImage(img);
   files.push(f);
   const v: Record<string, unknown> = {};
@@ -250,7 +263,7 @@ export function imagesValue(key: string, step: number, images: ImageData[], sing
     // Captions only when the first image has one (media.py captions()).
     if (captions[0] !== undefined) v.captions = captions.map((c) => c ?? null);
     return v;
-  }, raw, images);
+  }, raw, images, key, step);
 }
 
 type Cell = number | string | boolean | null | ImageData;
@@ -308,5 +321,5 @@ export function tableValue(key: string, step: number, table: { columns: string[]
     const f = fileOf(Buffer.from(toValueJson({ columns: table.columns, data }), 'utf8'), 'media/table', key, step, '.table.json');
     files.push(f);
     return { _type: 'table-file', sha256: f.sha256, size: f.size, path: f.path, ncols: table.columns.length, nrows: table.data.length, log_mode: 'IMMUTABLE' };
-  }, table.raw + table.data.length * table.columns.length * 8, table.data.flatMap((row) => row.filter((c): c is ImageData => c !== null && typeof c === 'object')));
+  }, table.raw + table.data.length * table.columns.length * 8, table.data.flatMap((row) => row.filter((c): c is ImageData => c !== null && typeof c === 'object')), key, step);
 }

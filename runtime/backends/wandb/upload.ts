@@ -123,9 +123,10 @@ export class MediaUploader {
   add(files: readonly MediaFile[]): void {
     for (const f of files) {
       if (this.#pending.has(f)) continue;
+      if (f.onDisk === this.#filesDir) this.#onDisk.add(f); // the encoding worker wrote it here
       if (f.bytes && this.#held + f.size > UPLOAD_LIMITS.budgetBytes) this.#spill(f);
       else if (f.bytes) {
-        if (this.#persist) this.#write(f);
+        if (this.#persist && !this.#onDisk.has(f)) this.#write(f);
         this.#held += f.size;
       }
       this.#pending.add(f);

@@ -59,7 +59,7 @@ function encodeAll(imgs: readonly ImageData[]) {
   return new Promise<({ png: Buffer; sha256: string } | undefined)[]>((resolve) => {
     const out: ({ png: Buffer; sha256: string } | undefined)[] = [];
     let left = imgs.length;
-    encodeInWorker(imgs, (i, r) => {
+    encodeInWorker(imgs, [], (i, r) => {
       out[i] = r;
       if (--left === 0) resolve(out);
     });
@@ -80,6 +80,16 @@ describe('encoding', () => {
     const mixed = [copies[0]!, imgs[1]!, copies[2]!, copies[3]!];
     const got2 = await encodeAll(mixed);
     imgs.forEach((img, i) => expect(got2[i]!.png.equals(encodePng(img))).toBe(true));
+    // With a target the worker writes the PNG itself (<dir>/<name><sha256[:20]>.png) and says so.
+    const target = { dir: join(dir, 'files'), name: 'media/images/k_3_' };
+    const got3 = await new Promise<{ png: Buffer; sha256: string; onDisk?: string } | undefined>((resolve) => encodeInWorker([copies[2]!], [target], (_i, r) => resolve(r)));
+    expect(got3!.onDisk).toBe(target.dir);
+    expect(readFileSync(join(target.dir, `media/images/k_3_${got3!.sha256.slice(0, 20)}.png`)).equals(encodePng(imgs[2]!))).toBe(true);
+    // A target it cannot write (a file where the directory should be): not written, the caller writes it.
+    writeFileSync(join(dir, 'blocker'), 'x');
+    const got4 = await new Promise<{ onDisk?: string } | undefined>((resolve) => encodeInWorker([copies[2]!], [{ dir: join(dir, 'blocker'), name: 'media/images/k_3_' }], (_i, r) => resolve(r)));
+    expect(got4).toBeDefined();
+    expect(got4!.onDisk).toBeUndefined();
     ENCODE_POOL.enabled = false;
     try {
       const t = new WandBTracker({ run_name: 'proj', mode: 'offline', dir });
@@ -96,7 +106,7 @@ describe('encoding', () => {
 
 describe('encoding worker priority', () => {
   it.runIf(process.platform === 'linux')('the encoding worker thread runs at nice 19; the other threads keep their priority', async () => {
-    await new Promise<void>((resolve) => encodeInWorker([image(2, 2, 3)], () => resolve()));
+    await new Promise<void>((resolve) => encodeInWorker([image(2, 2, 3)], [], () => resolve()));
     const { readdirSync } = await import('node:fs');
     const nice = (tid: string) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
     const all = readdirSync('/proc/self/task').map(nice);
