@@ -320,11 +320,12 @@ export class HttpClient {
     const userSignal = init?.signal;
     userSignal?.throwIfAborted();
 
-    const controller = new AbortController();
-    const timeout = new TimeoutSentinel('timeout');
+    // Per-request objects only when needed (an Error captures a stack: built only when the timer fires).
     const limitMs = init?.timeoutMs ?? this.timeoutMs;
-    const timer = limitMs > 0 ? setTimeout(() => controller.abort(timeout), limitMs) : undefined;
-    const onUserAbort = (): void => controller.abort(userSignal!.reason);
+    const controller = limitMs > 0 || userSignal ? new AbortController() : undefined;
+    let timeout: TimeoutSentinel | undefined;
+    const timer = limitMs > 0 ? setTimeout(() => controller!.abort((timeout = new TimeoutSentinel('timeout'))), limitMs) : undefined;
+    const onUserAbort = (): void => controller!.abort(userSignal!.reason);
     userSignal?.addEventListener('abort', onUserAbort, { once: true });
 
     const hasBody = init?.json !== undefined;
@@ -337,7 +338,7 @@ export class HttpClient {
         method,
         headers,
         body: raw !== undefined ? (raw as Uint8Array) : hasBody ? JSON.stringify(init!.json) : undefined,
-        signal: controller.signal,
+        signal: controller?.signal,
       });
       if (init?.bytes && res.statusCode >= 200 && res.statusCode < 300) {
         const raw = Buffer.from(await res.body.arrayBuffer());
@@ -362,7 +363,7 @@ export class HttpClient {
     } catch (err) {
       if (userSignal?.aborted && err === userSignal.reason) throw err;
       if (userSignal?.aborted) throw userSignal.reason;
-      if (err === timeout || controller.signal.reason === timeout) {
+      if (timeout !== undefined && (err === timeout || controller?.signal.reason === timeout)) {
         throw new HttpTransportError(
           this.backend,
           `${what}: no complete response within ${limitMs} ms (ETIMEDOUT)`,

@@ -6,7 +6,8 @@
  * encoding + sha256 alone, measured in the same run.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -14,6 +15,7 @@ import { WandBTracker, setWarningHandler } from '../../generated/index.gen.js';
 import { WandbTestServer } from '../backends/wandb/server.js';
 import { encodePng } from '../../runtime/io/image.js';
 import type { BenchRow } from './tensorboard.bench.js';
+import { ROOT } from '../support/helpers.js';
 
 function values(i: number): Record<string, number> {
   const v: Record<string, number> = {};
@@ -176,11 +178,63 @@ async function mediaBench(server: WandbTestServer, dir: string): Promise<BenchRo
   rows.push({ name: 'wandb logImages() median call, offline / online', value: Math.round(off.median), unit: `ns/call / ${Math.round(on.median)} ns/call` });
   copies.sort((x, y) => x - y);
   rows.push({ name: 'baseline: copying one 64×64 RGB image (Uint8Array.slice), average in the same loop, median run', value: Math.round(copies[RUNS >> 1]!), unit: `ns/call (runs: ${copies.map(Math.round).join(', ')})` });
+  rows.push(...(await mainThreadCpu(imgs, dir)));
   rows.push({ name: 'wandb offline images/s (logImages → files/ + FilesRecord, after finish)', value: Math.round(off.rate), unit: 'images/s' });
   rows.push({ name: 'wandb online images/s (CreateRunFiles + PUT + uploaded, after finish)', value: Math.round(on.rate), unit: 'images/s' });
   rows.push({ name: 'wandb offline images/s ÷ encoding alone (same run)', value: +(off.rate / encodeRate).toFixed(2), unit: 'x' });
   rows.push({ name: 'wandb online images/s ÷ encoding alone (same run)', value: +(on.rate / encodeRate).toFixed(2), unit: 'x' });
   return rows;
+}
+
+/**
+ * Everything a logged image costs the logging thread, background work included (encode dispatch,
+ * results, rows, .wandb records, uploads' HTTP client): its on-CPU time (Linux schedstat of the main
+ * thread) per image over runs of 1000, against the same loop logging one scalar per row instead.
+ * Online, the test server runs in a child process so that its work is not counted.
+ */
+async function mainThreadCpu(imgs: ReturnType<typeof image64>[], dir: string): Promise<BenchRow[]> {
+  const schedstat = `/proc/self/task/${process.pid}/schedstat`;
+  if (!existsSync(schedstat)) return [];
+  const onCpuNs = () => Number(readFileSync(schedstat, 'utf8').split(' ')[0]);
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/backends/wandb/server.ts'), '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const banner = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out);
+      });
+      child.once('exit', () => reject(new Error('the W&B test server did not start')));
+    });
+    const url = /WANDB_BASE_URL=(\S+)/.exec(banner)![1]!;
+    const apiKey = /WANDB_API_KEY=(\S+)/.exec(banner)![1]!;
+    const N = 1000;
+    const run = async (mode: 'online' | 'offline', images: boolean) => {
+      const t = new WandBTracker({ run_name: 'cpu', mode, dir, ...(mode === 'online' ? { api_key: apiKey, base_url: url } : {}) });
+      await t.start();
+      const c0 = onCpuNs();
+      for (let b = 0; b < N / 100; b++) {
+        for (let i = 0; i < 100; i++) {
+          if (images) t.logImages({ img: imgs[(b * 100 + i) % imgs.length]! }, b * 100 + i);
+          else t.log({ x: i }, b * 100 + i);
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+      await t.finish();
+      return (onCpuNs() - c0) / N;
+    };
+    const med3 = async (f: () => Promise<number>) => [await f(), await f(), await f()].sort((a, b) => a - b)[1]!;
+    const rows: BenchRow[] = [];
+    for (const mode of ['offline', 'online'] as const) {
+      await run(mode, true); // warm-up
+      const base = await med3(() => run(mode, false));
+      const img = await med3(() => run(mode, true));
+      rows.push({ name: `wandb logging-thread CPU per logged image, ${mode} (background included, median of 3 × 1000)`, value: +(img / 1000).toFixed(1), unit: `µs/image (the same loop logging one scalar per row instead: ${(base / 1000).toFixed(1)} µs/row)` });
+    }
+    return rows;
+  } finally {
+    child.kill('SIGTERM');
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
