@@ -21,7 +21,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join, relative, sep } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { Batcher } from '../../io/batcher.js';
 import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
 import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
@@ -118,12 +118,15 @@ export function configForm(config: Record<string, unknown>): Record<string, { va
   return Object.fromEntries(Object.entries(config).map(([k, v]) => [k, { value: v }]));
 }
 
+/** The rough size counted for a number, a boolean or a media value (its JSON is short or known later). */
+const SMALL_VALUE_CHARS = 24;
+
 /** Characters of the last value jsonValue() returned (a rough size, for the line limit). */
 let valueChars = 0;
 
 /** A JSON copy of a value, or a ValidationError naming the key (cycles, oversized strings). */
 function jsonValue(key: string, v: unknown): unknown {
-  valueChars = 24;
+  valueChars = SMALL_VALUE_CHARS;
   if (typeof v === 'number') return Number.isFinite(v) ? v : v > 0 ? Infinity : v < 0 ? -Infinity : NaN;
   if (typeof v === 'string') {
     valueChars = v.length;
@@ -163,15 +166,16 @@ export function wandbJson(v: unknown): string {
 
 /**
  * Encode `media` (if not yet) and write their files under `filesDir` (bytes in memory, else a copy
- * from `fromDir` where the uploader spilled them). Appends the paths written to `paths`, for a FilesRecord.
- * File paths are safe relative `/`-separated paths (media.ts), so they are joined by concatenation.
+ * from the directory they are already in, `onDisk`). Appends the paths written to `paths`, for a
+ * FilesRecord. File paths are safe relative `/`-separated paths (media.ts), so they are joined by
+ * concatenation.
  */
-function writeRunFiles(paths: string[], filesDir: string, media: readonly MediaValue[], made: Set<string>, fromDir: string | undefined, keepBytes: boolean): void {
+function writeRunFiles(paths: string[], filesDir: string, media: readonly MediaValue[], made: Set<string>, keepBytes: boolean): void {
   for (const m of media) {
     m.resolve();
     for (const f of m.files) {
       if (f.onDisk === filesDir) {
-        // written there by the encoding worker
+        // already there (written by the encoding worker or the uploader)
         if (!keepBytes) f.bytes = undefined;
         paths.push(f.path);
         continue;
@@ -185,12 +189,18 @@ function writeRunFiles(paths: string[], filesDir: string, media: readonly MediaV
       if (f.bytes) {
         writeFileSync(to, f.bytes);
         if (!keepBytes) f.bytes = undefined; // on disk now: not held in memory
-      } else if (fromDir && existsSync(`${fromDir}/${f.path}`)) {
-        if (`${fromDir}/${f.path}` !== to) copyFileSync(`${fromDir}/${f.path}`, to);
+      } else if (f.onDisk !== undefined && existsSync(`${f.onDisk}/${f.path}`)) {
+        copyFileSync(`${f.onDisk}/${f.path}`, to);
       } else continue;
       paths.push(f.path);
     }
   }
+}
+
+/** The caption of image `i`: the `caption` kwarg when it is a string, or its i-th string. */
+function captionAt(caption: unknown, i: number): string | undefined {
+  if (typeof caption === 'string') return caption;
+  return Array.isArray(caption) && typeof caption[i] === 'string' ? (caption[i] as string) : undefined;
 }
 
 const yamlLib = lazy<typeof import('yaml')>('yaml');
@@ -689,7 +699,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     let paths: string[] | undefined;
     let made: Set<string> | undefined;
     const filesDir = join(w.runDir, 'files');
-    for (const r of rows) if (r.media && r.offset >= this.#offlineNext) writeRunFiles((paths ??= []), filesDir, r.media, (made ??= new Set()), this.#uploaderDir(), this.#uploader !== undefined);
+    for (const r of rows) if (r.media && r.offset >= this.#offlineNext) writeRunFiles((paths ??= []), filesDir, r.media, (made ??= new Set()), this.#uploader !== undefined);
     if (paths) w.files(paths);
     for (const r of rows) {
       if (r.offset < this.#offlineNext) continue;
@@ -807,7 +817,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       checkMediaKey('logImages', key);
       const v = values[key]!;
       let m: MediaValue;
-      if (!Array.isArray(v)) m = imagesValue(key, this.#step, [copyImage(v, key)], true, [typeof caption === 'string' ? caption : Array.isArray(caption) && typeof caption[0] === 'string' ? caption[0] : undefined]);
+      if (!Array.isArray(v)) m = imagesValue(key, this.#step, [copyImage(v, key)], true, [captionAt(caption, 0)]);
       else {
         if (v.length === 0) continue;
         let list = v as ImageData[];
@@ -819,7 +829,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
         const captions: (string | undefined)[] = new Array(list.length);
         for (let i = 0; i < list.length; i++) {
           copies[i] = copyImage(list[i]!, key, i);
-          captions[i] = typeof caption === 'string' ? caption : Array.isArray(caption) && typeof caption[i] === 'string' ? (caption[i] as string) : undefined;
+          captions[i] = captionAt(caption, i);
         }
         m = imagesValue(key, this.#step, copies, false, captions);
       }
@@ -865,7 +875,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
   /** Put a media value in the pending row (as #merge does for plain values). */
   #addMedia(key: string, m: MediaValue): void {
     (this.#pending ??= {})[key] = m;
-    this.#pendingChars += 24 + key.length;
+    this.#pendingChars += SMALL_VALUE_CHARS + key.length;
     (this.#pendingMedia ??= []).push(m);
   }
 
@@ -896,7 +906,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     };
     if (!sync) {
       // The worker writes the PNGs into the run's files directory (online: the uploader's, offline: the .wandb file's).
-      prepareAll(q, done, join(runDirFor(this.#root, this.#info, this.#conn !== undefined), 'files'));
+      prepareAll(q, done, this.#filesDir(this.#conn !== undefined));
       return;
     }
     for (const m of q) {
@@ -914,8 +924,9 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     await Promise.all(waits);
   }
 
-  #uploaderDir(): string | undefined {
-    return this.#uploader ? join(runDirFor(this.#root, this.#info, true), 'files') : undefined;
+  /** The run's files directory: the online run's (the uploader's) or the offline run's. */
+  #filesDir(online: boolean): string {
+    return join(runDirFor(this.#root, this.#info, online), 'files');
   }
 
   #upload(files: MediaFile[]): void {
@@ -928,7 +939,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
           (await graphql<{ createRunFiles: CreateRunFilesResult }>(this.#conn ?? conn, 'CreateRunFiles', CREATE_RUN_FILES, { entity, project, run: runId, files: paths })).createRunFiles,
         reportUploaded: (paths) => fileStream(this.#conn ?? conn, entity, project, runId, { uploaded: paths }),
       },
-      join(runDirFor(this.#root, this.#info, true), 'files'),
+      this.#filesDir(true),
       // With write-ahead, each file is on disk and in the spool until it is uploaded, so a killed
       // process leaves it for `trackspec sync`.
       { deadlineMs: this.#deadlineMs, warn: (m) => this.#ctx.warn(m), persist: this.#walOn, onUploaded: (done) => this.#walOn && this.#wal.acked(done) },
@@ -948,16 +959,17 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     await up.close();
     if (left.length === 0) return;
     this.#writeUploadsManifest(left);
-    if (this.#walOn) this.#wal.acked(left); // trackspec sync uploads them from the manifest, not the spool
     this.#ctx.warn(`wandb: ${left.length} run file(s) were not uploaded before the deadline; they are kept in ${runDirFor(this.#root, this.#info, true)} (upload them with \`trackspec sync ${this.#root}\`)`);
   }
 
+  /** List run files not uploaded for `trackspec sync` (which then uploads them from here, not from the write-ahead spool). */
   #writeUploadsManifest(left: MediaFile[]): void {
     if (left.length === 0) return;
     const runDir = runDirFor(this.#root, this.#info, true);
     const manifest = { backend: 'wandb', target: this.#baseUrl, entity: this.#info.entity, project: this.#info.project, run_id: this.#info.runId, files: left.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size })) };
     mkdirSync(runDir, { recursive: true });
     writeFileSync(join(runDir, UPLOADS_MANIFEST), JSON.stringify(manifest, null, 1));
+    if (this.#walOn) this.#wal.acked(left);
   }
 
   async storeInitConfiguration(values: Readonly<Values>): Promise<void> {
@@ -1014,7 +1026,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
     // summary and config files wandb-core adds at finish.
     if (this.#conn && !this.#refused) {
       try {
-        this.#upload(writeRunInfoFiles(join(runDirFor(this.#root, this.#info, true), 'files'), this.#info.config, this.#summaryLine()));
+        this.#upload(writeRunInfoFiles(this.#filesDir(true), this.#info.config, this.#summaryLine()));
       } catch (e) {
         this.#ctx.warn(`wandb: could not write config.yaml / wandb-summary.json for upload: ${(e as Error).message}`);
       }
@@ -1064,11 +1076,7 @@ class WandbRunDriver implements TrackerDriver<WandbRun> {
       this.#encode(true);
       if (this.#conn) for (const r of rest) for (const m of r.media ?? []) if (!m.resolved) this.#upload((m.resolve(), m.files));
       // Run files not uploaded yet: on disk and listed for trackspec sync.
-      if (this.#uploader) {
-        const left = this.#uploader.abandon();
-        this.#writeUploadsManifest(left);
-        if (this.#walOn) this.#wal.acked(left); // listed in the manifest instead
-      }
+      if (this.#uploader) this.#writeUploadsManifest(this.#uploader.abandon());
     } catch (e) {
       process.stderr.write(`trackspec: could not keep the W&B run files at exit: ${(e as Error).message}\n`);
     }

@@ -52,6 +52,11 @@ async function uploadRunFiles(conn: WandbConnection, entity: string, project: st
   return left.map((f) => f.path);
 }
 
+/** An error naming the run files `uploadRunFiles` left (the sync of that item fails and can be run again). */
+function requireAllUploaded(left: readonly string[], hint = ''): void {
+  if (left.length > 0) throw new Error(`${left.length} run file(s) not uploaded: ${left.join(', ')}${hint}`);
+}
+
 /**
  * Run files an online run could not upload before finish() (`<wandb dir>/run-*\/trackspec-uploads.json`,
  * the files beside it under `files/`): uploaded now, then the manifest is removed. No history row is sent.
@@ -82,7 +87,7 @@ export async function syncWandbUploads(dir: string, options: { out?: (line: stri
       try {
         const left = await uploadRunFiles(conn, man.entity, man.project, man.run_id, join(dirname(m), 'files'), man.files.map((f) => f.path), out);
         summary.sent += man.files.length - left.length;
-        if (left.length > 0) throw new Error(`${left.length} run file(s) not uploaded: ${left.join(', ')} (run sync again later)`);
+        requireAllUploaded(left, ' (run sync again later)');
         await rm(m);
       } finally {
         await conn.http.close();
@@ -99,9 +104,9 @@ export async function syncWandbUploads(dir: string, options: { out?: (line: stri
  * Write-ahead spools of online runs (`<dir>/wandb/*.spool`, left by a process that was killed):
  * each row is posted at its own history offset, so rows the server already has are rewritten with
  * the same bytes and nothing is duplicated; run files it had not uploaded are uploaded from the
- * run's files directory (the header's `files_dir`, below the spool's parent); then the summary (the server's, updated with the rows)
- * and `complete` with exit code 1 (the process died), as `wandb sync` finishes a run without an
- * exit record.
+ * run's files directory (the header's `files_dir`, below the spool's parent); then the summary
+ * (the server's, updated with the rows) and `complete` with exit code 1 (the process died), as
+ * `wandb sync` finishes a run without an exit record.
  */
 export async function syncWandbSpools(dir: string, options: { out?: (line: string) => void; env?: Env } = {}): Promise<SyncSummary> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
@@ -131,8 +136,7 @@ export async function syncWandbSpools(dir: string, options: { out?: (line: strin
         if (!meta.files_dir) throw new Error('the spool lists run files but its header does not say where they are');
         // Relative to the spool's parent folder, and never outside it (a spool is data, not a path to trust).
         const filesDir = resolveInside(dirname(dirname(s.path)), meta.files_dir, (problem) => new Error(`the spool's files_dir ${JSON.stringify(meta.files_dir)} ${problem}`));
-        const notUploaded = await uploadRunFiles(conn, entity, project, runId, filesDir, paths, out);
-        if (notUploaded.length > 0) throw new Error(`${notUploaded.length} run file(s) not uploaded: ${notUploaded.join(', ')}`);
+        requireAllUploaded(await uploadRunFiles(conn, entity, project, runId, filesDir, paths, out));
       };
       const post = async (records: (WandbSpoolRow | WandbSpoolFile)[]): Promise<void> => {
         const rows = records.filter((r): r is WandbSpoolRow => 'o' in r).sort((a, b) => a.o - b.o);
@@ -238,8 +242,7 @@ export async function syncWandbRuns(dir: string, options: { out?: (line: string)
       // finish, all before `complete`, as wandb-core's finish order.
       const filesDir = join(dirname(file), 'files');
       for (const f of writeRunInfoFiles(filesDir, config, line)) runFiles.push(f.path);
-      const notUploaded = await uploadRunFiles(conn, run.entity, run.project, run.runId, filesDir, runFiles, out);
-      if (notUploaded.length > 0) throw new Error(`${notUploaded.length} run file(s) not uploaded: ${notUploaded.join(', ')}`);
+      requireAllUploaded(await uploadRunFiles(conn, run.entity, run.project, run.runId, filesDir, runFiles, out));
       await fileStream(conn, run.entity, run.project, run.runId, {
         ...(line !== undefined ? { files: { 'wandb-summary.json': { offset: 0, content: [line] } } } : {}),
         complete: true,

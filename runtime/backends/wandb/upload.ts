@@ -123,10 +123,9 @@ export class MediaUploader {
   add(files: readonly MediaFile[]): void {
     for (const f of files) {
       if (this.#pending.has(f)) continue;
-      if (f.onDisk === this.#filesDir) this.#onDisk.add(f); // the encoding worker wrote it here
       if (f.bytes && this.#held + f.size > UPLOAD_LIMITS.budgetBytes) this.#spill(f);
       else if (f.bytes) {
-        if (this.#persist && !this.#onDisk.has(f)) this.#write(f);
+        if (this.#persist && f.onDisk !== this.#filesDir) this.#write(f);
         this.#held += f.size;
       }
       this.#pending.add(f);
@@ -138,18 +137,15 @@ export class MediaUploader {
   /** Write a file to the files directory and drop its bytes from memory. */
   #spill(f: MediaFile): void {
     if (!f.bytes) return;
-    if (!this.#onDisk.has(f)) this.#write(f);
+    if (f.onDisk !== this.#filesDir) this.#write(f); // not already there (written by the encoding worker, or persisted)
     f.bytes = undefined;
   }
-
-  /** Files written by `persist` (their bytes may still be held). */
-  readonly #onDisk = new WeakSet<MediaFile>();
 
   #write(f: MediaFile): void {
     const p = this.localPath(f);
     mkdirSync(dirname(p), { recursive: true });
     writeFileSync(p, f.bytes!);
-    this.#onDisk.add(f);
+    f.onDisk = this.#filesDir;
   }
 
   #release(f: MediaFile): void {
