@@ -70,3 +70,16 @@ export class BackendError extends TrackspecError {
     this.code = details.code;
   }
 }
+
+/**
+ * `err` as a BackendError of `backend` with `message: <err's message>` (its errno `code` kept, `err`
+ * as the cause); a BackendError is returned as it is.
+ */
+export function wrapBackendError(backend: string, message: string, err: unknown): BackendError {
+  if (err instanceof BackendError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  return new BackendError(backend, `${message}: ${err instanceof Error ? err.message : String(err)}`, {
+    cause: err,
+    ...(typeof code === 'string' ? { code } : {}),
+  });
+}

@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ImageData } from '../../core/driver.js';
-import { BackendError, ValidationError } from '../../core/errors.js';
+import { BackendError, ValidationError, wrapBackendError } from '../../core/errors.js';
 import { removeStaleTemps, writeFileAtomicSync } from '../../io/atomic-file.js';
 import { registerExitHook } from '../../io/exit-hooks.js';
 import { lazy } from '../../io/lazy.js';
@@ -86,14 +86,7 @@ type SummaryTree = Map<string, SummaryNode>;
 
 type ParamValue = unknown;
 
-function fail(message: string, err: unknown): BackendError {
-  if (err instanceof BackendError) return err;
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  return new BackendError(BACKEND, `${message}: ${err instanceof Error ? err.message : String(err)}`, {
-    cause: err,
-    ...(typeof code === 'string' ? { code } : {}),
-  });
-}
+const fail = (message: string, err: unknown): BackendError => wrapBackendError(BACKEND, message, err);
 
 export class Live {
   /** Absolute output directory. */

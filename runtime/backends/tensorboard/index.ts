@@ -25,7 +25,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BackendDriver, DriverContext, ImageData, TrackerDriver, Values } from '../../core/driver.js';
-import { BackendError, ConfigError } from '../../core/errors.js';
+import { BackendError, ConfigError, wrapBackendError } from '../../core/errors.js';
 import { resolveInside } from '../../io/safe-path.js';
 import { checkImage } from '../../io/image.js';
 import { SummaryWriter, filenameSuffixProblem } from './summary-writer.js';
@@ -85,14 +85,7 @@ export interface TensorBoardDriverOptions {
 
 const BACKEND = 'tensorboard';
 
-function asBackendError(message: string, err: unknown): BackendError {
-  if (err instanceof BackendError) return err;
-  const code = (err as { code?: unknown } | null)?.code;
-  return new BackendError(BACKEND, `${message}: ${err instanceof Error ? err.message : String(err)}`, {
-    cause: err,
-    ...(typeof code === 'string' ? { code } : {}),
-  });
-}
+const asBackendError = (message: string, err: unknown): BackendError => wrapBackendError(BACKEND, message, err);
 
 class TensorBoardDriver implements TrackerDriver<SummaryWriter> {
   private nextStep = 0;

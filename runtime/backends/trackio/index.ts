@@ -29,11 +29,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BackendDriver, DriverContext, TrackerDriver, Values } from '../../core/driver.js';
-import { BackendError, ConfigError, TrackspecError, ValidationError } from '../../core/errors.js';
+import { BackendError, ConfigError, TrackspecError, ValidationError, wrapBackendError } from '../../core/errors.js';
 import { registerExitHook } from '../../io/exit-hooks.js';
 import { lazy } from '../../io/lazy.js';
 import { openSqlite, sqliteAvailable, sqliteMissing, type SqliteDatabase } from './sqlite.js';
-import { canonicalProjectName, checkProjectName, configure, defaultTrackioDir, initSchema, isoUtc, readableName } from './store.js';
+import { canonicalProjectName, checkProjectName, configure, defaultTrackioDir, immediateTransaction, initSchema, isoUtc, readableName } from './store.js';
 import { checkJsonLike } from '../../core/values.js';
 import { escapePointer } from '../../core/humanize.js';
 
@@ -72,14 +72,7 @@ interface PendingRow {
   logId?: string;
 }
 
-function fail(message: string, err: unknown): BackendError {
-  if (err instanceof BackendError) return err;
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  return new BackendError(BACKEND, `${message}: ${err instanceof Error ? err.message : String(err)}`, {
-    cause: err,
-    ...(typeof code === 'string' ? { code } : {}),
-  });
-}
+const fail = (message: string, err: unknown): BackendError => wrapBackendError(BACKEND, message, err);
 
 /** A number as Python's orjson writes a float: `1.0`, `0.5`, `1e-7`; non-finite as trackio's strings. */
 function encodeNumber(v: number): string {
@@ -240,8 +233,7 @@ export class TrackioRun {
     const db = this.#db;
     try {
       db.exec(`PRAGMA busy_timeout = ${busyMs}`);
-      db.exec('BEGIN IMMEDIATE');
-      try {
+      immediateTransaction(db, () => {
         if (rows.length > 0) {
           const ins = db.prepare('INSERT OR IGNORE INTO metrics (timestamp, run_id, run_name, step, metrics, log_id, space_id) VALUES (?, ?, ?, ?, ?, ?, NULL)');
           const ids = crypto().randomBytes(16 * rows.length).toString('hex');
@@ -272,15 +264,7 @@ export class TrackioRun {
             isoUtc(Date.now()),
           );
         }
-        db.exec('COMMIT');
-      } catch (err) {
-        try {
-          db.exec('ROLLBACK');
-        } catch {
-          // the first error matters
-        }
-        throw err;
-      }
+      });
     } catch (err) {
       const e = fail(`cannot write to ${this.dbPath} (nothing was lost: the rows are retried)`, err);
       this.#error = e;

@@ -127,17 +127,11 @@ const INDEXES = [
   'CREATE INDEX IF NOT EXISTS idx_system_metrics_pending ON system_metrics(space_id) WHERE space_id IS NOT NULL',
 ];
 
-/** `SQLiteStorage.init_db`: every table and index, in one immediate transaction. */
-export function initSchema(db: SqliteDatabase): void {
+/** Run `body` in one `BEGIN IMMEDIATE` transaction: committed, or rolled back and the error rethrown. */
+export function immediateTransaction(db: SqliteDatabase, body: () => void): void {
   db.exec('BEGIN IMMEDIATE');
   try {
-    for (const sql of TABLES) db.exec(sql);
-    for (const [table, col] of ADDED_COLUMNS) {
-      const name = col.split(' ')[0]!;
-      const cols = db.prepare(`PRAGMA table_info(${table})`).all().map((r) => r.name);
-      if (!cols.includes(name)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${col}`);
-    }
-    for (const sql of INDEXES) db.exec(sql);
+    body();
     db.exec('COMMIT');
   } catch (err) {
     try {
@@ -147,6 +141,19 @@ export function initSchema(db: SqliteDatabase): void {
     }
     throw err;
   }
+}
+
+/** `SQLiteStorage.init_db`: every table and index, in one immediate transaction. */
+export function initSchema(db: SqliteDatabase): void {
+  immediateTransaction(db, () => {
+    for (const sql of TABLES) db.exec(sql);
+    for (const [table, col] of ADDED_COLUMNS) {
+      const name = col.split(' ')[0]!;
+      const cols = db.prepare(`PRAGMA table_info(${table})`).all().map((r) => r.name);
+      if (!cols.includes(name)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${col}`);
+    }
+    for (const sql of INDEXES) db.exec(sql);
+  });
 }
 
 /** `datetime.now(timezone.utc).isoformat()` for a time in milliseconds: `2026-11-30T22:49:18.329000+00:00`. */
