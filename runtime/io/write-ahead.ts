@@ -172,6 +172,31 @@ export class WriteAhead<T extends object> {
     }
   }
 
+  /** Items given to keepSoon() and not kept yet. */
+  #keepSoon: T[] = [];
+
+  /**
+   * keep(), for items that arrive in bursts (a batcher's overflow past its in-memory cap): all that
+   * arrive in one synchronous pass are kept together in a microtask, after `before()` (e.g. a warning).
+   */
+  keepSoon(items: readonly T[], before?: () => void): void {
+    this.#keepSoon.push(...items);
+    if (this.#keepSoon.length !== items.length) return;
+    queueMicrotask(() => {
+      const moving = this.takeKeepSoon();
+      if (moving.length === 0) return;
+      before?.();
+      this.keep(moving);
+    });
+  }
+
+  /** The items keepSoon() has not kept yet, taken (exit paths settle them with the rest). */
+  takeKeepSoon(): T[] {
+    const list = this.#keepSoon;
+    this.#keepSoon = [];
+    return list;
+  }
+
   /** Keep these items for `trackspec sync` (never sent by this process): written at once. */
   keep(items: readonly T[]): void {
     for (const it of items) {

@@ -278,7 +278,6 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
   readonly #wal: WriteAhead<Queued>;
   readonly #walOn: boolean;
   readonly #inFlight = new Set<Queued[]>();
-  #overflow: Queued[] = [];
   #key: string | undefined;
   #spoolPath: string | undefined;
   #keptWhy: 'unreachable' | 'overflow' | undefined;
@@ -361,24 +360,13 @@ class CometRunDriver implements TrackerDriver<CometExperiment> {
         }
       },
       onFailed: async () => undefined, // rejected by the server (4xx): reported by flush()
-      overflow: (items) => {
-        // Past the in-memory cap: to the spool (written at once, never dropped).
-        this.#overflow.push(...items);
-        if (this.#overflow.length === items.length) {
-          queueMicrotask(() => {
-            const moving = this.#overflow;
-            this.#overflow = [];
-            this.#kept('overflow');
-            this.#wal.keep(moving);
-          });
-        }
-      },
+      // Past the in-memory cap: to the spool (written at once, never dropped).
+      overflow: (items) => this.#wal.keepSoon(items, () => this.#kept('overflow')),
     });
     if (options.log_output) this.#unhookOutput = this.#hookOutput();
     this.#unregisterExit = registerExitHook(() => {
       this.#unhookOutput?.();
-      const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#overflow];
-      this.#overflow = [];
+      const rest = [...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#wal.takeKeepSoon()];
       if (rest.length === 0 && !this.#wal.spool) return;
       try {
         const path = this.#wal.settleAtExit(rest, false);

@@ -303,7 +303,6 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
   #spoolPath: string | undefined;
   /** File store: metrics whose append failed (disk full), retried on the next flush. */
   #retry: MlflowMetric[] = [];
-  #overflow: MetricCall[] = [];
   #finished = false;
   #unregisterExit: () => void;
   /** Artifact uploads (background) and where they go (resolved on the first artifact). */
@@ -382,17 +381,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
         this.#warnKept('unreachable');
         this.#wal.keep(batch);
       },
-      overflow: (items) => {
-        this.#overflow.push(...items);
-        if (this.#overflow.length === items.length) {
-          queueMicrotask(() => {
-            const moving = this.#overflow;
-            this.#overflow = [];
-            this.#warnKept('overflow');
-            this.#wal.keep(moving);
-          });
-        }
-      },
+      overflow: (items) => this.#wal.keepSoon(items, () => this.#warnKept('overflow')),
     });
     this.#unregisterExit = registerExitHook((reason) => this.#onExit(reason));
   }
@@ -770,7 +759,7 @@ class MLflowRunDriver implements TrackerDriver<MLflowRun> {
     }
     this.#finished = true;
     const status: RunStatus = reason === 'exit' ? (uncaught || (process.exitCode ?? 0) !== 0 ? 'FAILED' : 'FINISHED') : 'KILLED';
-    const calls = [...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#overflow];
+    const calls = [...[...this.#inFlight].flat(), ...this.#batcher.takePending(), ...this.#wal.takeKeepSoon()];
     const pending = expand(calls);
     const endTime = Date.now();
     const runId = this.#info.runId;
