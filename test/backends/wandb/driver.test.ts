@@ -1,17 +1,14 @@
 // WandBTracker against the local W&B test server: UpsertBucket + file_stream, W&B step semantics,
 // heartbeats, faults (no row lost or duplicated), resume, offline .wandb files and sync.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BackendError, ConfigError, ValidationError, WandBTracker } from '../../../generated/index.gen.js';
 import { findOfflineRuns, readWandbFile } from '../../../runtime/backends/wandb/offline.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
-import { ROOT, tempDir } from '../../support/helpers.js';
 import { WandbTestServer, parseWandbJson } from './server.js';
 import YAML from 'yaml';
-import { wandbTestSetup, wandbTestTeardown } from './setup.js';
+import { runDyingChild, wandbTestSetup, wandbTestTeardown } from './setup.js';
 
 let server: WandbTestServer;
 let dir: string;
@@ -240,23 +237,9 @@ describe('offline', () => {
 
 describe('process death', () => {
   it('an uncaught exception sends the pending rows and exitcode 1', async () => {
-    const script = join(tempDir(), 'child.mts');
-    writeFileSync(
-      script,
-      `import { WandBTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
-const t = new WandBTracker({ run_name: 'dying', dir: ${JSON.stringify(dir)} });
-await t.start();
-process.stdout.write(t.tracker.entity + ' ' + t.tracker.runId + '\\n');
-for (let i = 0; i < 30; i++) t.log({ i }, i);
-setTimeout(() => { throw new Error('boom'); }, 10);
-`,
-    );
-    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    await once(proc, 'close');
-    const [entity, runId] = stdout.trim().split(' ');
-    const run = server.run(entity!, 'dying', runId!)!;
+    const { entity, runId } = await runDyingChild(dir, `for (let i = 0; i < 30; i++) t.log({ i }, i);
+setTimeout(() => { throw new Error('boom'); }, 10);`);
+    const run = server.run(entity, 'dying', runId)!;
     expect(run).toMatchObject({ complete: true, exitcode: 1 });
     expect(run.history.map((h) => h.row.i)).toEqual(Array.from({ length: 30 }, (_, i) => i)); // the pending row 29 is committed at exit
   }, 30_000);

@@ -1,9 +1,7 @@
 // W&B media: logImages / logTable offline (.wandb FilesRecord + files/ + history values as the
 // Python SDK writes them), online (CreateRunFiles → PUT with upload headers → file_stream `uploaded`,
 // retries, expired URLs, byte budget, spool at finish), trackspec sync, table cell rules.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -17,9 +15,8 @@ import { toValueJson } from '../../../runtime/backends/wandb/offline.js';
 import { encodePng } from '../../../runtime/io/image.js';
 import { decodePngRgba } from '../../../runtime/io/image.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
-import { ROOT, tempDir } from '../../support/helpers.js';
 import { WandbTestServer, parseWandbJson } from './server.js';
-import { wandbTestSetup, wandbTestTeardown } from './setup.js';
+import { runDyingChild, wandbTestSetup, wandbTestTeardown } from './setup.js';
 
 let server: WandbTestServer;
 let dir: string;
@@ -357,27 +354,13 @@ describe('online media', () => {
 
   it('process.exit() without finish(): files not uploaded yet are kept on disk for trackspec sync', async () => {
     server.inject({ kind: 'status', path: '/upload/', status: 503, times: Infinity });
-    const script = join(tempDir(), 'child.mts');
-    writeFileSync(
-      script,
-      `import { WandBTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
-const t = new WandBTracker({ run_name: 'dying', dir: ${JSON.stringify(dir)} });
-await t.start();
-process.stdout.write(t.tracker.entity + ' ' + t.tracker.runId + '\\n');
-t.logImages({ img: { data: new Uint8Array(48).fill(9), width: 4, height: 4, channels: 3 } });
-setTimeout(() => process.exit(0), 50);
-`,
-    );
-    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    await once(proc, 'close');
-    const [ent, runId] = stdout.trim().split(' ');
-    expect(server.run(ent!, 'dying', runId!)).toMatchObject({ complete: true, files: {} });
+    const { entity: ent, runId } = await runDyingChild(dir, `t.logImages({ img: { data: new Uint8Array(48).fill(9), width: 4, height: 4, channels: 3 } });
+setTimeout(() => process.exit(0), 50);`);
+    expect(server.run(ent, 'dying', runId)).toMatchObject({ complete: true, files: {} });
     server.clearFaults();
     expect((await syncAll(dir, { out: () => undefined })).failed).toEqual([]);
-    expect(server.mediaProblems(ent!, 'dying', runId!)).toEqual([]);
-    expect(server.run(ent!, 'dying', runId!)!.history).toHaveLength(1);
+    expect(server.mediaProblems(ent, 'dying', runId)).toEqual([]);
+    expect(server.run(ent, 'dying', runId)!.history).toHaveLength(1);
   }, 30_000);
 
   it("mode 'disabled': logImages and logTable are no-ops", async () => {

@@ -2,8 +2,6 @@
 // permanent refusals, Retry-After and the retryable status set, the summary at one fixed offset,
 // resume/reuse, `_wandb.t`, proxies and ~/.netrc, and the smaller items. Each runs against the local
 // test server, which enforces upstream's rules (test/backends/wandb/server.ts).
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,9 +10,9 @@ import { BackendError, ConfigError, WandBTracker } from '../../../generated/inde
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { parseNetrc } from '../../../runtime/backends/wandb/netrc.js';
 import { proxyFor } from '../../../runtime/io/http.js';
-import { ROOT, tempDir } from '../../support/helpers.js';
+import { tempDir } from '../../support/helpers.js';
 import { WandbTestServer } from './server.js';
-import { wandbTestSetup, wandbTestTeardown } from './setup.js';
+import { runDyingChild, wandbTestSetup, wandbTestTeardown } from './setup.js';
 
 let server: WandbTestServer;
 let dir: string;
@@ -270,23 +268,9 @@ describe('8. smaller items', () => {
     ['process.exit(3)', 'setTimeout(() => process.exit(3), 10);', 3],
     ['SIGTERM', "setTimeout(() => process.kill(process.pid, 'SIGTERM'), 10);", 255],
   ])('exit codes as upstream: %s', async (_n, ending, code) => {
-    const script = join(tempDir(), 'child.mts');
-    writeFileSync(
-      script,
-      `import { WandBTracker } from ${JSON.stringify(join(ROOT, 'generated', 'index.gen.ts'))};
-const t = new WandBTracker({ run_name: 'dying', dir: ${JSON.stringify(dir)} });
-await t.start();
-process.stdout.write(t.tracker.entity + ' ' + t.tracker.runId + '\\n');
-for (let i = 0; i < 5; i++) t.log({ i }, i);
+    const { entity, runId } = await runDyingChild(dir, `for (let i = 0; i < 5; i++) t.log({ i }, i);
 ${ending}
-setTimeout(() => undefined, 5000);
-`,
-    );
-    const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    await once(proc, 'close');
-    const [entity, runId] = stdout.trim().split(' ');
-    expect(server.run(entity!, 'dying', runId!)).toMatchObject({ complete: true, exitcode: code });
+setTimeout(() => undefined, 5000);`);
+    expect(server.run(entity, 'dying', runId)).toMatchObject({ complete: true, exitcode: code });
   }, 30_000);
 });
