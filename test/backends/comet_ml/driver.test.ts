@@ -2,31 +2,22 @@
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BackendError, CometMLTracker, ConfigError, Tracking, setWarningHandler } from '../../../generated/index.gen.js';
+import { BackendError, CometMLTracker, ConfigError, Tracking } from '../../../generated/index.gen.js';
 import { restBase } from '../../../runtime/backends/comet_ml/config.js';
 import { RateLimiter } from '../../../runtime/io/rate-limit.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { tempDir } from '../../support/helpers.js';
+import { cometTestSetup, cometTestTeardown } from './setup.js';
 import { CometTestServer, type RecordedRequest } from './server.js';
 
-const ENV = ['COMET_API_KEY', 'COMET_WORKSPACE', 'COMET_PROJECT_NAME', 'COMET_URL_OVERRIDE', 'COMET_EXPERIMENT_KEY', 'COMET_OFFLINE_DIRECTORY', 'COMET_START_ONLINE', 'COMET_START_MODE', 'RANK', 'LOCAL_RANK'];
 let server: CometTestServer;
 let offline: string;
 let warnings: string[];
 beforeEach(async () => {
-  for (const v of ENV) vi.stubEnv(v, undefined);
-  vi.stubEnv('HOME', tempDir('home-')); // no .comet.config from the real home
-  server = await CometTestServer.start({ heartbeatMs: 300 });
-  vi.stubEnv('COMET_API_KEY', server.apiKey);
-  vi.stubEnv('COMET_URL_OVERRIDE', server.clientlibUrl);
-  offline = tempDir('comet-offline-');
-  warnings = [];
-  setWarningHandler((m) => warnings.push(m));
+  ({ server, offline, warnings } = await cometTestSetup('comet-offline-', { heartbeatMs: 300 }));
 });
 afterEach(async () => {
-  vi.unstubAllEnvs();
-  setWarningHandler(undefined);
-  await server.close();
+  await cometTestTeardown(server);
 });
 
 const path = (r: RecordedRequest) => `${r.method} ${r.path.replace('/api/rest/v2/write/experiment/', '')}`;

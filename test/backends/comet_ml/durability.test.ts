@@ -1,33 +1,24 @@
 // Issue 13.4 for Comet: write-ahead under SIGKILL, and the in-memory cap spilling to the spool.
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BackendError, CometMLTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BackendError, CometMLTracker } from '../../../generated/index.gen.js';
 import { QUEUE_LIMITS } from '../../../runtime/backends/comet_ml/index.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { listSpools } from '../../../runtime/io/spool.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
+import { cometTestSetup, cometTestTeardown } from './setup.js';
 import { CometTestServer } from './server.js';
 import { lastStepAtOrBefore, startLoggingChild } from '../../support/logging-child.js';
 
-const ENV = ['COMET_API_KEY', 'COMET_WORKSPACE', 'COMET_PROJECT_NAME', 'COMET_URL_OVERRIDE', 'COMET_EXPERIMENT_KEY', 'COMET_OFFLINE_DIRECTORY', 'COMET_START_ONLINE', 'COMET_START_MODE', 'RANK', 'LOCAL_RANK'];
 let server: CometTestServer;
 let offline: string;
 let warnings: string[];
 beforeEach(async () => {
-  for (const v of ENV) vi.stubEnv(v, undefined);
-  vi.stubEnv('HOME', tempDir('home-'));
-  server = await CometTestServer.start();
-  vi.stubEnv('COMET_API_KEY', server.apiKey);
-  vi.stubEnv('COMET_URL_OVERRIDE', server.clientlibUrl);
-  offline = tempDir('comet-wal-');
-  warnings = [];
-  setWarningHandler((m) => warnings.push(m));
+  ({ server, offline, warnings } = await cometTestSetup('comet-wal-'));
 });
 afterEach(async () => {
-  vi.unstubAllEnvs();
-  setWarningHandler(undefined);
-  await server.close();
+  await cometTestTeardown(server);
 });
 
 /** name@step → how many times the server stored it. */

@@ -3,31 +3,22 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BackendError, CometMLTracker, ValidationError, setWarningHandler } from '../../../generated/index.gen.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BackendError, CometMLTracker, ValidationError } from '../../../generated/index.gen.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
 import { decodePngRgba } from '../../../runtime/io/image.js';
 import { tempDir } from '../../support/helpers.js';
+import { cometTestSetup, cometTestTeardown } from './setup.js';
 import { CometTestServer } from './server.js';
 
-const ENV = ['COMET_API_KEY', 'COMET_WORKSPACE', 'COMET_PROJECT_NAME', 'COMET_URL_OVERRIDE', 'COMET_EXPERIMENT_KEY', 'COMET_OFFLINE_DIRECTORY', 'COMET_START_ONLINE', 'COMET_START_MODE', 'RANK', 'LOCAL_RANK'];
 let server: CometTestServer;
 let offline: string;
 let warnings: string[];
 beforeEach(async () => {
-  for (const v of ENV) vi.stubEnv(v, undefined);
-  vi.stubEnv('HOME', tempDir('home-'));
-  server = await CometTestServer.start({ heartbeatMs: 300 });
-  vi.stubEnv('COMET_API_KEY', server.apiKey);
-  vi.stubEnv('COMET_URL_OVERRIDE', server.clientlibUrl);
-  offline = tempDir('comet-offline-');
-  warnings = [];
-  setWarningHandler((m) => warnings.push(m));
+  ({ server, offline, warnings } = await cometTestSetup('comet-offline-', { heartbeatMs: 300 }));
 });
 afterEach(async () => {
-  vi.unstubAllEnvs();
-  setWarningHandler(undefined);
-  await server.close();
+  await cometTestTeardown(server);
 });
 
 const rgb = (h: number, w: number, seed: number) => {

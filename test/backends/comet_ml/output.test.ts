@@ -1,13 +1,12 @@
 // Comet console output (issue 17, log_output): stdout/stderr lines to write/experiment/output in
 // batches, the terminal unchanged, off by default.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CometMLTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CometMLTracker } from '../../../generated/index.gen.js';
 import { OUTPUT_BATCH } from '../../../runtime/backends/comet_ml/index.js';
 import { syncAll } from '../../../runtime/backends/sync.js';
-import { tempDir } from '../../support/helpers.js';
+import { cometTestSetup, cometTestTeardown } from './setup.js';
 import { CometTestServer } from './server.js';
 
-const ENV = ['COMET_API_KEY', 'COMET_WORKSPACE', 'COMET_PROJECT_NAME', 'COMET_URL_OVERRIDE', 'COMET_EXPERIMENT_KEY', 'COMET_OFFLINE_DIRECTORY', 'COMET_START_ONLINE', 'COMET_START_MODE', 'RANK', 'LOCAL_RANK'];
 let server: CometTestServer;
 let offline: string;
 /** What the terminal received, per stream, through the writes the test put in place. */
@@ -18,13 +17,7 @@ let termOut: typeof process.stdout.write;
 let termErr: typeof process.stderr.write;
 const saved = { ...OUTPUT_BATCH };
 beforeEach(async () => {
-  for (const v of ENV) vi.stubEnv(v, undefined);
-  vi.stubEnv('HOME', tempDir('home-'));
-  server = await CometTestServer.start({ heartbeatMs: 300 });
-  vi.stubEnv('COMET_API_KEY', server.apiKey);
-  vi.stubEnv('COMET_URL_OVERRIDE', server.clientlibUrl);
-  offline = tempDir('comet-offline-');
-  setWarningHandler(() => undefined);
+  ({ server, offline } = await cometTestSetup('comet-offline-', { heartbeatMs: 300 }));
   terminal = { out: [], err: [] };
   realOut = process.stdout.write;
   realErr = process.stderr.write;
@@ -37,9 +30,7 @@ afterEach(async () => {
   process.stdout.write = realOut;
   process.stderr.write = realErr;
   Object.assign(OUTPUT_BATCH, saved);
-  vi.unstubAllEnvs();
-  setWarningHandler(undefined);
-  await server.close();
+  await cometTestTeardown(server);
 });
 
 describe('log_output', () => {

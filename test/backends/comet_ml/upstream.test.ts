@@ -2,26 +2,19 @@
 // heartbeats until the last request and re-read intervals, start time only for a created
 // experiment, one limit bucket per documented data type, the create response's link.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CometMLTracker, setWarningHandler } from '../../../generated/index.gen.js';
+import { CometMLTracker } from '../../../generated/index.gen.js';
 import { COMET_LIMITS, connect, PIPELINE } from '../../../runtime/backends/comet_ml/index.js';
-import { tempDir } from '../../support/helpers.js';
+import { cometTestSetup, cometTestTeardown } from './setup.js';
 import { CometTestServer } from './server.js';
 
-const ENV = ['COMET_API_KEY', 'COMET_WORKSPACE', 'COMET_PROJECT_NAME', 'COMET_URL_OVERRIDE', 'COMET_EXPERIMENT_KEY', 'COMET_OFFLINE_DIRECTORY', 'COMET_START_ONLINE', 'COMET_START_MODE', 'RANK', 'LOCAL_RANK'];
 let server: CometTestServer;
 beforeEach(async () => {
-  for (const v of ENV) vi.stubEnv(v, undefined);
-  vi.stubEnv('HOME', tempDir('home-'));
-  server = await CometTestServer.start({ heartbeatMs: 300 });
-  vi.stubEnv('COMET_API_KEY', server.apiKey);
-  vi.stubEnv('COMET_URL_OVERRIDE', server.clientlibUrl);
-  vi.stubEnv('COMET_OFFLINE_DIRECTORY', tempDir('comet-offline-'));
-  setWarningHandler(() => undefined);
+  let offline: string;
+  ({ server, offline } = await cometTestSetup('comet-offline-', { heartbeatMs: 300 }));
+  vi.stubEnv('COMET_OFFLINE_DIRECTORY', offline);
 });
 afterEach(async () => {
-  vi.unstubAllEnvs();
-  setWarningHandler(undefined);
-  await server.close();
+  await cometTestTeardown(server);
 });
 
 describe('requests in flight', () => {
