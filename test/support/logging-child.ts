@@ -58,3 +58,17 @@ export async function startLoggingChild(code: string, options: { ready: RegExp; 
 export function lastStepAtOrBefore(logged: readonly Logged[], at: number): number {
   return logged.filter((l) => l.at <= at).at(-1)!.step;
 }
+
+/**
+ * Child source for the usual logging loop, with a tracker `t` in scope: each batch logs `rows` rows
+ * of ten metrics (m<k> = step + k/10) at the next steps and prints `logged <last step> <Date.now()>`;
+ * on the `go` line a batch runs every 5 ms. With `firstNow`, one batch is logged at once before that.
+ */
+export function metricsLoop(rows: number, firstNow = false): string {
+  return `let step = 0;
+const logBatch = () => {
+  for (let i = 0; i < ${rows}; i++, step++) { const v = {}; for (let k = 0; k < 10; k++) v['m' + k] = step + k / 10; t.log(v, step); }
+  process.stdout.write('logged ' + (step - 1) + ' ' + Date.now() + '\\n');
+};
+${firstNow ? 'logBatch();\n' : ''}process.stdin.once('data', () => setInterval(logBatch, 5));`;
+}

@@ -10,7 +10,7 @@ import { aimTuning } from '../../../runtime/backends/aim/index.js';
 import { listSpools } from '../../../runtime/io/spool.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
 import { AimTestServer } from './server.js';
-import { lastStepAtOrBefore, startLoggingChild } from '../../support/logging-child.js';
+import { lastStepAtOrBefore, metricsLoop, startLoggingChild } from '../../support/logging-child.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./hash-vectors.json', import.meta.url), 'utf8')) as { values: { value: unknown; hash: string }[] };
 /** Context id of {} (Aim's hash_auto, from the Python vectors). */
@@ -81,13 +81,7 @@ describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4
 const t = new AimTracker({ run_name: 'killed', logging_dir: ${JSON.stringify(server.uri)}, flush_interval_secs: ${interval} });
 await t.start();
 process.stdout.write('run ' + t.tracker.hash + '\\n');
-process.stdin.once('data', () => {
-  let step = 0;
-  setInterval(() => {
-    for (let i = 0; i < 5; i++, step++) { const v = {}; for (let k = 0; k < 10; k++) v['m' + k] = step + k / 10; t.log(v, step); }
-    process.stdout.write('logged ' + (step - 1) + ' ' + Date.now() + '\\n');
-  }, 5);
-});
+${metricsLoop(5)}
 `,
       { ready: /^run ([0-9a-f]{24})$/m, env: { ...process.env, TRACKSPEC_SPOOL_DIR: spoolDir } },
     );

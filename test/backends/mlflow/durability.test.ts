@@ -7,7 +7,7 @@ import { MLflowTracker, setWarningHandler } from '../../../generated/index.gen.j
 import { cmdSync } from '../../../cli/commands/sync.js';
 import { ROOT, tempDir } from '../../support/helpers.js';
 import { MlflowTestServer } from './server.js';
-import { lastStepAtOrBefore, startLoggingChild } from '../../support/logging-child.js';
+import { lastStepAtOrBefore, metricsLoop, startLoggingChild } from '../../support/logging-child.js';
 
 const ENV = ['MLFLOW_TRACKING_URI', 'MLFLOW_EXPERIMENT_NAME', 'MLFLOW_RUN_ID', 'MLFLOW_TAGS', 'MLFLOW_NESTED_RUN', 'MLFLOW_TRACKING_TOKEN',
   'MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD', 'MLFLOW_TRACKING_INSECURE_TLS', 'RANK', 'LOCAL_RANK'];
@@ -82,13 +82,7 @@ describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4
 const t = new MLflowTracker({ tracking_uri: ${JSON.stringify(server.url)}, experiment_name: 'killed', flush_interval_secs: ${interval} });
 await t.start();
 process.stdout.write('run ' + t.tracker.runId + '\\n');
-process.stdin.once('data', () => {
-  let step = 0;
-  setInterval(() => {
-    for (let i = 0; i < 50; i++, step++) { const v = {}; for (let k = 0; k < 10; k++) v['m' + k] = step + k / 10; t.log(v, step); }
-    process.stdout.write('logged ' + (step - 1) + ' ' + Date.now() + '\\n');
-  }, 5);
-});
+${metricsLoop(50)}
 `,
       { ready: /^run ([0-9a-f]{32})$/m, env: { ...process.env, TRACKSPEC_SPOOL_DIR: spoolDir } },
     );

@@ -10,7 +10,7 @@ import { Spool, listSpools } from '../../../runtime/io/spool.js';
 import { ROOT } from '../../support/helpers.js';
 import { WandbTestServer } from './server.js';
 import { wandbTestSetup, wandbTestTeardown } from './setup.js';
-import { lastStepAtOrBefore, startLoggingChild } from '../../support/logging-child.js';
+import { lastStepAtOrBefore, metricsLoop, startLoggingChild } from '../../support/logging-child.js';
 
 let server: WandbTestServer;
 let dir: string;
@@ -30,13 +30,7 @@ describe('write-ahead: SIGKILL loses at most the last flush interval (issue 13.4
 const t = new WandBTracker({ run_name: 'killed', dir: ${JSON.stringify(dir)}, flush_interval_secs: ${interval} });
 await t.start();
 process.stdout.write('run ' + t.tracker.entity + ' ' + t.tracker.runId + '\\n');
-let step = 0;
-const go = () => {
-  for (let i = 0; i < 20; i++, step++) { const v = {}; for (let k = 0; k < 10; k++) v['m' + k] = step + k / 10; t.log(v, step); }
-  process.stdout.write('logged ' + (step - 1) + ' ' + Date.now() + '\\n');
-};
-go(); // these rows reach the server before it stops
-process.stdin.once('data', () => setInterval(go, 5));
+${metricsLoop(20, true)}
 `,
       { ready: /^run (\S+) (\S+)$/m, env: { ...process.env, WANDB_API_KEY: server.apiKey, WANDB_BASE_URL: server.url } },
     );
