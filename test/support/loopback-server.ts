@@ -144,6 +144,11 @@ export abstract class LoopbackTestServer {
   /** Forget everything stored (`restart({ wipe: true })`). */
   protected abstract wipe(): void;
 
+  /** http://127.0.0.1:PORT (what the client's base URL / tracking URI is set to). */
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
   protected async listen(): Promise<void> {
     const srv = createServer((req, res) => {
       this.handle(req, res).catch(() => {

@@ -253,11 +253,6 @@ export class CometTestServer extends LoopbackTestServer {
     return s;
   }
 
-  /** e.g. http://127.0.0.1:PORT */
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
   /** What users put in COMET_URL_OVERRIDE. */
   get clientlibUrl(): string {
     return `${this.url}/clientlib/`;

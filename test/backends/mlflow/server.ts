@@ -317,10 +317,6 @@ export class MlflowTestServer extends LoopbackTestServer {
     return s;
   }
 
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
   override async close(): Promise<void> {
     await super.close();
     if (this.#ownArtifactsDir) rmSync(this.artifactsDir, { recursive: true, force: true });

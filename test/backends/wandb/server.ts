@@ -231,11 +231,6 @@ export class WandbTestServer extends LoopbackTestServer {
     return s;
   }
 
-  /** http://127.0.0.1:PORT — what WANDB_BASE_URL is set to. */
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
   /** The `Authorization` header value a client must send. */
   get authorization(): string {
     return `Basic ${b64(`api:${this.apiKey}`)}`;
